@@ -1,0 +1,174 @@
+"""The array backend: NumPy on the CPU, CuPy on a CUDA GPU, behind one module `xp`.
+
+Every piece of array code in minillm reaches its array library through this module, so
+the same lines run on either device (the CuPy "generic code" pattern). This is the only
+module that imports CuPy. It also owns the default floating dtype, the seeded random
+generators, and the transfers between device and host (which it counts, so a test can
+prove that a training step makes no hidden device -> host copies).
+
+Left out on purpose: multiple GPUs, mixed precision, and any array library but these two.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+import numpy
+
+DEVICES = ("cpu", "cuda")
+
+xp: Any = numpy               # the array module in use: numpy or cupy
+device: str = "cpu"
+_default_dtype = numpy.float32
+_rng: Any = numpy.random.default_rng(0)
+_debug_nan = os.environ.get("MINILLM_DEBUG_NAN", "") not in ("", "0")
+transfers = {"device_to_host": 0, "host_to_device": 0}
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used (unknown name, CuPy missing, no GPU)."""
+
+
+def _load_cupy():
+    try:
+        import cupy  # the one place CuPy is imported
+    except ImportError as err:
+        raise DeviceError(
+            "device 'cuda' needs CuPy, which is not installed: run "
+            "pip install -e \".[gpu]\" (cupy-cuda12x) on a machine with an NVIDIA GPU"
+        ) from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken
+        raise DeviceError(f"device 'cuda' was requested but no usable GPU was found ({err})") from err
+    if count == 0:
+        raise DeviceError("device 'cuda' was requested but no GPU was found")
+    return cupy
+
+
+def use_device(name: str) -> None:
+    """Select the array library for all later work: "cpu" (NumPy) or "cuda" (CuPy).
+
+    Arrays made before the switch stay where they are; make models after choosing the device.
+    """
+    global xp, device, _rng
+    if name not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}: expected one of {', '.join(DEVICES)}")
+    xp = numpy if name == "cpu" else _load_cupy()
+    device = name
+    _rng = xp.random.default_rng(0)
+
+
+def get_array_module(*arrays) -> Any:
+    """The array module (numpy or cupy) that owns these arrays; numpy for plain Python values."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            return xp
+    return numpy
+
+
+# ----- dtype ---------------------------------------------------------------------------
+
+def get_default_dtype():
+    """The floating dtype used for new tensors and parameters (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the default floating dtype: float32 for training, float64 for gradient checks."""
+    global _default_dtype
+    dtype = numpy.dtype(dtype).type
+    if dtype not in (numpy.float16, numpy.float32, numpy.float64):
+        raise TypeError(f"default dtype must be a floating type (float16/32/64), got {dtype.__name__}")
+    _default_dtype = dtype
+
+
+@contextlib.contextmanager
+def default_dtype(dtype) -> Iterator[None]:
+    """Context manager: use `dtype` as the default floating dtype inside the block."""
+    previous = _default_dtype
+    set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        set_default_dtype(previous)
+
+
+# ----- random numbers ------------------------------------------------------------------
+
+def manual_seed(seed: int) -> None:
+    """Seed the global generator: the same seed gives the same numbers, bit for bit, on one backend."""
+    global _rng
+    _rng = make_rng(seed)
+
+
+def make_rng(seed: int | None = None):
+    """An explicit generator (xp.random.Generator) for code that takes its own seed."""
+    if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
+        raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
+    return xp.random.default_rng(seed)
+
+
+def get_rng():
+    """The global generator that `manual_seed` seeds."""
+    return _rng
+
+
+def get_rng_state() -> dict:
+    """The global generator's state as plain data (for checkpoints)."""
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the global generator's state saved by `get_rng_state`."""
+    _rng.bit_generator.state = state
+
+
+# ----- arrays and transfers ------------------------------------------------------------
+
+def asarray(data, dtype=None):
+    """`data` as an array on the current device; floats default to the default dtype."""
+    if isinstance(data, (float, list, tuple)) and dtype is None:
+        probe = numpy.asarray(data)
+        dtype = _default_dtype if probe.dtype.kind == "f" else None
+    if xp is not numpy and isinstance(data, numpy.ndarray):
+        transfers["host_to_device"] += 1
+    return xp.asarray(data, dtype=dtype)
+
+
+def to_numpy(array) -> numpy.ndarray:
+    """Copy an array to the host as a NumPy array (counted when it leaves the GPU)."""
+    if isinstance(array, numpy.ndarray):
+        return array
+    if hasattr(array, "get"):  # a CuPy array
+        transfers["device_to_host"] += 1
+        return array.get()
+    return numpy.asarray(array)
+
+
+def reset_transfer_counts() -> None:
+    """Zero the device <-> host transfer counters."""
+    for key in transfers:
+        transfers[key] = 0
+
+
+# ----- debugging -----------------------------------------------------------------------
+
+def set_debug_nan(enabled: bool) -> None:
+    """When on, every op checks its output and names itself if it produced NaN (slow)."""
+    global _debug_nan
+    _debug_nan = bool(enabled)
+
+
+def debug_nan_enabled() -> bool:
+    return _debug_nan
+
+
+def _init_from_environment() -> None:
+    name = os.environ.get("MINILLM_DEVICE", "").strip().lower()
+    if name:
+        use_device(name)
+
+
+_init_from_environment()

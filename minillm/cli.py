@@ -1,0 +1,46 @@
+"""The `minillm` command (also `python -m minillm`).
+
+Each command group lives in its own module under `minillm.commands` and adds its
+subcommands with `register(subparsers)`; a subcommand stores its handler in `func`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import minillm
+
+# Modules under minillm.commands, each exposing register(subparsers).
+COMMAND_MODULES = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minillm",
+        description="minillm: build and train a small LLM from scratch "
+                    "(tokens, pretraining, SFT, reward model, RLHF).",
+    )
+    parser.add_argument("--version", action="version", version=f"minillm {minillm.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"minillm.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
+        # Bad input: one clear sentence, no traceback.
+        print(f"minillm {args.command}: error: {err}", file=sys.stderr)
+        return 2
