@@ -1,6 +1,22 @@
-"""minillm: a from-scratch, educational LLM pipeline in NumPy (CuPy on a GPU)."""
+"""minillm: a from-scratch, educational LLM pipeline in NumPy (CuPy on a GPU).
+
+The names most lessons need are importable from here: `Tensor`, `no_grad`, `gradcheck`,
+the multi-tensor functions (`concatenate`, `stack`, `split`, `where`, `maximum`,
+`minimum`), and the backend switches (`use_device`, `manual_seed`, default dtype).
+"""
 __version__ = "0.1.0"
 
 from minillm.backend import (  # noqa: E402
-    use_device, manual_seed, get_default_dtype, set_default_dtype, default_dtype,
+    use_device, manual_seed, make_rng, get_default_dtype, set_default_dtype, default_dtype,
+    set_debug_nan, to_numpy,
 )
+from minillm.tensor import (  # noqa: E402
+    Tensor, no_grad, concatenate, stack, split, where, maximum, minimum,
+)
+from minillm.gradcheck import gradcheck, GradcheckError  # noqa: E402
+
+__all__ = [
+    "Tensor", "no_grad", "gradcheck", "GradcheckError", "concatenate", "stack", "split",
+    "where", "maximum", "minimum", "use_device", "manual_seed", "make_rng",
+    "get_default_dtype", "set_default_dtype", "default_dtype", "set_debug_nan", "to_numpy",
+]

@@ -1,0 +1,143 @@
+"""Neural-network functions on Tensors: softmax, log_softmax, gelu, layer_norm, embedding,
+dropout, cross_entropy.
+
+Lecture: the pieces the transformer and the losses are made of. Each function that has a
+fused one-node version (see `fused.py`) keeps its composed-from-primitives twin here,
+named `*_composed`, written as the formula reads; the tests prove the pair equal in value
+and gradient, so the fast path is never trusted blindly.
+"""
+from __future__ import annotations
+
+import math
+
+from minillm import backend, fused
+from minillm.tensor import Tensor, apply, concatenate, maximum, minimum, split, stack, where  # noqa: F401
+
+
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """softmax(x)_i = exp(x_i) / Σ_j exp(x_j): a probability distribution (sums to 1)."""
+    return apply(fused.Softmax, _tensor(x), axis=axis)
+
+
+def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
+    """The same softmax from primitives; the max is subtracted (as a constant) so exp cannot overflow."""
+    x = _tensor(x)
+    shifted = x - x.data.max(axis=axis, keepdims=True)
+    e = shifted.exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log softmax(x)_i = x_i - log Σ_j exp(x_j), computed without overflow."""
+    return apply(fused.LogSoftmax, _tensor(x), axis=axis)
+
+
+def log_softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
+    """The same log-softmax from primitives: x - logsumexp(x)."""
+    x = _tensor(x)
+    return x - x.logsumexp(axis=axis, keepdims=True)
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU, GPT-2's tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))."""
+    return apply(fused.Gelu, _tensor(x))
+
+
+def gelu_composed(x: Tensor) -> Tensor:
+    """The same GELU from primitives, term by term."""
+    x = _tensor(x)
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
+    return 0.5 * x * (1 + inner.tanh())
+
+
+def layer_norm(x: Tensor, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """LayerNorm(x) = (x - μ) / √(σ² + eps) · w + b, μ and σ² over the last axis (C)."""
+    return apply(fused.LayerNorm, _tensor(x), weight, bias, eps=eps)
+
+
+def layer_norm_composed(x: Tensor, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """The same layer norm from primitives, as the formula reads."""
+    x = _tensor(x)
+    mu = x.mean(axis=-1, keepdims=True)
+    centered = x - mu
+    var = (centered * centered).mean(axis=-1, keepdims=True)
+    out = centered / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def _check_ids(ids, num_rows: int):
+    ids = ids.data if isinstance(ids, Tensor) else backend.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num_rows):
+        raise IndexError(f"embedding ids must lie in [0, {num_rows}), got values from "
+                         f"{int(ids.min())} to {int(ids.max())}")
+    return ids
+
+
+def embedding(weight: Tensor, ids) -> Tensor:
+    """Look up rows: out[b, t] = W[ids[b, t]]. ids (B, T) integers -> (B, T, C)."""
+    return apply(fused.Embedding, weight, _check_ids(ids, weight.shape[0]))
+
+
+def embedding_composed(weight: Tensor, ids) -> Tensor:
+    """The same lookup as integer-array indexing (whose backward is a scatter-add)."""
+    return weight[_check_ids(ids, weight.shape[0])]
+
+
+def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability p and scale the survivors by 1/(1-p), so the
+    expected value is unchanged. Identity when not training or p == 0.
+
+    Args:
+        rng: an xp Generator (from `backend.make_rng(seed)`); the global one by default.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    rng = rng or backend.get_rng()
+    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    return x * (keep * x.dtype.type(1.0 / (1.0 - p)))
+
+
+def _check_targets(logits: Tensor, targets):
+    targets = targets.data if isinstance(targets, Tensor) else backend.asarray(targets)
+    if logits.ndim != 2 or targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"cross entropy expects logits (N, V) and targets (N,), got "
+                         f"{logits.shape} and {targets.shape}")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"targets must be integer class ids, got dtype {targets.dtype}")
+    return targets
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean over counted rows of -log softmax(logits)[target]; one fused, stable node.
+
+    Args:
+        logits: (N, V) unnormalised scores.
+        targets: (N,) integer ids; rows equal to `ignore_index` are left out of the mean.
+    """
+    targets = _check_targets(logits, targets)
+    counted = targets[targets != ignore_index]
+    if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= logits.shape[1]):
+        raise IndexError(f"targets must lie in [0, {logits.shape[1]}) or equal ignore_index "
+                         f"({ignore_index}), got values from {int(counted.min())} to {int(counted.max())}")
+    return apply(fused.CrossEntropy, logits, targets, ignore_index=ignore_index)
+
+
+def cross_entropy_composed(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """The same cross entropy from primitives: -Σ_counted log_softmax(z)[y] / n_counted."""
+    targets = _check_targets(logits, targets)
+    xp = backend.get_array_module(targets)
+    counted = targets != ignore_index
+    rows = xp.arange(len(targets))
+    picked = log_softmax_composed(logits)[rows, xp.where(counted, targets, 0)]  # (N,)
+    n = max(int(counted.sum()), 1)
+    return -(picked * counted.astype(logits.dtype)).sum() / n

@@ -1,0 +1,154 @@
+"""Fused ops: neural-network functions computed in one node with a hand-written backward.
+
+Lecture: the transformer's building blocks. Each of these could be composed from the
+primitives in `ops.py` (and `functional.py` keeps that composed twin next to it, tested
+for equal values and gradients); fused, each is one node in the graph, which saves memory
+and the Python cost of many small nodes, and lets the backward use the closed form.
+
+Left out: custom GPU kernels (CuPy runs the same array expressions), in-place tricks that
+would make the formulas hard to read.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from minillm.backend import get_array_module
+from minillm.ops import Function
+
+GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class Softmax(Function):
+    """y = exp(x - max x) / Σ exp(x - max x); backward: dx = y ⊙ (g - Σ g⊙y)."""
+
+    def forward(self, x, axis=-1):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))  # subtract the max: exp never overflows
+        self.y, self.axis = e / e.sum(axis=axis, keepdims=True), axis
+        return self.y
+
+    def backward(self, grad):
+        y = self.y
+        return (y * (grad - (grad * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x); backward: dx = g - softmax(x) · Σ g."""
+
+    def forward(self, x, axis=-1):
+        xp = get_array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.out, self.axis = out, axis
+        return out
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        return (grad - xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True),)
+
+
+class Gelu(Function):
+    """GPT-2's GELU, tanh approximation: y = ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+
+    dy/dx = ½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3·0.044715 x²), with t the tanh above.
+    """
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.x = x
+        self.t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1 + self.t)
+
+    def backward(self, grad):
+        x, t = self.x, self.t
+        inner_derivative = GELU_C * (1 + 3 * 0.044715 * x * x)
+        return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner_derivative),)
+
+
+class LayerNorm(Function):
+    """y = (x - μ) / √(σ² + eps) · w + b over the last axis.
+
+    With x̂ the normalised input and ĝ = g ⊙ w, the closed-form backward is
+    dx = (ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / √(σ² + eps), dw = Σ g ⊙ x̂, db = Σ g.
+    """
+
+    def forward(self, x, weight, bias, eps=1e-5):
+        xp = get_array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        centered = x - mu
+        var = (centered * centered).mean(axis=-1, keepdims=True)
+        self.inv_std = 1.0 / xp.sqrt(var + eps)
+        self.xhat = centered * self.inv_std
+        self.weight = weight
+        out = self.xhat if weight is None else self.xhat * weight
+        return out if bias is None else out + bias
+
+    def backward(self, grad):
+        xhat = self.xhat
+        ghat = grad if self.weight is None else grad * self.weight
+        dx = (ghat - ghat.mean(axis=-1, keepdims=True)
+              - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
+        rows = grad.reshape(-1, grad.shape[-1])
+        dw = (rows * xhat.reshape(rows.shape)).sum(axis=0) if self.needs_grad[1] else None
+        db = rows.sum(axis=0) if self.needs_grad[2] else None
+        return dx, dw, db, None
+
+
+def scatter_add_rows(num_rows: int, ids, values):
+    """out[i] = Σ_{j: ids[j] = i} values[j], for an (N,) id array and (N, C) values.
+
+    NumPy's `add.at` is slow; sorting the ids and summing each run with `add.reduceat`
+    gives the same sums several times faster. CuPy's `add.at` is a fast atomic kernel.
+    """
+    xp = get_array_module(values)
+    out = xp.zeros((num_rows, values.shape[-1]), dtype=values.dtype)
+    if xp is not numpy:
+        xp.add.at(out, ids, values)
+        return out
+    order = numpy.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = numpy.flatnonzero(numpy.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    if len(starts):
+        out[sorted_ids[starts]] = numpy.add.reduceat(values[order], starts, axis=0)
+    return out
+
+
+class Embedding(Function):
+    """out[..., :] = W[ids[...], :]; backward: dW[i] = Σ of the gradients of the rows that read i."""
+
+    def forward(self, weight, ids):
+        self.num_rows, self.ids = weight.shape[0], ids
+        return weight[ids]  # (..., ) ids -> (..., C)
+
+    def backward(self, grad):
+        flat = grad.reshape(-1, grad.shape[-1])
+        return scatter_add_rows(self.num_rows, self.ids.reshape(-1), flat), None
+
+
+class CrossEntropy(Function):
+    """Mean over counted rows of -log softmax(logits)[target]: L = mean(logsumexp(z) - z[y]).
+
+    Rows whose target equals `ignore_index` do not count. dL/dz = (softmax(z) - onehot(y)) / n
+    on counted rows, 0 on ignored rows. Logits (N, V), targets (N,).
+    """
+
+    def forward(self, logits, targets, ignore_index=-100):
+        xp = get_array_module(logits)
+        counted = targets != ignore_index
+        safe_targets = xp.where(counted, targets, 0)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        exp = xp.exp(shifted)
+        total = exp.sum(axis=-1, keepdims=True)
+        rows = xp.arange(len(targets))
+        nll = xp.log(total[:, 0]) - shifted[rows, safe_targets]  # (N,)
+        self.count = xp.maximum(counted.sum(), 1).astype(logits.dtype)
+        self.probs, self.rows, self.targets, self.counted = exp / total, rows, safe_targets, counted
+        return (nll * counted).sum() / self.count
+
+    def backward(self, grad):
+        d = self.probs.copy()
+        d[self.rows, self.targets] -= 1  # softmax - onehot
+        d *= (self.counted / self.count)[:, None] * grad
+        return d, None, None

@@ -1,0 +1,82 @@
+"""The backend: seeding, dtypes, and the rule that array code never calls NumPy directly."""
+import ast
+import pathlib
+
+import numpy
+import pytest
+
+import minillm
+from minillm import backend
+
+PACKAGE = pathlib.Path(minillm.__file__).parent
+# Host-only code may use NumPy directly (DESIGN: tokenizers, data files, plots, checkpoints,
+# the CLI, and the gradient checker's float64 bookkeeping). Every other module is array
+# code: it reaches its array library through minillm.backend (xp or get_array_module) so
+# that the same lines run on CuPy.
+HOST_ONLY = {"backend.py", "gradcheck.py", "checkpoint.py", "cli.py", "ngram.py", "plots.py",
+             "report.py", "hf_gpt2.py"}
+HOST_ONLY_DIRS = {"tokenizers", "data", "commands", "training"}
+ARRAY_MODULES = sorted(
+    str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+    if p.name not in HOST_ONLY and not HOST_ONLY_DIRS & set(p.relative_to(PACKAGE).parts[:-1]))
+# NumPy may be imported for dtypes and host-side types only; these are the allowed uses.
+ALLOWED_NUMPY_ATTRS = {"float16", "float32", "float64", "generic", "ndarray", "dtype", "integer",
+                       "asarray"}  # tensor.py: wraps a NumPy scalar that a reduction returned
+
+
+def _numpy_uses(path):
+    tree = ast.parse(path.read_text())
+    names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for a in node.names if a.name == "numpy"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+            yield node.attr, node.lineno
+
+
+@pytest.mark.parametrize("name", ARRAY_MODULES)
+def test_array_code_goes_through_the_backend(name):
+    path = PACKAGE / name
+    bad = [(attr, line) for attr, line in _numpy_uses(path) if attr not in ALLOWED_NUMPY_ATTRS]
+    # fused.py's scatter_add_rows has a NumPy-only fast path, taken only when xp is numpy.
+    if name == "fused.py":
+        bad = [(a, l) for a, l in bad if a not in {"argsort", "flatnonzero", "r_", "add"}]
+    assert not bad, f"{name} calls numpy directly at {bad}: use backend.xp or get_array_module"
+
+
+def test_only_backend_imports_cupy():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "backend.py":
+            assert "import cupy" not in path.read_text(), f"{path} imports cupy"
+
+
+def test_same_seed_same_numbers():
+    minillm.manual_seed(42)
+    a = backend.get_rng().standard_normal(5)
+    minillm.manual_seed(42)
+    b = backend.get_rng().standard_normal(5)
+    numpy.testing.assert_array_equal(a, b)
+    state = backend.get_rng_state()
+    c = backend.get_rng().random(3)
+    backend.set_rng_state(state)
+    numpy.testing.assert_array_equal(c, backend.get_rng().random(3))
+
+
+def test_default_dtype_setting():
+    assert minillm.Tensor([1.0]).dtype == numpy.float32
+    with minillm.default_dtype(numpy.float64):
+        assert minillm.Tensor([1.0]).dtype == numpy.float64
+    assert minillm.get_default_dtype() == numpy.float32
+    with pytest.raises(TypeError, match="floating"):
+        minillm.set_default_dtype(numpy.int32)
+
+
+def test_bad_seed_is_refused():
+    with pytest.raises(ValueError, match="non-negative integer"):
+        minillm.make_rng(-1)
+
+
+def test_to_numpy_and_transfer_counter_on_cpu():
+    backend.reset_transfer_counts()
+    arr = backend.to_numpy(backend.asarray([1.0, 2.0]))
+    assert isinstance(arr, numpy.ndarray)
+    assert backend.transfers == {"device_to_host": 0, "host_to_device": 0}
