@@ -44,9 +44,11 @@ class BPETokenizer(Tokenizer):
     """Ids 0..255 are bytes, 256.. the merges in learned order, then the special tokens.
 
     Example:
-        >>> tok = BPETokenizer.train("the cat and the hat " * 20, vocab_size=260)
+        >>> tok = BPETokenizer.train("the cat and the hat " * 20, vocab_size=261)
+        >>> tok.merges[:3]
+        [(b't', b'h'), (b'th', b'e'), (b'a', b't')]
         >>> tok.tokens("the hat")
-        ['the', ' hat']
+        ['the', ' ', 'h', 'at']
     """
 
     kind = "bpe"
