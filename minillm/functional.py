@@ -107,6 +107,51 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
     return x * (keep * x.dtype.type(1.0 / (1.0 - p)))
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
+    """Scaled dot-product attention: softmax(q kᵀ / √D + mask) v.
+
+    Args:
+        q: (B, H, Tq, D) queries; k, v: (B, H, Tk, D) keys and values.
+        mask: boolean, broadcastable to (B, H, Tq, Tk): True where a query may look at a key.
+            Masked scores become -inf, so they get exactly zero attention weight.
+    Returns:
+        (B, H, Tq, D)
+    """
+    scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, D) -> (B, H, Tq, Tk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf)
+    return softmax(scores, axis=-1) @ v  # (B, H, Tq, Tk) @ (B, H, Tk, D) -> (B, H, Tq, D)
+
+
+def causal_mask(T: int, offset: int = 0):
+    """(T, offset + T) boolean: query i (at position offset + i) may look at keys 0..offset + i."""
+    xp = backend.xp
+    return xp.arange(offset + T)[None, :] <= (offset + xp.arange(T))[:, None]
+
+
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """(B, T, C) -> (B, H, T, D): each head sees its own D = C / H channels."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def merge_heads(y: Tensor) -> Tensor:
+    """(B, H, T, D) -> (B, T, C): the heads side by side again."""
+    B, H, T, D = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+
+def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
+    """Causal multi-head self-attention from packed q, k, v (B, T, 3C) -> (B, T, C), one fused node."""
+    return apply(fused.CausalSelfAttention, qkv, n_head=n_head)
+
+
+def causal_self_attention_composed(qkv: Tensor, n_head: int) -> Tensor:
+    """The same attention step by step: split q, k, v and the heads, attend with the causal mask, merge."""
+    q, k, v = (split_heads(part, n_head) for part in split(qkv, 3, axis=2))  # 3 x (B, H, T, D)
+    return merge_heads(attention(q, k, v, causal_mask(qkv.shape[1])))
+
+
 def _check_targets(logits: Tensor, targets):
     targets = targets.data if isinstance(targets, Tensor) else backend.asarray(targets)
     if logits.ndim != 2 or targets.ndim != 1 or targets.shape[0] != logits.shape[0]:

@@ -152,3 +152,47 @@ class CrossEntropy(Function):
         d[self.rows, self.targets] -= 1  # softmax - onehot
         d *= (self.counted / self.count)[:, None] * grad
         return d, None, None
+
+
+class CausalSelfAttention(Function):
+    """Multi-head causal self-attention from packed projections, in one node.
+
+    Forward, per head (q, k, v of shape (T, D)):  S = q kᵀ / √D + causal mask,
+    P = softmax(S), y = P v.  Backward, with dy given:
+        dv = Pᵀ dy,   dP = dy vᵀ,   dS = P ⊙ (dP - Σ_j dP ⊙ P),   dq = dS k / √D,   dk = dSᵀ q / √D.
+    Input qkv (B, T, 3C) holds q, k, v side by side; output (B, T, C) has the heads merged.
+    """
+
+    def forward(self, qkv, n_head):
+        xp = get_array_module(qkv)
+        B, T, C3 = qkv.shape
+        C = C3 // 3
+        D = C // n_head
+        heads = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # (B, T, 3C) -> (3, B, H, T, D)
+        q, k, v = heads[0], heads[1], heads[2]
+        self.scale = 1.0 / math.sqrt(D)
+        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        scores *= self.scale
+        scores[..., xp.triu(xp.ones((T, T), dtype=bool), k=1)] = -xp.inf  # no looking ahead
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = xp.exp(scores, out=scores)
+        probs /= probs.sum(axis=-1, keepdims=True)
+        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        self.q, self.k, self.v, self.probs, self.shape = q, k, v, probs, (B, T, C, n_head, D)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        B, T, C, H, D = self.shape
+        dy = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
+        probs = self.probs
+        dv = probs.swapaxes(-1, -2) @ dy
+        dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T)
+        dscores = dprobs
+        dscores -= (dprobs * probs).sum(axis=-1, keepdims=True)
+        dscores *= probs
+        dscores *= self.scale
+        dq = dscores @ self.k
+        dk = dscores.swapaxes(-1, -2) @ self.q
+        dqkv = xp.stack([dq, dk, dv])  # (3, B, H, T, D)
+        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # -> (B, T, 3C)

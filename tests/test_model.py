@@ -1,0 +1,142 @@
+"""The GPT: shapes, the lecture's distribution, causality, the whole-model gradient check,
+fused attention against its composed twin, the KV cache, and clear errors."""
+import numpy
+import pytest
+
+import minillm
+from minillm import Tensor, gradcheck
+from minillm import functional as F
+from minillm.kv_cache import KVCache
+from minillm.model import GPT, GPTConfig
+
+from conftest import rand
+
+TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
+
+
+def make(**overrides):
+    minillm.manual_seed(0)
+    return GPT(GPTConfig(**{**TINY, **overrides}))
+
+
+def ids(B=2, T=8, V=13, seed=0):
+    return numpy.random.default_rng(seed).integers(0, V, (B, T))
+
+
+def test_logits_shape_and_next_token_distribution():
+    model = make()
+    assert model(ids()).shape == (2, 8, 13)
+    assert model([1, 2, 3]).shape == (1, 3, 13)
+    p = model.next_token_probs([1, 2, 3])
+    assert p.shape == (13,) and abs(float(p.sum()) - 1) < 1e-5 and (p >= 0).all()
+    assert model.next_token_probs(ids()).shape == (2, 13)
+
+
+def test_causality_future_tokens_do_not_change_the_past():
+    model = make()
+    a, b = ids(), ids()
+    b[:, 5:] = (b[:, 5:] + 1) % 13
+    la, lb = model(a).numpy(), model(b).numpy()
+    numpy.testing.assert_allclose(la[:, :5], lb[:, :5], rtol=1e-6, atol=1e-6)
+    assert not numpy.allclose(la[:, 5:], lb[:, 5:])
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "composed"])
+def test_whole_model_gradcheck_every_parameter(fused, float64):
+    model = make(n_layer=1, n_embd=4, vocab_size=5, block_size=4, tie_weights=True)
+    model.set_fused_attention(fused)
+    x = ids(B=2, T=4, V=5)
+    params = model.parameters()
+
+    def loss_of(*_params):
+        return F.cross_entropy(model(x).reshape(-1, 5), x[:, ::-1].reshape(-1))
+
+    assert gradcheck(loss_of, params, atol=1e-6, rtol=1e-5)
+
+
+def test_untied_head_gradcheck(float64):
+    model = make(n_layer=1, n_embd=4, vocab_size=5, block_size=3, tie_weights=False, bias=False)
+    x = ids(B=1, T=3, V=5)
+    # wte, wpe; per block ln_1, c_attn, c_proj, ln_2, c_fc, c_proj (no biases); ln_f; lm_head
+    assert model.lm_head is not None and len(model.parameters()) == 2 + 6 + 1 + 1
+    assert gradcheck(lambda *_: model(x).sum(), model.parameters())
+
+
+def test_fused_attention_equals_composed_value_and_gradient(float64):
+    qkv = rand(2, 5, 12, seed=3)
+    out1 = F.causal_self_attention(qkv, 3)
+    w = Tensor(numpy.random.default_rng(0).standard_normal(out1.shape))
+    (out1 * w).sum().backward()
+    g1, qkv.grad = qkv.grad.copy(), None
+    out2 = F.causal_self_attention_composed(qkv, 3)
+    (out2 * w).sum().backward()
+    numpy.testing.assert_allclose(out1.numpy(), out2.numpy(), rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(g1, qkv.grad, rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda t: F.causal_self_attention(t, 3), [rand(1, 4, 6, seed=4)])
+
+
+def test_kv_cache_gives_the_same_logits_at_every_step():
+    model = make()
+    x = ids()
+    full = model(x).numpy()
+    cache = KVCache.for_model(model, batch=2, max_len=8)
+    with minillm.no_grad():
+        steps = [model(x[:, :3], cache=cache).numpy()]  # a prompt, then one token at a time
+        steps += [model(x[:, t:t + 1], cache=cache).numpy() for t in range(3, 8)]
+    numpy.testing.assert_allclose(numpy.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="KV cache holds 8"):
+        model(x[:, :1], cache=cache)
+
+
+def test_gpt2_initialisation_scales_residual_projections():
+    model = make(n_layer=8, n_embd=64, n_head=4, vocab_size=300, block_size=64)
+    std = float(model.h[0].attn.c_proj.weight.numpy().std())
+    assert abs(std - 0.02 / numpy.sqrt(16)) < 0.001
+    assert abs(float(model.h[0].mlp.c_fc.weight.numpy().std()) - 0.02) < 0.002
+    assert float(numpy.abs(model.h[0].mlp.c_fc.bias.numpy()).max()) == 0.0
+
+
+def test_parameter_and_flop_counts():
+    c = GPTConfig(**TINY)
+    model = make()
+    C, L, V, T = c.n_embd, c.n_layer, c.vocab_size, c.block_size
+    per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    expected = V * C + T * C + L * per_block + 2 * C
+    assert model.num_parameters() == expected
+    assert model.num_parameters(non_embedding=True) == expected - T * C
+    assert model.flops_per_token() == 6 * (expected - T * C) + 12 * L * C * T
+
+
+def test_tiny_model_overfits_one_batch():
+    model = make(n_embd=16)
+    x = ids(B=4, T=8, seed=1)
+    opt = minillm.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(60):
+        logits = model(x[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, 13), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_resize_token_embeddings_keeps_old_rows():
+    model = make()
+    before = model.wte.weight.numpy().copy()
+    model.resize_token_embeddings(16)
+    after = model.wte.weight.numpy()
+    numpy.testing.assert_array_equal(after[:13], before)
+    assert after.shape == (16, 8) and model.config.vocab_size == 16
+    assert model([15, 14]).shape == (1, 2, 16)
+
+
+def test_bad_inputs_name_the_limit():
+    model = make()
+    with pytest.raises(ValueError, match="block_size .* is 8"):
+        model(numpy.zeros((1, 9), dtype=int))
+    with pytest.raises(ValueError, match=r"\[0, 13\)"):
+        model([[1, 13]])
+    with pytest.raises(ValueError, match="integers"):
+        model(numpy.zeros((1, 2)))
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(n_embd=10, n_head=3)
