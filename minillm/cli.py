@@ -13,6 +13,7 @@ import minillm
 
 # Modules under minillm.commands, each exposing register(subparsers).
 COMMAND_MODULES = [
+    "tokenizer",
 ]
 
 
