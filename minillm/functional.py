@@ -143,6 +143,9 @@ def merge_heads(y: Tensor) -> Tensor:
 
 def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     """Causal multi-head self-attention from packed q, k, v (B, T, 3C) -> (B, T, C), one fused node."""
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
+        raise ValueError(f"attention expects packed q, k, v of shape (B, T, 3C) with C divisible by "
+                         f"n_head={n_head}, got {qkv.shape}")
     return apply(fused.CausalSelfAttention, qkv, n_head=n_head)
 
 

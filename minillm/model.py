@@ -149,6 +149,9 @@ class GPT(nn.Module):
         B, T = ids.shape
         if positions is None:
             start = cache.length if cache is not None else 0
+            if start + T > self.config.block_size:
+                raise ValueError(f"{start} cached + {T} new tokens exceed the model's block_size "
+                                 f"({self.config.block_size} positions)")
             positions = backend.xp.arange(start, start + T)[None, :]  # (1, T)
         x = self.drop(self.wte(ids) + self.wpe(positions))  # (B, T) -> (B, T, C)
         for layer, block in enumerate(self.h):
