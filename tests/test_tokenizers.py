@@ -352,3 +352,19 @@ def test_word_tokenizer_vocabulary_limits():
     assert tok.vocab_size == 3
     assert tok.tokens("a b c") == ["a", "b", "<unk>"]
     assert WordTokenizer.train("a a a b b c", min_count=2).tokens("c") == ["<unk>"]
+
+
+def test_special_tokens_must_be_a_list():
+    with pytest.raises(TypeError, match=r"write \['<\|endoftext\|>'\]"):
+        BPETokenizer.train("hello", 300, special_tokens="<|endoftext|>")
+    with pytest.raises(TypeError, match="single string"):
+        CharTokenizer.train("hello").add_special_tokens("<|end|>")
+    with pytest.raises(TypeError, match="non-empty string"):
+        CharTokenizer.train("hello").add_special_tokens([""])
+    tok = WordTokenizer.train("hello", special_tokens=["<unk>", "<|x|>", "<|x|>"])
+    assert list(tok.special_tokens) == ["<unk>", "<|x|>"]
+
+
+def test_repeated_merge_is_rejected():
+    with pytest.raises(ValueError, match="merge 1 repeats merge 0"):
+        BPETokenizer([(97, 98), (97, 98)])

@@ -69,11 +69,8 @@ class Tokenizer:
         Example: on a tokenizer with vocab_size 300,
         `add_special_tokens(['<|user|>', '<|end|>'])` -> [300, 301].
         """
-        if isinstance(tokens, str):
-            raise TypeError("add_special_tokens expects a list of strings, got one string; "
-                            f"write add_special_tokens([{tokens!r}])")
         ids = []
-        for token in tokens:
+        for token in special_token_list(tokens, "add_special_tokens"):
             if token not in self.special_tokens:
                 self._register_special(token, self.vocab_size)
             ids.append(self.special_tokens[token])
@@ -232,6 +229,14 @@ def check_text(text: Any, where: str) -> None:
     elif isinstance(text, (list, tuple)):
         hint = "; call it once per string"
     raise TypeError(f"{where} expects a str, got {type(text).__name__}{hint}")
+
+
+def special_token_list(tokens: Iterable[str], where: str) -> list[str]:
+    """`tokens` as a list, without repeats; a bare string (not a list) is a mistake worth naming."""
+    if isinstance(tokens, str):
+        raise TypeError(f"{where} expects a list of special tokens, got the single string "
+                        f"{tokens!r}; write [{tokens!r}]")
+    return list(dict.fromkeys(tokens))
 
 
 def iter_texts(source: Any) -> Iterator[str]:

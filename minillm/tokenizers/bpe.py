@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import regex
 
-from minillm.tokenizers.base import Tokenizer, iter_texts
+from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 from minillm.tokenizers.bpe_train import (GPT2_PATTERN, count_words, merge_pair,
                                           train_merges)
 
@@ -74,6 +74,9 @@ class BPETokenizer(Tokenizer):
             if not isinstance(part, int) or not 0 <= part < new_id:
                 raise ValueError(f"merge {new_id - 256} is {tuple(pair)!r}: each side must be an "
                                  f"existing token (an id below {new_id}, or its bytes)")
+        if (left, right) in self.ranks:
+            raise ValueError(f"merge {new_id - 256} repeats merge {self.ranks[(left, right)] - 256} "
+                             f"({tuple(pair)!r}); each pair can be merged only once")
         self._merge_ids.append((left, right))
         self.ranks[(left, right)] = new_id
         self._vocab.append(self._vocab[left] + self._vocab[right])
@@ -92,7 +95,7 @@ class BPETokenizer(Tokenizer):
                 it, and they take no part in pair counts.
             verbose: print progress every 500 merges.
         """
-        special_tokens = list(dict.fromkeys(special_tokens))
+        special_tokens = special_token_list(special_tokens, "train(special_tokens=...)")
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
             raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         minimum = 256 + len(special_tokens)

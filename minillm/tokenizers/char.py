@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from minillm.tokenizers.base import Tokenizer, iter_texts
+from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 
 
 class CharTokenizer(Tokenizer):
@@ -50,15 +50,16 @@ class CharTokenizer(Tokenizer):
             unk_token: if given (e.g. '<unk>'), unseen characters encode to it instead of
                 raising an error.
         """
+        special_tokens = special_token_list(special_tokens, "train(special_tokens=...)")
         tokenizer = cls([], unk_token=None)  # only to cut the text at special tokens
-        tokenizer.add_special_tokens(list(special_tokens))
+        tokenizer.add_special_tokens(special_tokens)
         seen: set[str] = set()
         for chunk in iter_texts(text):
             for _, piece, is_special in tokenizer._split_special(chunk):
                 if not is_special:
                     seen.update(piece)
         result = cls(sorted(seen))
-        result.add_special_tokens(list(special_tokens))
+        result.add_special_tokens(special_tokens)
         if unk_token is not None:
             result.unk_token = unk_token
             result.add_special_tokens([unk_token])

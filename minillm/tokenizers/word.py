@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import regex
 
-from minillm.tokenizers.base import Tokenizer, iter_texts
+from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 
 # Alternatives, in order: a word (with inner apostrophes), a whitespace run, one other character.
 WORD_PATTERN = regex.compile(r"\w+(?:['’]\w+)*|\s+|[^\w\s]")
@@ -72,7 +72,8 @@ class WordTokenizer(Tokenizer):
             special_tokens: e.g. ['<|endoftext|>'], matched whole and never counted as words.
             unk_token: the token that stands for every piece not in the vocabulary.
         """
-        special_tokens = [unk_token] + [t for t in special_tokens if t != unk_token]
+        special_tokens = list(dict.fromkeys(
+            [unk_token] + special_token_list(special_tokens, "train(special_tokens=...)")))
         n_words = _words_budget(max_vocab, len(special_tokens))
         if not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
