@@ -14,6 +14,7 @@ import minillm
 # Modules under minillm.commands, each exposing register(subparsers).
 COMMAND_MODULES = [
     "tokenizer",
+    "generate",
 ]
 
 

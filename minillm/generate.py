@@ -260,14 +260,15 @@ def stream(model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: f
            stop_ids: Sequence[int] | None = None, seed: int | None = None) -> Iterator[int]:
     """Like `generate` for one prompt, but yields each new token id as soon as it is chosen.
 
-    Same sampling rules and seed as `generate` (the same seed gives the same tokens).
+    Same sampling rules and seed as `generate` (the same seed gives the same tokens). Bad
+    settings raise here, when stream is called, not at the first token.
     """
     rows, single = _as_rows(prompt_ids)
     if not single:
         raise ValueError("stream takes one prompt (a list of ints); use generate for a batch")
-    for tokens, _ in decode_steps(model, rows, max_new_tokens, temperature, top_k, top_p,
-                                  stop_ids, seed):
-        yield tokens[0]
+    _check_settings(model, rows, max_new_tokens, temperature, top_k, top_p)
+    steps = decode_steps(model, rows, max_new_tokens, temperature, top_k, top_p, stop_ids, seed)
+    return (tokens[0] for tokens, _ in steps)
 
 
 def sequence_logprobs(model, prompt_ids, response_ids):
