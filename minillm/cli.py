@@ -15,6 +15,7 @@ import minillm
 COMMAND_MODULES = [
     "tokenizer",
     "generate",
+    "data",
 ]
 
 

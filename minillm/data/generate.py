@@ -1,0 +1,148 @@
+"""Write every dataset minillm ships: `python -m minillm.data.generate --out data/`.
+
+Lecture 5 needs three kinds of data: raw text (pretraining), demonstrations (SFT) and
+comparisons (reward model), plus prompts for RL. This script makes all of them from the tiny
+world with one seeded `random.Random` per file, so running it again gives byte-identical
+files. Questions are split into train / validation / test by task key, so held-out prompts
+never appear in training. Left out: deduplication against other corpora, tokenisation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from minillm.data import corpus, responses, world
+from minillm.data.gold import gold_score
+from minillm.data.tasks import Task, all_tasks
+
+SEED = 0
+PRETRAIN_CHARS = {"train": 2_000_000, "validation": 100_000}
+SFT_RECORDS = {"train": 3000, "validation": 300, "test": 300}
+PREFERENCE_RECORDS = {"train": 3000, "validation": 300, "test": 300}
+SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
+# Sampling weight of each kind of question, so arithmetic does not crowd out the rest.
+KIND_WEIGHTS = {"fact": 35, "number": 10, "arithmetic": 20, "howto": 15, "word": 10, "unsafe": 10}
+MIN_MARGIN = 0.1  # gold(chosen) must beat gold(rejected) by at least this much
+LECTURE_KEYS = {"howto:make pizza", "word:serendipity", "unsafe:0"}
+
+
+def split_tasks(seed: int = SEED) -> dict[str, list[Task]]:
+    """Tasks per split, stratified by kind; the lecture's examples always go to train."""
+    rng = random.Random(f"{seed}:split")
+    splits: dict[str, list[Task]] = {name: [] for name in SPLIT_SHARES}
+    for kind in KIND_WEIGHTS:
+        tasks = [t for t in all_tasks() if t.kind == kind and t.key not in LECTURE_KEYS]
+        rng.shuffle(tasks)
+        n_val = max(1, round(len(tasks) * SPLIT_SHARES["validation"]))
+        n_test = max(1, round(len(tasks) * SPLIT_SHARES["test"]))
+        splits["validation"] += tasks[:n_val]
+        splits["test"] += tasks[n_val:n_val + n_test]
+        splits["train"] += tasks[n_val + n_test:]
+    splits["train"] += [t for t in all_tasks() if t.key in LECTURE_KEYS]
+    return splits
+
+
+def _weighted_task(rng: random.Random, tasks: list[Task]) -> Task:
+    kinds = sorted({t.kind for t in tasks})
+    kind = rng.choices(kinds, [KIND_WEIGHTS[k] for k in kinds])[0]
+    return rng.choice([t for t in tasks if t.kind == kind])
+
+
+def demonstrations(rng: random.Random, tasks: list[Task], n: int) -> list[dict]:
+    """Every prompt of the split once (as far as n allows), then more drawn by kind weight."""
+    pairs = [(t, p) for t in tasks for p in t.prompts]
+    rng.shuffle(pairs)
+    pairs = pairs[:n]
+    while len(pairs) < n:
+        task = _weighted_task(rng, tasks)
+        pairs.append((task, rng.choice(task.prompts)))
+    return [{"prompt": p, "response": responses.good_response(rng, t)} for t, p in pairs]
+
+
+def preference_pair(rng: random.Random, task: Task) -> dict:
+    """One comparison: a good response beside a bad one, labelled by gold_score."""
+    prompt = rng.choice(task.prompts)
+    for _ in range(100):
+        chosen = responses.good_response(rng, task)
+        how = rng.choices(responses.REJECTIONS, responses.REJECTION_WEIGHTS)[0]
+        rejected = responses.bad_response(rng, task, how)
+        if gold_score(prompt, chosen) >= gold_score(prompt, rejected) + MIN_MARGIN:
+            return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    raise RuntimeError(f"could not make a clear preference pair for {prompt!r}")
+
+
+def preferences(rng: random.Random, tasks: list[Task], n: int) -> list[dict]:
+    return [preference_pair(rng, _weighted_task(rng, tasks)) for _ in range(n)]
+
+
+def rl_prompts(rng: random.Random, tasks: list[Task], n: int | None = None) -> list[dict]:
+    """Each distinct prompt of the split once, shuffled (the first n at a smaller scale)."""
+    prompts = [p for t in tasks for p in t.prompts]
+    rng.shuffle(prompts)
+    return [{"prompt": p} for p in prompts[:n]]
+
+
+def _lecture_first(rng: random.Random, records: list[dict], lecture: list[dict]) -> list[dict]:
+    records = lecture + records[len(lecture):]
+    rng.shuffle(records)
+    return records
+
+
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def build(seed: int = SEED, scale: float = 1.0) -> dict[str, str]:
+    """Every shipped file as {relative path: text}. `scale` shrinks all sizes (for tests)."""
+    def size(n: int) -> int:
+        return max(5, round(n * scale))
+
+    def rng(name: str) -> random.Random:
+        return random.Random(f"{seed}:{name}")
+
+    splits = split_tasks(seed)
+    files = {f"pretrain/{s}.txt": corpus.corpus(rng(f"pretrain/{s}"), size(n))
+             for s, n in PRETRAIN_CHARS.items()}
+    for s, n in SFT_RECORDS.items():
+        records = demonstrations(rng(f"sft/{s}"), splits[s], size(n))
+        if s == "train":
+            records = _lecture_first(rng("sft/lecture"), records, list(world.LECTURE_DEMONSTRATIONS))
+        files[f"sft/{s}.jsonl"] = _jsonl(records)
+    for s, n in PREFERENCE_RECORDS.items():
+        records = preferences(rng(f"preferences/{s}"), splits[s], size(n))
+        if s == "train":
+            records = _lecture_first(rng("preferences/lecture"), records, [world.LECTURE_PREFERENCE])
+        files[f"preferences/{s}.jsonl"] = _jsonl(records)
+    limit = None if scale >= 1 else size(1000)
+    files["rl/train.jsonl"] = _jsonl(rl_prompts(rng("rl/train"), splits["train"], limit))
+    files["rl/heldout.jsonl"] = _jsonl(rl_prompts(rng("rl/heldout"), splits["test"], limit))
+    return files
+
+
+def write(out: str | Path, seed: int = SEED, scale: float = 1.0) -> dict[str, int]:
+    """Generate into folder `out`; returns {relative path: bytes written}."""
+    sizes = {}
+    for rel, text in build(seed, scale).items():
+        path = Path(out) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
+        path.write_bytes(data)  # bytes, so no platform newline translation
+        sizes[rel] = len(data)
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="data", help="folder to write into (default: data)")
+    parser.add_argument("--seed", type=int, default=SEED, help="random seed (default: 0)")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink every size (default: 1)")
+    args = parser.parse_args(argv)
+    for rel, n in write(args.out, args.seed, args.scale).items():
+        print(f"{n:>10,d} bytes  {Path(args.out) / rel}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
