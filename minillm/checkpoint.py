@@ -41,24 +41,14 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """What `load` returns.
+    """What `load` returns."""
 
-    Attributes:
-        model: the GPT, with the saved parameters.
-        config: its GPTConfig (also `model.config`).
-        tokenizer: the saved tokenizer, or None when none was saved.
-        step: the training step passed to `save`.
-        meta: the JSON dictionary passed to `save` (e.g. the training config, metrics).
-        training_state_restored: True when an optimizer was passed to `load` and its
-            moments, step and the global random state were restored.
-    """
-
-    model: GPT
-    config: GPTConfig
-    tokenizer: Tokenizer | None = None
-    step: int = 0
-    meta: dict = field(default_factory=dict)
-    training_state_restored: bool = False
+    model: GPT                           # the GPT, holding the saved parameters
+    config: GPTConfig                    # its config (also model.config)
+    tokenizer: Tokenizer | None = None   # the saved tokenizer, if one was saved
+    step: int = 0                        # the training step given to `save`
+    meta: dict = field(default_factory=dict)  # the JSON dict given to `save` (run config, metrics)
+    training_state_restored: bool = False     # optimizer state and global RNG state were restored
 
 
 # ----- save ----------------------------------------------------------------------------
@@ -126,7 +116,10 @@ def _write_optimizer(model: GPT, optimizer, directory: Path, step: int) -> None:
             i += 1
         groups.append({**hyper, "params": group_names})
     save_file(tensors, str(directory / "optimizer.safetensors"), metadata={"format": FORMAT_NAME})
-    rng = {"device": backend.device, "state": backend.get_rng_state()}
+    rng = {"device": backend.device, "state": _rng_state()}
+    if rng["state"] is None:
+        warnings.warn(f"the global random generator on {backend.device!r} has no saveable state: a run "
+                      "resumed from this checkpoint will draw different dropout masks")
     trainer = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "step": int(step),
                "optimizer": {"type": type(optimizer).__name__, "step": state["step"], "groups": groups},
                "rng": rng}
@@ -206,11 +199,22 @@ def config_from_dict(values: dict, source) -> GPTConfig:
 def build_model(config: GPTConfig) -> GPT:
     """A GPT for `config` whose random initialisation does not move the global generator,
     so loading a checkpoint never changes the numbers a run draws afterwards."""
-    state = backend.get_rng_state()
+    state = _rng_state()
     try:
         return GPT(config)
     finally:
-        backend.set_rng_state(state)
+        if state is not None:
+            backend.set_rng_state(state)
+
+
+def _rng_state() -> dict | None:
+    """The global generator's state as JSON data, or None where the backend cannot give it
+    (CuPy's generators expose no saveable state)."""
+    state = backend.get_rng_state()
+    try:
+        return json.loads(json.dumps(state)) if isinstance(state, dict) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def load_tensors(model: GPT, tensors: dict, source: str, display=lambda name: name) -> None:
@@ -251,7 +255,9 @@ def _restore_training_state(directory: Path, model: GPT, optimizer) -> None:
     for group, saved_group in zip(optimizer.param_groups, saved["groups"]):
         group["params"] = [params[name] for name in saved_group["params"]]
         states += [moments.get(name, {}) for name in saved_group["params"]]
-        hypers.append({k: _like(group.get(k), v) for k, v in saved_group.items() if k != "params"})
+        # JSON turned tuples (AdamW's betas) into lists: give them back their type.
+        hypers.append({k: tuple(v) if isinstance(group.get(k), tuple) else v
+                       for k, v in saved_group.items() if k != "params"})
     optimizer.load_state_dict({"step": saved["step"], "groups": hypers, "state": states})
     _restore_rng(trainer["rng"], state_path)
 
@@ -269,15 +275,11 @@ def _moments_by_name(tensors: dict, model: GPT) -> dict:
     return moments
 
 
-def _like(current, value):
-    """JSON turns tuples (AdamW's betas) into lists; give them back their type."""
-    return tuple(value) if isinstance(current, tuple) else value
-
-
 def _restore_rng(rng: dict, source: Path) -> None:
     if rng.get("state") is None or rng.get("device") != backend.device:
-        warnings.warn(f"{source}: the random state was saved on device {rng.get('device')!r} and cannot "
-                      f"be restored on {backend.device!r}; dropout will draw different numbers")
+        why = "holds no random state" if rng.get("state") is None else \
+            f"holds the random state of device {rng.get('device')!r}, not of {backend.device!r}"
+        warnings.warn(f"{source} {why}: dropout will draw different numbers than an uninterrupted run")
         return
     backend.set_rng_state(rng["state"])
 
@@ -362,13 +364,9 @@ def _check_replaceable(directory: Path) -> None:
 
 
 def _copy_foreign_files(old: Path, new: Path, owned: set) -> None:
-    for entry in old.iterdir():
-        if entry.name in owned:
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, new / entry.name)
-        else:
-            shutil.copy2(entry, new / entry.name)
+    """Copy everything but the top-level files the writer owns (their new versions are in `new`)."""
+    shutil.copytree(old, new, dirs_exist_ok=True,
+                    ignore=lambda folder, names: [n for n in names if n in owned and Path(folder) == old])
 
 
 def _swap_into_place(tmp: Path, directory: Path) -> None:
@@ -393,9 +391,8 @@ def _swap_into_place(tmp: Path, directory: Path) -> None:
 
 def _fsync_tree(root: Path) -> None:
     """Flush every file and directory under root to disk before it is renamed into place."""
-    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+    for path in [*root.rglob("*"), root]:
         _fsync(path)
-    _fsync(root)
 
 
 def _fsync(path: Path) -> None:
