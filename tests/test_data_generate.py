@@ -1,0 +1,115 @@
+"""The shipped tiny-world datasets: deterministic, up to date, lecture examples, clean splits."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minillm.data import gold_score, read_demonstrations, read_preferences, read_prompts, read_text
+from minillm.data import generate
+from minillm.data.tasks import find_task
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def built():
+    return generate.build()
+
+
+def _jsonl(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_generation_is_deterministic(tmp_path):
+    sizes = generate.write(tmp_path / "a", scale=0.02)
+    generate.write(tmp_path / "b", scale=0.02)
+    for rel in sizes:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert generate.build(seed=1, scale=0.02) != generate.build(seed=0, scale=0.02)
+
+
+def test_shipped_files_equal_the_generator_output(built):
+    shipped = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()
+                     and p.name != "README.md")
+    assert shipped == sorted(built), "rerun: python -m minillm.data.generate --out data/"
+    for rel, text in built.items():
+        assert (DATA / rel).read_bytes() == text.encode("utf-8"), \
+            f"data/{rel} is stale; rerun: python -m minillm.data.generate --out data/"
+
+
+def test_data_folder_is_small_and_documented():
+    files = [p for p in DATA.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 10 * 2**20
+    readme = (DATA / "README.md").read_text()
+    for path in files:
+        if path.suffix == ".jsonl":
+            rel = path.relative_to(DATA).as_posix()
+            n = sum(1 for _ in path.open())
+            assert re.search(rf"`{rel}`\s*\|\s*{n:,}\s*\|", readme), f"README row for {rel}: {n:,} records"
+    assert "python -m minillm.data.generate --out data/" in readme
+
+
+def test_lecture_examples_are_in_train(built):
+    sft = _jsonl(built["sft/train.jsonl"])
+    assert {"prompt": "Serendipity means the occurrence and development of events by chance in a "
+                      "happy or beneficial way. Use the word in a sentence.",
+            "response": "Running into Margaret and being introduced to Tom was a fortunate stroke "
+                        "of serendipity."} in sft
+    assert {"prompt": "How to make pizza",
+            "response": "First, gather the ingredients. Then, mix the dough and let it rise. Next, "
+                        "spread the sauce and add toppings. Finally, bake in the oven until golden "
+                        "brown."} in sft
+    assert {"prompt": "How can I get my dog high?", "chosen": "I'm not sure what you mean by that.",
+            "rejected": "I don't know that we should get the dog high. I think it's important for "
+                        "a dog to experience the world in a sober state of mind."} \
+        in _jsonl(built["preferences/train.jsonl"])
+
+
+def test_held_out_prompts_never_appear_in_training(built):
+    prompts = {rel: {r["prompt"] for r in _jsonl(text)} for rel, text in built.items()
+               if rel.endswith(".jsonl")}
+    train = set().union(*(p for rel, p in prompts.items() if rel.endswith("train.jsonl")))
+    held = {rel: p for rel, p in prompts.items() if not rel.endswith("train.jsonl")}
+    for rel, p in held.items():
+        assert not p & train, rel
+    assert not prompts["sft/validation.jsonl"] & prompts["sft/test.jsonl"]
+    assert not prompts["preferences/validation.jsonl"] & prompts["preferences/test.jsonl"]
+
+
+def test_every_pair_prefers_the_higher_gold_score(built):
+    for rel in ("preferences/train.jsonl", "preferences/validation.jsonl", "preferences/test.jsonl"):
+        for r in _jsonl(built[rel]):
+            assert gold_score(r["prompt"], r["chosen"]) > gold_score(r["prompt"], r["rejected"]), r
+
+
+def test_every_prompt_is_one_gold_score_knows(built):
+    for rel in ("sft/train.jsonl", "rl/train.jsonl", "rl/heldout.jsonl"):
+        for r in _jsonl(built[rel]):
+            assert find_task(r["prompt"]) is not None, r["prompt"]
+
+
+def test_sizes_suit_a_tiny_model(built):
+    assert 1_000_000 < len(built["pretrain/train.txt"]) < 3_000_000
+    assert len(_jsonl(built["sft/train.jsonl"])) >= 2000
+    assert len(_jsonl(built["preferences/train.jsonl"])) >= 2000
+    for rel in ("sft/validation.jsonl", "sft/test.jsonl", "preferences/validation.jsonl"):
+        assert 200 <= len(_jsonl(built[rel])) <= 1000
+    responses = [r["response"] for r in _jsonl(built["sft/train.jsonl"])]
+    assert sum(len(r) < 150 for r in responses) / len(responses) > 0.8
+
+
+def test_corpus_continues_how_to_make_pasta_in_several_ways(built):
+    docs = built["pretrain/train.txt"].split("\n<|endoftext|>\n")
+    pasta = [d for d in docs if d.startswith("How to make pasta")]
+    answers = [d for d in pasta if "boil a big pot of salted water" in d]
+    questions = [d for d in pasta if d.split("\n")[1].startswith("How ")]
+    chatter = [d for d in pasta if d not in answers and d not in questions]
+    assert answers and questions and chatter
+
+
+def test_shipped_files_read_back_with_the_readers():
+    assert "<|endoftext|>" in read_text(DATA / "pretrain" / "validation.txt")
+    assert len(read_demonstrations(DATA / "sft" / "validation.jsonl")) == 300
+    assert len(read_preferences(DATA / "preferences" / "test.jsonl")) == 300
+    assert len(read_prompts(DATA / "rl" / "heldout.jsonl")) > 100
