@@ -43,10 +43,13 @@ def test_data_folder_is_small_and_documented():
     assert sum(p.stat().st_size for p in files) < 10 * 2**20
     readme = (DATA / "README.md").read_text()
     for path in files:
-        if path.suffix == ".jsonl":
+        if path.suffix in (".jsonl", ".txt"):  # each row: file | records | bytes | what
             rel = path.relative_to(DATA).as_posix()
-            n = sum(1 for _ in path.open())
-            assert re.search(rf"`{rel}`\s*\|\s*{n:,}\s*\|", readme), f"README row for {rel}: {n:,} records"
+            text = path.read_text()
+            n = text.count("<|endoftext|>") + 1 if path.suffix == ".txt" else len(text.splitlines())
+            size = path.stat().st_size
+            assert re.search(rf"`{rel}`\s*\|\s*{n:,}[a-z ]*\|\s*{size:,}\s*\|", readme), \
+                f"data/README.md row for {rel} should say {n:,} records, {size:,} bytes"
     assert "python -m minillm.data.generate --out data/" in readme
 
 
@@ -87,6 +90,11 @@ def test_every_prompt_is_one_gold_score_knows(built):
     for rel in ("sft/train.jsonl", "rl/train.jsonl", "rl/heldout.jsonl"):
         for r in _jsonl(built[rel]):
             assert find_task(r["prompt"]) is not None, r["prompt"]
+
+
+def test_sft_train_asks_every_train_phrasing(built):
+    sft = {r["prompt"] for r in _jsonl(built["sft/train.jsonl"])}
+    assert {r["prompt"] for r in _jsonl(built["rl/train.jsonl"])} <= sft
 
 
 def test_sizes_suit_a_tiny_model(built):

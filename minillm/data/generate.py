@@ -84,8 +84,9 @@ def rl_prompts(rng: random.Random, tasks: list[Task], n: int | None = None) -> l
     return [{"prompt": p} for p in prompts[:n]]
 
 
-def _lecture_first(rng: random.Random, records: list[dict], lecture: list[dict]) -> list[dict]:
-    records = lecture + records[len(lecture):]
+def _with_lecture(rng: random.Random, records: list[dict], lecture: list[dict]) -> list[dict]:
+    """Swap the lecture's examples in for the last records (extra draws), then shuffle."""
+    records = records[: len(records) - len(lecture)] + lecture
     rng.shuffle(records)
     return records
 
@@ -108,12 +109,12 @@ def build(seed: int = SEED, scale: float = 1.0) -> dict[str, str]:
     for s, n in SFT_RECORDS.items():
         records = demonstrations(rng(f"sft/{s}"), splits[s], size(n))
         if s == "train":
-            records = _lecture_first(rng("sft/lecture"), records, list(world.LECTURE_DEMONSTRATIONS))
+            records = _with_lecture(rng("sft/lecture"), records, list(world.LECTURE_DEMONSTRATIONS))
         files[f"sft/{s}.jsonl"] = _jsonl(records)
     for s, n in PREFERENCE_RECORDS.items():
         records = preferences(rng(f"preferences/{s}"), splits[s], size(n))
         if s == "train":
-            records = _lecture_first(rng("preferences/lecture"), records, [world.LECTURE_PREFERENCE])
+            records = _with_lecture(rng("preferences/lecture"), records, [world.LECTURE_PREFERENCE])
         files[f"preferences/{s}.jsonl"] = _jsonl(records)
     limit = None if scale >= 1 else size(1000)
     files["rl/train.jsonl"] = _jsonl(rl_prompts(rng("rl/train"), splits["train"], limit))
