@@ -62,7 +62,9 @@ class Add(Function):
 
     def backward(self, grad):
         # d(a+b)/da = 1, d(a+b)/db = 1
-        return unbroadcast(grad, self.a_shape), unbroadcast(grad, self.b_shape)
+        ga = unbroadcast(grad, self.a_shape) if self.needs_grad[0] else None
+        gb = unbroadcast(grad, self.b_shape) if self.needs_grad[1] else None
+        return ga, gb
 
 
 class Sub(Function):
@@ -72,8 +74,9 @@ class Sub(Function):
 
     def backward(self, grad):
         # d(a-b)/da = 1, d(a-b)/db = -1
+        ga = unbroadcast(grad, self.a_shape) if self.needs_grad[0] else None
         gb = unbroadcast(-grad, self.b_shape) if self.needs_grad[1] else None
-        return unbroadcast(grad, self.a_shape), gb
+        return ga, gb
 
 
 class Mul(Function):
@@ -109,8 +112,9 @@ class Maximum(Function):
         return xp.maximum(a, b)
 
     def backward(self, grad):
-        return (unbroadcast(grad * self.share_a, self.a_shape),
-                unbroadcast(grad * (1 - self.share_a), self.b_shape))
+        ga = unbroadcast(grad * self.share_a, self.a_shape) if self.needs_grad[0] else None
+        gb = unbroadcast(grad * (1 - self.share_a), self.b_shape) if self.needs_grad[1] else None
+        return ga, gb
 
 
 class Minimum(Maximum):
@@ -391,12 +395,21 @@ class MatMul(Function):
                 f"({inner_a}) must equal the {'only' if b.ndim == 1 else 'second-to-last'} axis "
                 f"of the right ({inner_b})")
         self.a, self.b = a, b
+        if a.ndim > 2 and b.ndim == 2:
+            # (..., K) @ (K, N) as one (rows, K) @ (K, N) product: one large BLAS call
+            # instead of one per leading index.
+            return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[1])
         return a @ b
 
     def backward(self, grad):
         a, b = self.a, self.b
         if a.ndim == 1 and b.ndim == 1:  # a dot product: d(a·b)/da = b, d(a·b)/db = a
             return grad * b, grad * a
+        if a.ndim > 2 and b.ndim == 2:  # a layer's weight: flatten the rows, as in forward
+            rows, g2 = a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            ga = (g2 @ b.T).reshape(a.shape) if self.needs_grad[0] else None
+            gb = rows.T @ g2 if self.needs_grad[1] else None
+            return ga, gb
         # Treat vectors as matrices so one rule covers every case.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
