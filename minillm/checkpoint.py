@@ -161,8 +161,15 @@ def read_config(directory: str | os.PathLike) -> GPTConfig:
     return config_from_dict(_read_checkpoint_config(directory)["config"], directory / "config.json")
 
 
+RUN_SUBDIRECTORY = "checkpoint"  # a training run keeps its checkpoint here, beside its logs
+
+
 def _existing_directory(directory) -> Path:
+    """The checkpoint directory itself, or the checkpoint inside a training run's directory."""
     directory = Path(directory)
+    if directory.is_dir() and not (directory / "config.json").exists() \
+            and (directory / RUN_SUBDIRECTORY / "config.json").exists():
+        return directory / RUN_SUBDIRECTORY
     if directory.is_dir():
         return directory
     hint = ""

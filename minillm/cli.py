@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "tokenizer",
     "generate",
     "data",
+    "pretrain",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Training: the shared loop (`loop.py`) and one readable file per phase."""
