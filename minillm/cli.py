@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "generate",
     "data",
     "pretrain",
+    "sft",
 ]
 
 

@@ -220,16 +220,26 @@ class GPT(nn.Module):
         for block in self.h:
             block.attn.fused = enabled
 
-    def resize_token_embeddings(self, vocab_size: int, rng=None) -> None:
-        """Grow the vocabulary (e.g. for new chat tokens): old rows unchanged, new rows N(0, 0.02)."""
-        old = self.wte.weight.data
-        if vocab_size < old.shape[0]:
-            raise ValueError(f"cannot shrink the vocabulary from {old.shape[0]} to {vocab_size}")
+    def resize_token_embeddings(self, vocab_size: int, rng=None, noise: float = 0.01) -> None:
+        """Grow the vocabulary (e.g. for new chat tokens); old rows stay exactly as they were.
+
+        Each new row is the mean of the existing rows plus N(0, noise²) noise. The mean
+        embedding is a token the model already "understands" on average, and with a tied head
+        its logit h·e_new equals the average old logit, so a new token starts neither
+        dominant nor impossible (Hewitt, 2021); the small noise keeps the new rows apart.
+        An untied LM head grows the same way, one new column per new token.
+        """
         rng = rng or backend.get_rng()
-        extra = (rng.standard_normal((vocab_size - old.shape[0], old.shape[1])) * 0.02).astype(old.dtype)
-        self.wte.weight = nn.Parameter(concatenate([Tensor._wrap(old), Tensor._wrap(extra)]).data)
+
+        def grow(table, axis: int):  # the mean slice along `axis`, plus noise, appended
+            shape = list(table.shape)
+            shape[axis] = vocab_size - table.shape[axis]
+            new = (table.mean(axis=axis, keepdims=True) + rng.standard_normal(tuple(shape)) * noise)
+            return concatenate([Tensor._wrap(table), Tensor._wrap(new.astype(table.dtype))], axis=axis).data
+
+        if vocab_size < self.config.vocab_size:
+            raise ValueError(f"cannot shrink the vocabulary from {self.config.vocab_size} to {vocab_size}")
+        self.wte.weight = nn.Parameter(grow(self.wte.weight.data, 0))             # (V_old, C) -> (V, C)
         if self.lm_head is not None:
-            head = self.lm_head.weight.data
-            extra = (rng.standard_normal((head.shape[0], vocab_size - head.shape[1])) * 0.02).astype(head.dtype)
-            self.lm_head.weight = nn.Parameter(concatenate([Tensor._wrap(head), Tensor._wrap(extra)], axis=1).data)
+            self.lm_head.weight = nn.Parameter(grow(self.lm_head.weight.data, 1))  # (C, V_old) -> (C, V)
         self.config.vocab_size = vocab_size

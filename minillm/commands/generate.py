@@ -35,13 +35,15 @@ def register(subparsers) -> None:
 def format_prompt_for_checkpoint(ckpt, text: str) -> str:
     """The text the model should see for a user's prompt.
 
-    Hook for the SFT phase: a chat model expects its chat template around the prompt
-    (`ckpt.meta["chat_template"]`). Without a template the text is returned unchanged.
+    An SFT checkpoint (`ckpt.meta["chat_template"] == "minillm-chat-v1"`) expects the chat
+    template around the prompt: `minillm.chat.format_prompt`. A template given as a string
+    with a "{prompt}" placeholder is filled in. Without a template the text is unchanged.
     """
+    from minillm import chat
+
     template = (getattr(ckpt, "meta", None) or {}).get("chat_template")
-    if template is None:
-        return text
-    # The SFT phase defines the template format; until then a "{prompt}" placeholder is filled.
+    if template == chat.TEMPLATE_NAME:
+        return chat.format_prompt(text)
     if isinstance(template, str) and "{prompt}" in template:
         return template.replace("{prompt}", text)
     return text

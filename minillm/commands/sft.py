@@ -1,0 +1,47 @@
+"""`minillm sft`: Phase 2 from the command line.
+
+    minillm sft --init runs/pretrain --out runs/sft
+    minillm sft --init runs/pretrain --data my_pairs.jsonl --val my_val.jsonl --out runs/sft --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+
+from minillm.training.sft import DEFAULT_TRAIN, NORMALIZATIONS, SFTRun
+
+TRAIN_FIELDS = [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("grad_accum", int),
+                ("eval_interval", int), ("warmup_steps", int), ("checkpoint_interval", int)]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sft", help="Phase 2: supervised finetuning of a pretrained model on demonstrations",
+        description="Finetune a pretrained checkpoint on (prompt, response) demonstrations with the "
+                    "chat template and a response-only loss; then compare held-out answers before "
+                    f"and after (report.md). Defaults: {DEFAULT_TRAIN.max_steps} steps, batch "
+                    f"{DEFAULT_TRAIN.batch_size}, lr {DEFAULT_TRAIN.lr}.")
+    p.add_argument("--init", required=True, help="the pretrained run directory (minillm pretrain --out)")
+    p.add_argument("--data", help="demonstrations .jsonl (default: the shipped data/sft/train.jsonl)")
+    p.add_argument("--val", help="validation demonstrations (default: the shipped validation.jsonl "
+                                 "with the shipped data, else every 10th pair of --data)")
+    p.add_argument("--test", help="held-out prompts for the before/after report (default: data/sft/test.jsonl)")
+    p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
+    p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs "
+                                                              "(sets --max-steps)")
+    p.add_argument("--normalize", choices=NORMALIZATIONS, default="token",
+                   help="loss mean over all response tokens of a batch (token) or per answer (sequence)")
+    p.add_argument("--eval-prompts", type=int, default=None, help="evaluate only the first N held-out prompts")
+    p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true")
+    for name, kind in TRAIN_FIELDS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {name: getattr(args, name) for name, _ in TRAIN_FIELDS if getattr(args, name) is not None}
+    SFTRun(init=args.init, out=args.out, data=args.data, val=args.val, test=args.test, epochs=args.epochs,
+           normalize=args.normalize, overrides=overrides, eval_prompts=args.eval_prompts,
+           skip_bad=args.skip_bad, resume=args.resume, quiet=args.quiet).run()
+    return 0

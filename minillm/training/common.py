@@ -1,0 +1,143 @@
+"""How a model answers held-out prompts: greedy answers, gold scores, a before/after report.
+
+Lecture 5: every phase after pretraining changes how the model *responds*, so it is judged
+by its answers, not only by its loss. These helpers answer prompts greedily in batches,
+score every answer with the simulated labeler `gold_score`, and write `report.json` and
+`report.md`. Phase files share them here, because phases never import each other.
+Left out: sampling several answers per prompt, human or model judges, confidence intervals.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+
+from minillm import chat
+from minillm.data.gold import gold_score
+from minillm.data.tasks import find_task
+from minillm.generate import generate
+
+DIRECT = 0.5                                    # gold >= this counts as a direct answer
+FACTUAL_KINDS = ("fact", "number", "arithmetic")  # prompts with one right value: exact match applies
+ENDOFTEXT = "<|endoftext|>"
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line, stripped: the answer we keep from a free continuation.
+
+    Example: "\\nAnna lives in Rivertown.\\nbob: thanks" -> "Anna lives in Rivertown."
+    """
+    return next((line.strip() for line in text.split("\n") if line.strip()), "")
+
+
+def _encode(tokenizer, prompt: str, use_template: bool, max_tokens: int) -> list[int]:
+    """Prompt ids, cut from the left to at most max_tokens (the rule SFT training uses)."""
+    if use_template:
+        return chat.encode_prompt(tokenizer, prompt, max_tokens)
+    return tokenizer.encode(prompt)[-max_tokens:]
+
+
+def answer_prompts(model, tokenizer, prompts: list[str], use_template: bool,
+                   batch_size: int = 32, min_new_tokens: int | None = None) -> list[str]:
+    """Greedy (temperature 0) answers to `prompts`, one string each.
+
+    use_template=True: the prompt goes through `chat.format_prompt` and decoding stops at
+    <|end|> (a chat model). False: the raw prompt, stopping at <|endoftext|> (a pretrained
+    model, which knows no template). Either way the kept answer is the first non-empty line
+    of the continuation, so both models are cut by the same rule. Prompts are cut from the
+    left to leave at least `min_new_tokens` (default: half the block) for the answer.
+    """
+    block = model.config.block_size
+    min_new = min_new_tokens or block // 2
+    stop_token = chat.END if use_template else ENDOFTEXT
+    stop_ids = [tokenizer.special_tokens[stop_token]] if stop_token in tokenizer.special_tokens else []
+    encoded = [_encode(tokenizer, p, use_template, block - min_new) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths together
+    answers = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        rows = [encoded[i] for i in chunk]
+        max_new = block - max(len(r) for r in rows)
+        outputs = generate(model, rows, max_new, temperature=0.0, stop_ids=stop_ids)
+        for i, row, out in zip(chunk, rows, outputs):
+            new = out[len(row):]
+            cut = next((j for j, t in enumerate(new) if t in stop_ids), len(new))  # drop the stop token
+            answers[i] = first_line(tokenizer.decode(new[:cut]))
+    return answers
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def accepted_answers(prompt: str, references: list[str]) -> set[str]:
+    """The answers that count as an exact match: the file's references for this prompt and
+    the world's accepted phrasings of its task (normalised: lower case, single spaces)."""
+    task = find_task(prompt)
+    return {_normalize(a) for a in [*references, *(task.answers if task else ())]}
+
+
+def score_answers(prompts: list[str], answers: list[str], references: dict[str, list[str]]) -> dict:
+    """Gold-score every answer and summarise.
+
+    Returns:
+        {"n", "mean_gold", "direct_rate" (share with gold >= 0.5), "n_factual", "exact_match"
+        (share of factual prompts answered exactly), "by_kind": {kind: mean gold}, "gold": [...]}.
+    """
+    gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
+    kinds = [(find_task(p).kind if find_task(p) else "other") for p in prompts]
+    factual = [i for i, k in enumerate(kinds) if k in FACTUAL_KINDS]
+    exact = [_normalize(answers[i]) in accepted_answers(prompts[i], references.get(prompts[i], []))
+             for i in factual]
+    by_kind = defaultdict(list)
+    for k, g in zip(kinds, gold):
+        by_kind[k].append(g)
+    n = max(len(gold), 1)
+    return {"n": len(gold), "mean_gold": sum(gold) / n,
+            "direct_rate": sum(g >= DIRECT for g in gold) / n,
+            "n_factual": len(factual), "exact_match": sum(exact) / max(len(exact), 1),
+            "by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}, "gold": gold}
+
+
+def held_out_prompts(records) -> tuple[list[str], dict[str, list[str]]]:
+    """Unique prompts in file order, and every reference response given for each."""
+    references: dict[str, list[str]] = {}
+    for r in records:
+        references.setdefault(r["prompt"], []).append(r["response"])
+    return list(references), references
+
+
+METRICS = [("mean_gold", "mean gold score (-1..1)"), ("direct_rate", "direct-answer rate (gold >= 0.5)"),
+           ("exact_match", "exact match, factual prompts")]
+
+
+def format_comparison(before: dict, after: dict, names=("before", "after")) -> str:
+    """A plain-text table of the headline metrics, for the terminal."""
+    lines = [f"{'':34s}{names[0]:>10s}{names[1]:>10s}"]
+    for key, label in METRICS:
+        lines.append(f"{label:34s}{before[key]:10.3f}{after[key]:10.3f}")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str, report: dict, prompts: list[str], answers: dict[str, list[str]],
+                 title: str, notes: str = "", examples: int = 12) -> None:
+    """report.json (everything) and report.md (the table, the notes and example answers).
+
+    Args:
+        report: must hold one score_answers() dict per name in `answers`, under that name.
+        answers: {name: [answer per prompt]}, e.g. {"before": [...], "after": [...]}.
+    """
+    names = list(answers)
+    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump({**report, "prompts": prompts, "answers": answers}, f, indent=2)
+    md = [f"# {title}", "", "| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for key, label in METRICS:
+        md.append(f"| {label} | " + " | ".join(f"{report[n][key]:.3f}" for n in names) + " |")
+    md += ["", notes, "", "## Example answers", ""]
+    for i, prompt in enumerate(prompts[:examples]):
+        md.append(f"**{prompt}**")
+        md += [f"- {n} ({report[n]['gold'][i]:+.2f}): `{answers[n][i]}`" for n in names]
+        md.append("")
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(md))

@@ -1,0 +1,245 @@
+"""Phase 2, supervised finetuning (SFT): teach a pretrained model to answer, not just continue.
+
+Lecture 5 §Phase 2: asked "How to make pasta", a pretrained model may add context, ask more
+questions or answer. SFT trains it on demonstrations (prompt, response), laid out by the
+chat template, with the cross entropy of the RESPONSE tokens only (a loss mask). This file
+wires it together: load the pretrained run, add the chat tokens, encode the pairs, run the
+shared Trainer, and compare held-out answers before and after (report.json, report.md).
+Left out: adapters (LoRA), packing pairs into one row, multi-turn chat, rejection sampling.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from minillm import backend, chat, checkpoint
+from minillm import functional as F
+from minillm.data.readers import read_demonstrations
+from minillm.data.sft import IGNORE_INDEX, ResponseTooLong, SFTBatches
+from minillm.losses import sequence_cross_entropy
+from minillm.tensor import Tensor
+from minillm.training import common
+from minillm.training.loop import TrainConfig, Trainer
+
+SHIPPED_SFT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "data", "sft")
+NORMALIZATIONS = ("token", "sequence")
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain: a few CPU minutes.
+DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
+                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
+
+
+# ----- the loss: cross entropy over response tokens only ------------------------------
+
+def token_losses(logits: Tensor, targets) -> Tensor:
+    """CE_bt = -log softmax(logits_bt)[targets_bt] at every position, 0 where ignored.
+
+    Args:
+        logits: (B, T, V). targets: (B, T) ids, IGNORE_INDEX where a position does not count.
+    Returns:
+        (B, T) Tensor of per-token losses.
+    """
+    xp = backend.xp
+    targets = backend.asarray(targets)
+    counted = targets != IGNORE_INDEX                                  # (B, T) the loss mask m
+    safe = xp.where(counted, targets, 0)  # any valid id; the mask zeroes these terms below
+    B, T = targets.shape
+    logp = F.log_softmax(logits, axis=-1)                              # (B, T, V)
+    picked = logp[xp.arange(B)[:, None], xp.arange(T)[None, :], safe]  # (B, T, V) -> (B, T)
+    return -picked * counted.astype(logits.dtype)
+
+
+def loss_weights(targets, normalize: str = "token", dtype=None):
+    """The weight w_bt of each token's loss, so that L = Σ_bt w_bt · CE_bt.
+
+    token:    w_bt = m_bt / Σ_b'Σ_t' m_b't'      every counted token of the batch weighs the same
+    sequence: w_bt = m_bt / (B' · Σ_t' m_bt')    every answer weighs the same, however long
+    m_bt = 1 where targets_bt counts; B' = the rows with at least one counted token.
+    """
+    xp = backend.xp
+    m = (backend.asarray(targets) != IGNORE_INDEX).astype(dtype or backend.get_default_dtype())  # (B, T)
+    if normalize == "token":
+        return m / xp.maximum(m.sum(), 1)
+    if normalize == "sequence":
+        per_row = m.sum(axis=1, keepdims=True)                         # (B, 1) tokens per answer
+        return m / xp.maximum(per_row, 1) / xp.maximum((per_row > 0).sum(), 1)
+    raise ValueError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
+
+
+def sft_loss(logits: Tensor, targets, normalize: str = "token") -> Tensor:
+    """Lecture 5 §Phase 2: cross entropy in which only response tokens count.
+
+    token (default, the common convention): L = Σ_bt m_bt·CE_bt / Σ_bt m_bt, the mean over
+        all counted response tokens of the batch; long answers weigh more.
+    sequence: L = (1/B') Σ_b (Σ_t m_bt·CE_bt / Σ_t m_bt), each answer's mean, then the mean
+        over answers; a short answer's tokens weigh more.
+    "token" runs the fused cross entropy with ignore_index; "sequence" runs the weighted sum
+    of `token_losses` (the tests prove the weighted form equals the fused one for "token").
+
+    Args:
+        logits: (B, T, V). targets: (B, T), IGNORE_INDEX on prompt, template and padding.
+    """
+    if normalize == "token":
+        return sequence_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+    weights = loss_weights(targets, normalize, logits.dtype)
+    return (token_losses(logits, targets) * Tensor._wrap(weights)).sum()
+
+
+# ----- the data ------------------------------------------------------------------------
+
+@dataclass
+class EncodedDemonstrations:
+    examples: list          # (ids, loss_mask) pairs
+    skipped: int = 0        # pairs whose response (plus template) does not fit in the block
+    truncated: int = 0      # pairs whose prompt lost tokens on the left to fit
+    bad_records: int = 0    # unreadable lines skipped with --skip-bad
+
+
+def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = False) -> EncodedDemonstrations:
+    """Encode every {"prompt", "response"} record with the chat template, counting what did not fit.
+
+    A pair the tokenizer cannot encode (a character the pretrained tokenizer never saw) stops
+    the run with the pair's number, or, with skip_bad, is skipped and counted as bad.
+    """
+    out = EncodedDemonstrations([], bad_records=len(getattr(records, "skipped", [])))
+    for number, r in enumerate(records, start=1):
+        try:
+            ids, mask = chat.encode_example(tokenizer, r["prompt"], r["response"], block_size)
+        except ResponseTooLong:
+            out.skipped += 1
+            continue
+        except ValueError as err:
+            if not skip_bad:
+                raise ValueError(f"demonstration {number} cannot be encoded by the pretrained model's "
+                                 f"tokenizer ({err}); pass --skip-bad to skip such pairs") from None
+            out.bad_records += 1
+            continue
+        out.truncated += len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, r["prompt"]))
+        out.examples.append((ids, mask))
+    return out
+
+
+def validation_loss(model, batches: SFTBatches, batch_size: int, normalize: str) -> dict:
+    """The response-only loss over every validation pair, weighted as in training."""
+    total, weight = 0.0, 0.0
+    for x, y in batches.sequential_batches(batch_size):
+        w = float((y != IGNORE_INDEX).sum()) if normalize == "token" else len(x)
+        total += sft_loss(model(x), y, normalize).item() * w
+        weight += w
+    return {"val_loss": total / max(weight, 1.0)}
+
+
+# ----- the run -------------------------------------------------------------------------
+
+@dataclass
+class SFTRun:
+    """Everything one SFT run needs; `run()` trains, evaluates before/after and returns a summary."""
+
+    init: str                       # the pretrained run directory (or checkpoint directory)
+    out: str                        # this run's directory: checkpoint, log, loss.png, report
+    data: str | None = None         # demonstrations .jsonl (default: the shipped sft/train.jsonl)
+    val: str | None = None          # validation demonstrations (default: shipped validation.jsonl)
+    test: str | None = None         # held-out prompts for before/after (default: shipped test.jsonl)
+    epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
+    normalize: str = "token"        # "token" or "sequence" (see sft_loss)
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    eval_prompts: int | None = None  # evaluate only the first N held-out prompts (None: all)
+    skip_bad: bool = False          # skip unreadable lines of the data files instead of stopping
+    resume: bool = False
+    quiet: bool = False
+
+    def run(self) -> dict:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        start = time.perf_counter()
+        pre = checkpoint.load(self.init)
+        if pre.tokenizer is None:
+            raise ValueError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
+        model, tok = pre.model, pre.tokenizer
+        prompts, references = self._held_out()
+        self._say(f"answering {len(prompts)} held-out prompts with the pretrained model (raw prompts)")
+        before = common.answer_prompts(model, tok, prompts, use_template=chat.uses_chat_template(pre.meta))
+        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        backend.manual_seed(train_cfg.seed)  # the new embedding rows' noise is seeded too
+        chat.add_chat_tokens(tok, model)
+        train, val = self._encode(tok, model.config.block_size)
+        train_cfg = self._schedule(train_cfg, len(train.examples))
+        pad_id = chat.chat_token_ids(tok)[2]
+        train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
+        evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
+        base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
+        self._say(f"response-only validation loss before SFT: {base:.4f}")
+        trainer = Trainer(
+            model, train_cfg, self.out, train_batch=lambda rng: train_set.batch(train_cfg.batch_size, rng),
+            loss_fn=lambda m, b: (sft_loss(m(b[0]), b[1], self.normalize), (b[1] != IGNORE_INDEX).sum()),
+            evaluate=evaluate, tokenizer=tok, quiet=self.quiet,
+            meta={"phase": "sft", "chat_template": chat.TEMPLATE_NAME, "init": os.path.abspath(self.init),
+                  "normalize": self.normalize, "baseline_val_loss": base, "skipped": train.skipped,
+                  "truncated": train.truncated})
+        result = trainer.run(resume=self.resume)
+        self._say("answering the held-out prompts with the SFT model (chat template)")
+        after = common.answer_prompts(trainer.model, tok, prompts, use_template=True)
+        return self._report(result, prompts, references, before, after, train, base, start)
+
+    def _held_out(self):
+        test = self.test or os.path.join(SHIPPED_SFT, "test.jsonl")
+        prompts, references = common.held_out_prompts(read_demonstrations(test, self.skip_bad))
+        return prompts[:self.eval_prompts], references
+
+    def _encode(self, tok, block_size: int):
+        data = self.data or os.path.join(SHIPPED_SFT, "train.jsonl")
+        val = self.val or (os.path.join(SHIPPED_SFT, "validation.jsonl") if self.data is None else None)
+        train = encode_demonstrations(tok, read_demonstrations(data, self.skip_bad), block_size, self.skip_bad)
+        if val is None:  # a user's file without --val: hold out every 10th pair
+            examples = train.examples
+            train.examples = [e for i, e in enumerate(examples) if i % 10]
+            valid = EncodedDemonstrations([e for i, e in enumerate(examples) if i % 10 == 0])
+        else:
+            valid = encode_demonstrations(tok, read_demonstrations(val, self.skip_bad), block_size, self.skip_bad)
+        self._say(f"data: {len(train.examples)} training pairs ({train.truncated} with the prompt cut "
+                  f"on the left, {train.skipped} skipped: response longer than the block of "
+                  f"{block_size}, {train.bad_records} bad lines); {len(valid.examples)} validation pairs")
+        return train, valid
+
+    def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
+        """--epochs sets max_steps; a short run gets warmup, eval and checkpoints that fit it."""
+        if self.epochs is not None:
+            cfg = replace(cfg, max_steps=max(1, math.ceil(self.epochs * n_pairs / (cfg.batch_size * cfg.grad_accum))))
+        if cfg.max_steps < DEFAULT_TRAIN.max_steps:
+            fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
+                   [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
+            cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in self.overrides})
+        return cfg
+
+    def _report(self, result, prompts, references, before, after, train, base, start) -> dict:
+        scores = {"before": common.score_answers(prompts, before, references),
+                  "after": common.score_answers(prompts, after, references)}
+        summary = {**result, "baseline_val_loss": base, "train_pairs": len(train.examples),
+                   "skipped": train.skipped, "truncated": train.truncated,
+                   "seconds": time.perf_counter() - start}
+        report = {**scores, "summary": summary, "init": self.init, "test": self.test or "shipped test.jsonl"}
+        notes = ("before: the pretrained model, given the raw prompt (it knows no template); "
+                 "after: the SFT model, given the chat template. Greedy decoding; the answer is the "
+                 "first non-empty line of the continuation. Direct answer: gold >= 0.5. Exact match: "
+                 "factual prompts (facts, numbers, sums) answered with an accepted answer.")
+        common.write_report(self.out, report, prompts, {"before": before, "after": after},
+                            "SFT: held-out answers before and after", notes)
+        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump({**summary, **{f"{k}_{m}": v[m] for k, v in scores.items()
+                                     for m in ("mean_gold", "direct_rate", "exact_match")}}, f, indent=2)
+        self._say(f"held-out prompts ({len(prompts)}): before = pretrained, raw prompt; after = SFT, template\n"
+                  + common.format_comparison(scores["before"], scores["after"])
+                  + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
+        return {**summary, "before": scores["before"], "after": scores["after"]}
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def config_dict() -> dict:
+    return asdict(DEFAULT_TRAIN)
