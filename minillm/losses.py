@@ -58,3 +58,55 @@ def sequence_cross_entropy(logits: Tensor, targets, ignore_index: int = -100) ->
     B, T, V = logits.shape
     targets = backend.asarray(targets)
     return cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), ignore_index)
+
+
+# ----- Phase 3: the reward model's pairwise loss --------------------------------------
+
+def pairwise_loss(s_w: Tensor, s_l: Tensor) -> Tensor:
+    """The slide's reward-model loss, as written: mean of -log(σ(s_w - s_l)).
+
+    s_w = r_θ(x, y_w) scores the winning response, s_l = r_θ(x, y_l) the losing one; the loss
+    is log 2 when they are equal and falls as the winner pulls ahead. Literal on purpose, with
+    σ(d) = 1 / (1 + e^-d) as the slide writes it: for a margin d = -100, e^100 overflows
+    float32, σ becomes 0, the loss inf and its gradient NaN; for d = +100, σ rounds to 1 and
+    the loss to exactly 0. See `pairwise_loss_stable`.
+    """
+    d = s_w - s_l
+    sigma = 1.0 / (1.0 + (-d).exp())
+    return -sigma.log().mean()
+
+
+def pairwise_loss_stable(s_w: Tensor, s_l: Tensor, margin: float = 0.0,
+                         center_coef: float = 0.0) -> Tensor:
+    """The same loss in its stable form: -log σ(d) = softplus(-d), with d = s_w - s_l.
+
+    softplus(z) = log(1 + e^z) is computed as logaddexp(0, z), finite for any z, and its
+    gradient σ(z) never underflows to a wrong 0.
+
+    Args:
+        s_w, s_l: (N,) scores of the chosen and the rejected responses.
+        margin: optional m >= 0: -log σ(d - m) asks the winner to lead by at least m (off by default).
+        center_coef: optional λ: adds λ·mean((s_w + s_l)²), which keeps rewards centred near
+            zero, since the pairwise loss alone cannot see their offset (off by default).
+    """
+    d = s_w - s_l
+    loss = (-(d - margin)).softplus().mean() if margin else (-d).softplus().mean()
+    if center_coef:
+        total = s_w + s_l
+        loss = loss + center_coef * (total * total).mean()
+    return loss
+
+
+def pairwise_accuracy(s_w, s_l) -> float:
+    """Share of pairs the reward model orders correctly: mean of [s_w > s_l]."""
+    d = _data(s_w) - _data(s_l)
+    return float((d > 0).mean())
+
+
+def mean_margin(s_w, s_l) -> float:
+    """Mean of s_w - s_l over the pairs."""
+    return float((_data(s_w) - _data(s_l)).mean())
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else backend.asarray(x)

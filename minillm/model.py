@@ -145,6 +145,13 @@ class GPT(nn.Module):
             cache: a KVCache for incremental decoding (see minillm.generate).
             positions: (B, T) position ids; by default 0..T-1 (after the cached length).
         """
+        return self.head(self.hidden_states(ids, cache, positions))  # (B, T, C) -> (B, T, V)
+
+    def hidden_states(self, ids, cache: KVCache | None = None, positions=None) -> Tensor:
+        """The transformer without its LM head: ids (B, T) -> final-LayerNorm states (B, T, C).
+
+        The reward model reads these; arguments as in `forward`.
+        """
         ids = self._check_ids(ids)
         B, T = ids.shape
         if positions is None:
@@ -158,7 +165,7 @@ class GPT(nn.Module):
             x = block(x, cache, layer)
         if cache is not None:
             cache.advance(T)
-        return self.head(self.ln_f(x))  # (B, T, C) -> (B, T, V)
+        return self.ln_f(x)
 
     def head(self, x: Tensor) -> Tensor:
         """The LM head: hidden states (..., C) -> logits (..., V)."""

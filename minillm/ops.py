@@ -198,15 +198,34 @@ class Tanh(Function):
         return (grad * (1 - self.out * self.out),)  # d tanh(a)/da = 1 - tanh(a)^2
 
 
+def stable_sigmoid(a):
+    """σ(a) = 1/(1+e^-a) written as exp(-log(1 + e^-a)) = exp(-logaddexp(0, -a)).
+
+    The textbook form overflows e^-a for very negative a, and the tanh form rounds σ(-100) to
+    exactly 0 in float32; this one returns the tiny true value for any a.
+    """
+    xp = get_array_module(a)
+    return xp.exp(-xp.logaddexp(0, -a))
+
+
 class Sigmoid(Function):
     def forward(self, a):
-        xp = get_array_module(a)
-        # σ(a) = 1/(1+e^-a) overflows e^-a for very negative a; the tanh form never does.
-        self.out = 0.5 * (xp.tanh(0.5 * a) + 1)
+        self.out = stable_sigmoid(a)
         return self.out
 
     def backward(self, grad):
         return (grad * self.out * (1 - self.out),)  # dσ/da = σ(1-σ)
+
+
+class Softplus(Function):
+    """softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so it never overflows."""
+
+    def forward(self, a):
+        self.a = a
+        return get_array_module(a).logaddexp(0, a)
+
+    def backward(self, grad):
+        return (grad * stable_sigmoid(self.a),)  # d softplus/da = σ(a)
 
 
 class Relu(Function):

@@ -261,6 +261,7 @@ class Tensor:
     def tanh(self): return apply(ops.Tanh, self)
     def sigmoid(self): return apply(ops.Sigmoid, self)
     def relu(self): return apply(ops.Relu, self)
+    def softplus(self): return apply(ops.Softplus, self)
     def abs(self): return apply(ops.Abs, self)
     def clip(self, low, high): return apply(ops.Clip, self, low, high)
 

@@ -16,6 +16,7 @@ UNARY = {
     "tanh": lambda x: x.tanh(),
     "sigmoid": lambda x: x.sigmoid(),
     "relu": lambda x: x.relu(),
+    "softplus": lambda x: x.softplus(),
     "abs": lambda x: x.abs(),
     "clip": lambda x: x.clip(-0.5, 0.7),
     "pow3": lambda x: x ** 3,
