@@ -23,6 +23,7 @@ device: str = "cpu"
 _default_dtype = numpy.float32
 _rng: Any = numpy.random.default_rng(0)
 _debug_nan = os.environ.get("MINILLM_DEBUG_NAN", "") not in ("", "0")
+_device_checks = os.environ.get("MINILLM_DEVICE_CHECKS", "") not in ("", "0")
 transfers = {"device_to_host": 0, "host_to_device": 0}
 
 
@@ -57,7 +58,7 @@ def use_device(name: str) -> None:
         raise DeviceError(f"unknown device {name!r}: expected one of {', '.join(DEVICES)}")
     xp = numpy if name == "cpu" else _load_cupy()
     device = name
-    _rng = xp.random.default_rng(0)
+    _rng = make_rng(0)
 
 
 def get_array_module(*arrays) -> Any:
@@ -97,6 +98,36 @@ def default_dtype(dtype) -> Iterator[None]:
 
 # ----- random numbers ------------------------------------------------------------------
 
+class CupyGenerator:
+    """A seeded generator for CuPy arrays whose whole state is plain data.
+
+    CuPy's own generators keep their state in GPU memory with no way to save and restore it,
+    which would make a resumed run on a GPU draw different numbers than an uninterrupted
+    one. Here a host NumPy PCG64 stream (whose state is a small dict) hands each draw a
+    fresh seed, and cuRAND fills the array on the device from that seed: same seed, same
+    numbers, and `bit_generator.state` saves and restores exactly, as on NumPy.
+    """
+
+    def __init__(self, seed: int | None = None):
+        self._host = numpy.random.default_rng(seed)
+        self.bit_generator = self._host.bit_generator
+
+    def _device(self):
+        return xp.random.RandomState(int(self._host.integers(2 ** 63)))
+
+    def random(self, size=None, dtype=numpy.float64):
+        return self._device().random_sample(size, dtype)
+
+    def standard_normal(self, size=None, dtype=numpy.float64):
+        return self._device().standard_normal(size, dtype)
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=numpy.float64):
+        return self._device().uniform(low, high, size, dtype)
+
+    def integers(self, low, high=None, size=None):
+        return self._device().randint(low, high, size, dtype=numpy.int64)
+
+
 def manual_seed(seed: int) -> None:
     """Seed the global generator: the same seed gives the same numbers, bit for bit, on one backend."""
     global _rng
@@ -107,7 +138,7 @@ def make_rng(seed: int | None = None):
     """An explicit generator (xp.random.Generator) for code that takes its own seed."""
     if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
         raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
-    return xp.random.default_rng(seed)
+    return numpy.random.default_rng(seed) if xp is numpy else CupyGenerator(seed)
 
 
 def get_rng():
@@ -145,6 +176,36 @@ def to_numpy(array) -> numpy.ndarray:
         transfers["device_to_host"] += 1
         return array.get()
     return numpy.asarray(array)
+
+
+def scalar(array) -> float | int | bool:
+    """A one-element array as a Python number: the explicit, counted way to read a value back."""
+    return to_numpy(array).item()
+
+
+def on_host(array) -> bool:
+    """True for NumPy arrays and plain Python data: values can be checked without a transfer."""
+    return not type(array).__module__.startswith("cupy")
+
+
+def out_of_range(ids, low: int, high: int):
+    """(min, max) of an integer array when some value lies outside [low, high), else None.
+
+    Arrays on the host are always checked. Arrays already on the GPU are checked only when
+    `set_device_checks(True)` (or MINILLM_DEVICE_CHECKS=1): each check reads a value back, a
+    device -> host round trip the training step must not pay; their values come from checked
+    host data anyway (token files, tokenizers).
+    """
+    if ids.size == 0 or not (on_host(ids) or _device_checks):
+        return None
+    lo, hi = scalar(ids.min()), scalar(ids.max())
+    return (lo, hi) if lo < low or hi >= high else None
+
+
+def set_device_checks(enabled: bool) -> None:
+    """Check values of arrays on the GPU too (slower: each check is a device -> host read)."""
+    global _device_checks
+    _device_checks = bool(enabled)
 
 
 def reset_transfer_counts() -> None:

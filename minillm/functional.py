@@ -75,9 +75,9 @@ def _check_ids(ids, num_rows: int):
     ids = ids.data if isinstance(ids, Tensor) else backend.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num_rows):
-        raise IndexError(f"embedding ids must lie in [0, {num_rows}), got values from "
-                         f"{int(ids.min())} to {int(ids.max())}")
+    bad = backend.out_of_range(ids, 0, num_rows)
+    if bad:
+        raise IndexError(f"embedding ids must lie in [0, {num_rows}), got values from {bad[0]} to {bad[1]}")
     return ids
 
 
@@ -173,10 +173,11 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
         targets: (N,) integer ids; rows equal to `ignore_index` are left out of the mean.
     """
     targets = _check_targets(logits, targets)
-    counted = targets[targets != ignore_index]
-    if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= logits.shape[1]):
+    xp = backend.get_array_module(targets)
+    bad = backend.out_of_range(xp.where(targets == ignore_index, 0, targets), 0, logits.shape[1])
+    if bad:
         raise IndexError(f"targets must lie in [0, {logits.shape[1]}) or equal ignore_index "
-                         f"({ignore_index}), got values from {int(counted.min())} to {int(counted.max())}")
+                         f"({ignore_index}), got values from {bad[0]} to {bad[1]}")
     return apply(fused.CrossEntropy, logits, targets, ignore_index=ignore_index)
 
 
@@ -187,5 +188,5 @@ def cross_entropy_composed(logits: Tensor, targets, ignore_index: int = -100) ->
     counted = targets != ignore_index
     rows = xp.arange(len(targets))
     picked = log_softmax_composed(logits)[rows, xp.where(counted, targets, 0)]  # (N,)
-    n = max(int(counted.sum()), 1)
-    return -(picked * counted.astype(logits.dtype)).sum() / n
+    n = xp.maximum(counted.sum(), 1).astype(logits.dtype)  # stays on the device
+    return -(picked * counted.astype(logits.dtype)).sum() / Tensor._wrap(n)

@@ -100,12 +100,12 @@ def pairwise_loss_stable(s_w: Tensor, s_l: Tensor, margin: float = 0.0,
 def pairwise_accuracy(s_w, s_l) -> float:
     """Share of pairs the reward model orders correctly: mean of [s_w > s_l]."""
     d = _data(s_w) - _data(s_l)
-    return float((d > 0).mean())
+    return float(backend.scalar((d > 0).mean()))
 
 
 def mean_margin(s_w, s_l) -> float:
     """Mean of s_w - s_l over the pairs."""
-    return float((_data(s_w) - _data(s_l)).mean())
+    return float(backend.scalar((_data(s_w) - _data(s_l)).mean()))
 
 
 def _data(x):

@@ -78,7 +78,11 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.append(layer, k, v)  # (B, H, offset + T, D)
         mask = F.causal_mask(q.shape[2], offset)  # (T, offset + T)
         if cache is not None and cache.key_mask is not None:
-            mask = mask & cache.key_mask[:, None, None, : offset + q.shape[2]]  # padding is never a key
+            T, xp = q.shape[2], backend.xp
+            itself = xp.arange(offset + T)[None, :] == (offset + xp.arange(T))[:, None]  # (T, offset + T)
+            # Padding is never a key, except to itself: a padding query with no key at all would
+            # get softmax(all -inf) = NaN, and that NaN would reach real rows through the values.
+            mask = (mask & cache.key_mask[:, None, None, : offset + T]) | itself
         scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, offset + T)
         weights = self.attn_dropout(F.softmax(scores.masked_fill(~mask, -math.inf), axis=-1))
         return F.merge_heads(weights @ v)  # (B, H, T, D) -> (B, T, C)
@@ -182,9 +186,10 @@ class GPT(nn.Module):
         if ids.shape[1] > self.config.block_size:
             raise ValueError(f"input has {ids.shape[1]} tokens but the model's block_size (the longest "
                              f"context it can read) is {self.config.block_size}: crop the input")
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+        bad = backend.out_of_range(ids, 0, self.config.vocab_size)
+        if bad:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
-                             f"got values from {int(ids.min())} to {int(ids.max())}")
+                             f"got values from {bad[0]} to {bad[1]}")
         return ids
 
     def next_token_probs(self, ids):

@@ -127,12 +127,12 @@ def clip_grad_norm(params, max_norm: float) -> float:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for g in grads:
-            g *= scale
-    return total
+    xp = backend.get_array_module(grads[0])
+    total = xp.sqrt(sum((g * g).sum() for g in grads))  # on the device: no per-tensor round trip
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6)).astype(grads[0].dtype)
+    for g in grads:
+        g *= scale  # multiplying by 1 when the norm is small enough avoids a host-side branch
+    return backend.scalar(total)  # the one value read back: it is logged
 
 
 class ConstantSchedule:

@@ -38,7 +38,7 @@ class RewardModel(nn.Module):
         ids = backend.asarray(ids)
         lengths = backend.asarray(lengths)
         B, T = ids.shape
-        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
+        if lengths.shape != (B,) or backend.out_of_range(lengths, 1, T + 1):
             raise ValueError(f"lengths must be (B,) = ({B},) values in [1, {T}], got shape "
                              f"{lengths.shape} with values {backend.to_numpy(lengths).tolist()[:8]}")
         hidden = self.transformer.hidden_states(ids)  # (B, T, C)

@@ -141,3 +141,17 @@ def test_bad_inputs_name_the_limit():
         model(numpy.zeros((1, 2)))
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=10, n_head=3)
+
+
+def test_left_padded_batch_in_one_pass_matches_each_prompt_alone():
+    """Padding is masked as a key; a padding query attends only to itself, so no NaN leaks."""
+    model = make(block_size=16)
+    key_mask = numpy.ones((2, 8), bool)
+    key_mask[0, :2] = False  # row 0: two padding positions, then the prompt [3, 4, 5]
+    cache = KVCache.for_model(model, 2, 8, key_mask=key_mask)
+    with minillm.no_grad():
+        out = model(numpy.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]]), cache=cache,
+                    positions=numpy.array([[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]])).numpy()
+    assert not numpy.isnan(out).any()
+    numpy.testing.assert_allclose(out[0, 2:], model([3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(out[1], model([1, 2, 3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
