@@ -8,8 +8,11 @@ noisy. Also prints the peak resident memory and checks it does not grow step to 
     python benchmarks/bench_pretrain.py                 # both configs
     python benchmarks/bench_pretrain.py --config char   # one of them
     python benchmarks/bench_pretrain.py --profile char  # cProfile of minillm's step
+    python benchmarks/bench_pretrain.py --device cuda --config bpe --config gpt2-small
 
-PyTorch (torch==2.13.0, CPU build) is needed only for the comparison.
+On `--device cuda` minillm runs on CuPy and the twin on PyTorch's CUDA backend (eager, float32,
+TF32 off on both sides), and the report adds achieved TFLOP/s (≈ 6·N·D + attention) and peak
+device memory. PyTorch (torch==2.13.0, CPU build) is needed only for the comparison.
 """
 from __future__ import annotations
 
@@ -31,7 +34,10 @@ CONFIGS = {
     "char": (GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
     # a BPE config: 512-token vocabulary, 4 layers, 4 heads, 256 channels, block 128, batch 16
     "bpe": (GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=256), 16),
+    # GPT-2 small's shape: 12 layers, 12 heads, 768 channels, block 1024, GPT-2's BPE vocabulary
+    "gpt2-small": (GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768), 8),
 }
+DEVICE = "cpu"
 
 
 def batches(cfg: GPTConfig, batch: int, count: int = 8):
@@ -62,6 +68,8 @@ def torch_step_factory(cfg: GPTConfig):
     from torch import nn
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 products, as CuPy's
+    device = torch.device(DEVICE)
 
     class Block(nn.Module):
         def __init__(self):
@@ -88,16 +96,16 @@ def torch_step_factory(cfg: GPTConfig):
             self.ln_f = nn.LayerNorm(cfg.n_embd)
 
         def forward(self, idx):
-            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=device))
             for block in self.h:
                 x = block(x)
             return self.ln_f(x) @ self.wte.weight.T
 
-    model = TorchGPT()
+    model = TorchGPT().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
 
     def step(window) -> float:
-        w = torch.from_numpy(window)
+        w = torch.from_numpy(window).to(device)
         logits = model(w[:, :-1])
         loss = nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), w[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -121,6 +129,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def device_memory_mb() -> dict:
+    """Peak device memory: CuPy's pool size (it keeps what it allocated) and PyTorch's peak reserved."""
+    if DEVICE == "cpu":
+        return {}
+    import cupy
+    out = {"minillm_pool_mb": cupy.get_default_memory_pool().total_bytes() / 2 ** 20}
+    try:
+        import torch
+        out["torch_reserved_mb"] = torch.cuda.max_memory_reserved() / 2 ** 20
+    except ImportError:
+        pass
+    return out
+
+
 def bench(name: str, repeats: int, steps: int) -> dict:
     cfg, batch = CONFIGS[name]
     data = batches(cfg, batch)
@@ -138,14 +160,17 @@ def bench(name: str, repeats: int, steps: int) -> dict:
         if theirs:
             best_theirs = min(best_theirs, time_steps(theirs, data, steps))
     tokens = batch * cfg.block_size
+    flops = ours.model.flops_per_token() * tokens  # per step
     result = {"config": name, "minillm_ms": best_ours * 1e3, "tokens_per_s": tokens / best_ours,
-              "params": ours.model.num_parameters(), "peak_rss_mb": rss[-1]}
-    line = (f"{name:5s} params {result['params']:,}  minillm {best_ours * 1e3:7.1f} ms/step "
-            f"({tokens / best_ours:,.0f} tok/s)")
+              "params": ours.model.num_parameters(), "peak_rss_mb": rss[-1], **device_memory_mb()}
+    line = (f"{name:10s} params {result['params']:,}  minillm {best_ours * 1e3:7.1f} ms/step "
+            f"({tokens / best_ours:,.0f} tok/s, {flops / best_ours / 1e12:.2f} TFLOP/s)")
     if theirs:
         result.update(torch_ms=best_theirs * 1e3, ratio=best_ours / best_theirs)
-        line += f"  torch {best_theirs * 1e3:7.1f} ms/step  ratio {best_ours / best_theirs:.2f}x"
-    print(line + f"  peak RSS {rss[-1]:.0f} MB (after each repeat: {', '.join(f'{r:.0f}' for r in rss)})")
+        line += (f"  torch {best_theirs * 1e3:7.1f} ms/step ({tokens / best_theirs:,.0f} tok/s, "
+                 f"{flops / best_theirs / 1e12:.2f} TFLOP/s)  ratio {best_ours / best_theirs:.2f}x")
+    memory = {k: round(v) for k, v in result.items() if k.endswith("_mb")}
+    print(line + f"  memory {memory} (RSS after each repeat: {', '.join(f'{r:.0f}' for r in rss)})")
     return result
 
 
@@ -168,7 +193,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--profile", choices=sorted(CONFIGS))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    minillm.use_device(args.device)
     if args.profile:
         return profile(args.profile)
     import platform

@@ -1,16 +1,41 @@
-"""Shared test setup: every test starts on float32 with a fixed global seed."""
+"""Shared test setup: every test starts on float32 with a fixed global seed, on the device
+chosen with `pytest --device cpu|cuda` (default cpu)."""
 import numpy
 import pytest
 
 from minillm import backend
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=["cpu", "cuda"],
+                     help="run the suite's array code on NumPy (cpu) or CuPy (cuda)")
+
+
+def gpu_available() -> bool:
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
-def _fresh_backend_state():
+def _fresh_backend_state(request):
+    backend.use_device(request.config.getoption("--device"))
     backend.set_default_dtype(numpy.float32)
     backend.manual_seed(0)
     backend.set_debug_nan(False)
     yield
+    backend.use_device(request.config.getoption("--device"))
     backend.set_default_dtype(numpy.float32)
     backend.set_debug_nan(False)
 
