@@ -141,3 +141,49 @@ def write_report(out_dir: str, report: dict, prompts: list[str], answers: dict[s
         md.append("")
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md))
+
+
+def pairwise_wins(gold_a: list[float], gold_b: list[float]) -> dict:
+    """Compare two policies prompt by prompt: A wins where its gold score is higher.
+
+    win_rate = wins / (wins + losses), ties (equal gold) left out; win_rate_ties_half counts
+    each tie as half a win: (wins + ties/2) / n.
+    Example: a = [1, 0.5, 0], b = [0, 0.5, 1] -> 1 win, 1 loss, 1 tie, win_rate 0.5.
+    """
+    wins = sum(a > b for a, b in zip(gold_a, gold_b))
+    losses = sum(a < b for a, b in zip(gold_a, gold_b))
+    ties = len(gold_a) - wins - losses
+    return {"wins": wins, "losses": losses, "ties": ties,
+            "win_rate": wins / max(wins + losses, 1),
+            "win_rate_ties_half": (wins + ties / 2) / max(len(gold_a), 1)}
+
+
+RL_PANELS = [("reward-model score", [("train", "rm_score", "RM score of samples"),
+                                     ("train", "reward", "reward r − β·KL"),
+                                     ("eval", "rm_score", "RM score, held-out greedy")]),
+             ("KL to the SFT model (nats)", [("train", "kl", "KL per response"), ("train", "beta", "β")]),
+             ("gold score", [("train", "gold", "gold of samples"), ("eval", "gold", "gold, held-out greedy")])]
+
+
+def plot_rl_curves(log_path: str, png_path: str, title: str = "RLHF") -> str:
+    """Three panels from an RLHF log against step: RM score and reward, KL and β, gold score."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    fig, axes = plt.subplots(1, len(RL_PANELS), figsize=(13, 3.5), dpi=100)
+    for ax, (label, curves) in zip(axes, RL_PANELS):
+        for kind, key, name in curves:
+            points = [(r["step"], r[key]) for r in records if r.get("kind") == kind and key in r]
+            if points:
+                ax.plot(*zip(*points), "o-" if kind == "eval" else "-", ms=3, lw=1, label=name)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,59 @@
+"""`minillm rlhf`: Phase 3, policy-gradient optimisation of the SFT model against a reward model.
+
+    minillm rlhf --policy runs/sft --rm runs/rm --out runs/rlhf
+    minillm rlhf --policy runs/sft --rm runs/rm --algo ppo --k 4 --target-kl 6 --out runs/rlhf_ppo
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from minillm.rl import ALGORITHMS
+from minillm.training.rlhf import RLHFConfig, RLHFRun
+
+DEFAULTS = RLHFConfig()
+FLAGS = [("steps", int, "rollout-then-update iterations"), ("batch_prompts", int, "B prompts per step"),
+         ("k", int, "G sampled responses per prompt"), ("lr", float, "AdamW learning rate (constant)"),
+         ("kl_coef", float, "β of the KL penalty (the start value with --target-kl); 0 switches it off"),
+         ("target_kl", float, "adapt β toward this mean KL per response, in nats (default: β fixed)"),
+         ("kl_horizon", int, "horizon of the adaptive β controller, in responses"),
+         ("temperature", float, "sampling temperature τ; the policy is softmax(z/τ)"),
+         ("max_new_tokens", int, "longest response"), ("ppo_epochs", int, "PPO passes over one batch"),
+         ("ppo_minibatch", int, "PPO responses per gradient step"), ("clip_eps", float, "PPO clip ε"),
+         ("grad_clip", float, "max global gradient norm (0: off)"),
+         ("eval_interval", int, "greedy held-out evaluation every N steps"),
+         ("eval_prompts", int, "held-out prompts in the periodic evaluation"),
+         ("checkpoint_interval", int, "save every N steps"), ("seed", int, "seeds prompts, samples, minibatches")]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "rlhf", help="Phase 3: optimise an SFT model against a reward model (REINFORCE, RLOO, PPO)",
+        description="Sample responses from the policy (starting as the SFT model), score them with the "
+                    "reward model minus a KL penalty to the frozen SFT model, and update the policy by "
+                    "policy gradient; then compare held-out answers of SFT and RLHF (report.md).")
+    p.add_argument("--policy", required=True, help="the SFT run directory (minillm sft --out)")
+    p.add_argument("--rm", required=True, help="the reward model's run directory (minillm reward --out)")
+    p.add_argument("--prompts", help="training prompts .jsonl: a 'prompt' field, or demonstrations or "
+                                     "preference pairs whose prompts are used (default: data/rl/train.jsonl)")
+    p.add_argument("--heldout", help="held-out prompts for the report (default: data/rl/heldout.jsonl)")
+    p.add_argument("--algo", choices=ALGORITHMS, default=DEFAULTS.algo,
+                   help="reinforce: batch-mean baseline; rloo: leave-one-out baseline; ppo: clipped ratio")
+    p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, rlhf.png, report.md")
+    p.add_argument("--normalize-adv", action="store_true", help="divide advantages by their std")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true")
+    for name, kind, text in FLAGS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=f"{text} (default {getattr(DEFAULTS, name)})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    known = {f.name for f in fields(RLHFConfig)}
+    values = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None}
+    config = RLHFConfig(**{k: v for k, v in values.items() if k in known}, algo=args.algo,
+                        normalize_adv=args.normalize_adv)
+    RLHFRun(policy=args.policy, reward_model=args.rm, out=args.out, config=config, prompts=args.prompts,
+            heldout=args.heldout, resume=args.resume, quiet=args.quiet).run()
+    return 0
