@@ -188,6 +188,15 @@ def on_host(array) -> bool:
     return not type(array).__module__.startswith("cupy")
 
 
+def as_checkable(data):
+    """Host data (lists, NumPy) as a NumPy array, a device array as itself.
+
+    Inputs are checked where they are: host data before it moves to the device (so the check
+    costs no round trip), see `out_of_range`.
+    """
+    return data if not on_host(data) else numpy.asarray(data)
+
+
 def out_of_range(ids, low: int, high: int):
     """(min, max) of an integer array when some value lies outside [low, high), else None.
 

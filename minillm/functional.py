@@ -72,13 +72,13 @@ def layer_norm_composed(x: Tensor, weight=None, bias=None, eps: float = 1e-5) ->
 
 
 def _check_ids(ids, num_rows: int):
-    ids = ids.data if isinstance(ids, Tensor) else backend.asarray(ids)
+    ids = backend.as_checkable(ids.data if isinstance(ids, Tensor) else ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
     bad = backend.out_of_range(ids, 0, num_rows)
     if bad:
         raise IndexError(f"embedding ids must lie in [0, {num_rows}), got values from {bad[0]} to {bad[1]}")
-    return ids
+    return backend.asarray(ids)
 
 
 def embedding(weight: Tensor, ids) -> Tensor:
@@ -156,7 +156,7 @@ def causal_self_attention_composed(qkv: Tensor, n_head: int) -> Tensor:
 
 
 def _check_targets(logits: Tensor, targets):
-    targets = targets.data if isinstance(targets, Tensor) else backend.asarray(targets)
+    targets = backend.as_checkable(targets.data if isinstance(targets, Tensor) else targets)
     if logits.ndim != 2 or targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
         raise ValueError(f"cross entropy expects logits (N, V) and targets (N,), got "
                          f"{logits.shape} and {targets.shape}")
@@ -178,12 +178,13 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     if bad:
         raise IndexError(f"targets must lie in [0, {logits.shape[1]}) or equal ignore_index "
                          f"({ignore_index}), got values from {bad[0]} to {bad[1]}")
+    targets = backend.asarray(targets)
     return apply(fused.CrossEntropy, logits, targets, ignore_index=ignore_index)
 
 
 def cross_entropy_composed(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     """The same cross entropy from primitives: -Σ_counted log_softmax(z)[y] / n_counted."""
-    targets = _check_targets(logits, targets)
+    targets = backend.asarray(_check_targets(logits, targets))
     xp = backend.get_array_module(targets)
     counted = targets != ignore_index
     rows = xp.arange(len(targets))

@@ -178,7 +178,7 @@ class GPT(nn.Module):
         return x @ self.wte.weight.T  # tied: the same matrix reads tokens in and writes them out
 
     def _check_ids(self, ids):
-        ids = ids.data if isinstance(ids, Tensor) else backend.asarray(ids)
+        ids = backend.as_checkable(ids.data if isinstance(ids, Tensor) else ids)
         if ids.ndim == 1:
             ids = ids[None, :]
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
@@ -190,7 +190,7 @@ class GPT(nn.Module):
         if bad:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
                              f"got values from {bad[0]} to {bad[1]}")
-        return ids
+        return backend.asarray(ids)
 
     def next_token_probs(self, ids):
         """The lecture's LLM_phi(x): P(x_{t+1} = v | x_1..x_t) for every v in V (sums to 1).

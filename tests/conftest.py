@@ -11,6 +11,29 @@ def pytest_addoption(parser):
                      help="run the suite's array code on NumPy (cpu) or CuPy (cuda)")
 
 
+def pytest_configure(config):
+    if config.getoption("--device") == "cuda":
+        _compare_on_the_host()
+
+
+def _compare_on_the_host():
+    """On --device cuda, NumPy's assertion helpers bring CuPy arrays to the host first, so
+    the same test bodies check both backends (CuPy refuses implicit conversion)."""
+    import functools
+    import numpy.testing as nt
+
+    def host(value):
+        return backend.to_numpy(value) if type(value).__module__.startswith("cupy") else value
+
+    for name in ("assert_allclose", "assert_array_equal", "assert_array_almost_equal", "assert_equal"):
+        original = getattr(nt, name)
+
+        @functools.wraps(original)
+        def wrapped(*args, _original=original, **kwargs):
+            return _original(*[host(a) for a in args], **kwargs)
+        setattr(nt, name, wrapped)
+
+
 def gpu_available() -> bool:
     try:
         import cupy

@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, gradcheck
+from minillm import Tensor, backend, gradcheck
 from minillm.losses import (mean_margin, pairwise_accuracy, pairwise_loss, pairwise_loss_stable)
 from minillm.model import GPT, GPTConfig
 from minillm.reward_model import RewardModel
@@ -46,7 +46,7 @@ def test_literal_form_breaks_at_large_margins_and_stable_does_not():
         literal = pairwise_loss(w, l)
         literal.backward()
     assert math.isinf(literal.item())              # e^100 overflows float32: σ = 0, log 0 = -inf
-    assert not numpy.isfinite(w.grad[0])           # and the gradient is NaN: training would stop
+    assert not numpy.isfinite(backend.scalar(w.grad[0]))  # and the gradient is NaN: training would stop
     w2, l2 = Tensor([-50.0], requires_grad=True), Tensor([50.0], requires_grad=True)
     stable = pairwise_loss_stable(w2, l2)
     stable.backward()
@@ -76,7 +76,7 @@ def test_metrics():
 def test_score_is_read_at_the_last_real_token_whatever_the_padding():
     minillm.manual_seed(0)
     rm = RewardModel(GPTConfig(**CONFIG))
-    rm.score_head.weight.data[...] = numpy.random.default_rng(0).standard_normal((8, 1)).astype(numpy.float32)
+    rm.score_head.weight.data[...] = backend.asarray(numpy.random.default_rng(0).standard_normal((8, 1)), numpy.float32)
     text = [3, 1, 4, 1, 5]
     alone = rm(numpy.array([text]), numpy.array([5])).numpy()[0]
     padded = numpy.array([text + [0, 0, 0], [2, 7, 1, 8, 2, 8, 1, 8]])
@@ -94,7 +94,7 @@ def test_reward_model_gradcheck_and_init_from_gpt(float64):
     rm = RewardModel.from_gpt(gpt)
     numpy.testing.assert_array_equal(rm.transformer.wte.weight.numpy(), gpt.wte.weight.numpy())
     assert rm.transformer.lm_head is None and rm(numpy.array([[1, 2]]), numpy.array([2])).numpy()[0] == 0.0
-    rm.score_head.weight.data[...] = numpy.random.default_rng(2).standard_normal((8, 1))
+    rm.score_head.weight.data[...] = backend.asarray(numpy.random.default_rng(2).standard_normal((8, 1)))
     ids, lengths = numpy.array([[1, 2, 3, 0], [4, 5, 6, 7]]), numpy.array([3, 4])
     chosen, rejected = numpy.array([[1, 2, 3, 0]]), numpy.array([[1, 2, 9, 9]])
 
