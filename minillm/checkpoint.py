@@ -5,26 +5,26 @@ stopped. That needs more than the weights: the optimizer's moments, the step, an
 state of the random generator (dropout draws from it). Arrays go into safetensors files,
 everything else into JSON; nothing is ever pickled, because unpickling a file runs code.
 A save is atomic: a crash mid-save leaves the previous checkpoint whole.
-Left out: sharded files, async saves, keeping the last k checkpoints. GPT-2 files: hf_gpt2.py.
+A checkpoint holds a GPT or a RewardModel; config.json's "model_kind" says which.
+Left out: sharded files, async saves, keeping the last k checkpoints. GPT-2 files: hf_gpt2.py;
+safe reading and atomic writing of files: safe_files.py.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
-import numpy
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from minillm import backend
 from minillm.model import GPT, GPTConfig
+from minillm.nn import Module
+from minillm.reward_model import RewardModel
+from minillm.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 from minillm.tokenizers import Tokenizer
 from minillm.tokenizers import load as load_tokenizer
 
@@ -33,32 +33,31 @@ FORMAT_VERSION = 1
 # The files a checkpoint owns; anything else found in its directory (logs, plots) is kept.
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json",
                     "optimizer.safetensors", "trainer_state.json")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file exists but does not hold what this code expects."""
+# config.json's "model_kind" names the class to build; files without the field hold a GPT.
+MODEL_CLASSES = {"gpt": GPT, "reward_model": RewardModel}
 
 
 @dataclass
 class Checkpoint:
     """What `load` returns."""
 
-    model: GPT                           # the GPT, holding the saved parameters
+    model: Module                        # the GPT (or RewardModel), holding the saved parameters
     config: GPTConfig                    # its config (also model.config)
     tokenizer: Tokenizer | None = None   # the saved tokenizer, if one was saved
     step: int = 0                        # the training step given to `save`
     meta: dict = field(default_factory=dict)  # the JSON dict given to `save` (run config, metrics)
     training_state_restored: bool = False     # optimizer state and global RNG state were restored
+    model_kind: str = "gpt"              # "gpt" or "reward_model" (see MODEL_CLASSES)
 
 
 # ----- save ----------------------------------------------------------------------------
 
-def save(model: GPT, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
+def save(model: Module, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
          optimizer=None, step: int = 0, meta: dict | None = None) -> Path:
     """Write a checkpoint directory; an existing checkpoint there is replaced atomically.
 
     Args:
-        model: the GPT to save.
+        model: the GPT or RewardModel to save (its kind is recorded in config.json).
         directory: where to save (created if missing).
         tokenizer: saved as tokenizer.json when given.
         optimizer: when given, its state and the global RNG state are saved too, so that
@@ -87,18 +86,28 @@ def save(model: GPT, directory: str | os.PathLike, tokenizer: Tokenizer | None =
     return Path(directory)
 
 
-def _write_config(model: GPT, path: Path, step: int, meta: dict) -> None:
-    data = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict(),
-            "dtype": str(model.wte.weight.dtype), "step": int(step), "meta": meta}
+def model_kind(model: Module) -> str:
+    """The name config.json records for a model's class: "gpt" or "reward_model"."""
+    for kind, cls in MODEL_CLASSES.items():
+        if type(model) is cls:
+            return kind
+    raise TypeError(f"cannot save a {type(model).__name__}: checkpoints hold one of "
+                    f"{', '.join(cls.__name__ for cls in MODEL_CLASSES.values())}")
+
+
+def _write_config(model: Module, path: Path, step: int, meta: dict) -> None:
+    data = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model_kind": model_kind(model),
+            "config": model.config.to_dict(), "dtype": str(model.parameters()[0].dtype),
+            "step": int(step), "meta": meta}
     write_json(data, path)
 
 
-def _write_model(model: GPT, path: Path) -> None:
+def _write_model(model: Module, path: Path) -> None:
     tensors = {name: host_array(array) for name, array in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"format": FORMAT_NAME})
 
 
-def _write_optimizer(model: GPT, optimizer, directory: Path, step: int) -> None:
+def _write_optimizer(model: Module, optimizer, directory: Path, step: int) -> None:
     """optimizer.safetensors: "<parameter name>.<slot>" -> array (e.g. "wte.weight.m");
     trainer_state.json: hyperparameters, which parameters each group holds, the RNG state."""
     names = {id(p): name for name, p in model.named_parameters()}
@@ -134,25 +143,28 @@ def load(directory: str | os.PathLike, optimizer=None) -> Checkpoint:
     Args:
         directory: the checkpoint directory.
         optimizer: to resume training, an optimizer of the saved type, built with the same
-            parameter groups (e.g. `AdamW(GPT(read_config(directory)).parameters())`). Its
+            parameter groups (e.g. `AdamW(GPT(read_config(directory)).parameters())`, or a
+            RewardModel's for a reward-model checkpoint). Its
             parameters are re-pointed, by name, at the loaded model's, and its state, step
             and the global random state are restored.
 
     Returns:
-        A Checkpoint. Loading without an optimizer leaves the global random state untouched.
+        A Checkpoint whose model is a GPT or a RewardModel, as config.json's "model_kind"
+        says. Loading without an optimizer leaves the global random state untouched.
     """
     directory = _existing_directory(directory)
     info = _read_checkpoint_config(directory)
     config = config_from_dict(info["config"], directory / "config.json")
+    kind = info.get("model_kind", "gpt")
     with backend.default_dtype(info.get("dtype", "float32")):
-        model = build_model(config)
+        model = build_model(config, kind)
     load_tensors(model, read_tensors(directory / "model.safetensors"), "model.safetensors")
     tokenizer_path = directory / "tokenizer.json"
     tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path.exists() else None
     if optimizer is not None:
         _restore_training_state(directory, model, optimizer)
     return Checkpoint(model, config, tokenizer, int(info.get("step", 0)), info.get("meta", {}),
-                      optimizer is not None)
+                      optimizer is not None, kind)
 
 
 def read_config(directory: str | os.PathLike) -> GPTConfig:
@@ -187,6 +199,9 @@ def _read_checkpoint_config(directory: Path) -> dict:
             if "model_type" in data else ""
         raise CheckpointError(f"{path} is not a minillm checkpoint config (format "
                               f"{data.get('format')!r}, expected {FORMAT_NAME!r}){hint}")
+    if data.get("model_kind", "gpt") not in MODEL_CLASSES:
+        raise CheckpointError(f"{path}: model_kind {data['model_kind']!r} is unknown to this minillm "
+                              f"(known: {', '.join(MODEL_CLASSES)})")
     if data.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {data.get('version')!r} is unknown "
                               f"to this minillm, which reads version {FORMAT_VERSION}; upgrade minillm")
@@ -203,12 +218,13 @@ def config_from_dict(values: dict, source) -> GPTConfig:
     return GPTConfig(**values)
 
 
-def build_model(config: GPTConfig) -> GPT:
-    """A GPT for `config` whose random initialisation does not move the global generator,
-    so loading a checkpoint never changes the numbers a run draws afterwards."""
+def build_model(config: GPTConfig, kind: str = "gpt") -> Module:
+    """A GPT (or, with kind="reward_model", a RewardModel) for `config` whose random
+    initialisation does not move the global generator, so loading a checkpoint never
+    changes the numbers a run draws afterwards."""
     state = _rng_state()
     try:
-        return GPT(config)
+        return MODEL_CLASSES[kind](config)
     finally:
         if state is not None:
             backend.set_rng_state(state)
@@ -224,7 +240,7 @@ def _rng_state() -> dict | None:
         return None
 
 
-def load_tensors(model: GPT, tensors: dict, source: str, display=lambda name: name) -> None:
+def load_tensors(model: Module, tensors: dict, source: str, display=lambda name: name) -> None:
     """Copy `tensors` into the model after checking names and shapes; the error names the
     first mismatch, in the model's parameter order (`display` maps names for messages)."""
     expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
@@ -242,7 +258,7 @@ def load_tensors(model: GPT, tensors: dict, source: str, display=lambda name: na
     model.load_state_dict({name: tensors[name] for name in expected})
 
 
-def _restore_training_state(directory: Path, model: GPT, optimizer) -> None:
+def _restore_training_state(directory: Path, model: Module, optimizer) -> None:
     state_path = directory / "trainer_state.json"
     if not state_path.exists():
         raise FileNotFoundError(f"{state_path} is missing: this checkpoint was saved without an "
@@ -269,7 +285,7 @@ def _restore_training_state(directory: Path, model: GPT, optimizer) -> None:
     _restore_rng(trainer["rng"], state_path)
 
 
-def _moments_by_name(tensors: dict, model: GPT) -> dict:
+def _moments_by_name(tensors: dict, model: Module) -> dict:
     """{"wte.weight.m": array} -> {"wte.weight": {"m": array}}, checking names and shapes."""
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     moments: dict = {}
@@ -289,124 +305,3 @@ def _restore_rng(rng: dict, source: Path) -> None:
         warnings.warn(f"{source} {why}: dropout will draw different numbers than an uninterrupted run")
         return
     backend.set_rng_state(rng["state"])
-
-
-# ----- files: safetensors, JSON, atomic directories --------------------------------------
-
-def host_array(array) -> numpy.ndarray:
-    """A C-contiguous host copy of a (NumPy or CuPy) array, as safetensors requires."""
-    return numpy.ascontiguousarray(backend.to_numpy(array))
-
-
-# The first bytes of formats that unpickle when loaded: refuse them by name.
-_PICKLE_SIGNATURES = {b"\x80": "a Python pickle", b"PK\x03\x04": "a zip archive (PyTorch .bin/.pt)",
-                      b"\x93NUMPY": "a NumPy .npy file"}
-
-
-def read_tensors(path: Path) -> dict[str, numpy.ndarray]:
-    """Read a safetensors file as name -> NumPy array; refuse anything else, pickles above all."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    for signature, kind in _PICKLE_SIGNATURES.items():
-        if head.startswith(signature):
-            raise CheckpointError(f"{path} is {kind}, not safetensors. minillm never loads pickled "
-                                  "data, because unpickling a file can run any code; convert the file "
-                                  "to safetensors with the tool that wrote it")
-    try:
-        return load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types for malformed files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
-
-
-def read_json(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} should hold a JSON object, found {type(data).__name__}")
-    return data
-
-
-def write_json(data: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-@contextlib.contextmanager
-def atomic_directory(directory: str | os.PathLike, owned: Iterable[str]) -> Iterator[Path]:
-    """Yield an empty temporary sibling of `directory` to write into; when the block ends
-    without error, swap it into place. On error the temporary directory is deleted and
-    `directory` is untouched. Files in an old `directory` not named in `owned` are copied over.
-    """
-    directory = Path(directory)
-    _check_replaceable(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if directory.exists():
-            _copy_foreign_files(directory, tmp, set(owned))
-        _fsync_tree(tmp)
-        _swap_into_place(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _check_replaceable(directory: Path) -> None:
-    """Only replace an empty directory or one that holds a model (a config.json): never a
-    directory of unrelated files given by mistake."""
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / "config.json").exists():
-        raise FileExistsError(f"{directory} is not empty and holds no config.json, so it is not a "
-                              "model directory; refusing to replace it: choose another directory")
-
-
-def _copy_foreign_files(old: Path, new: Path, owned: set) -> None:
-    """Copy everything but the top-level files the writer owns (their new versions are in `new`)."""
-    shutil.copytree(old, new, dirs_exist_ok=True,
-                    ignore=lambda folder, names: [n for n in names if n in owned and Path(folder) == old])
-
-
-def _swap_into_place(tmp: Path, directory: Path) -> None:
-    """Rename the old directory aside, the new one in, then delete the old one.
-
-    A crash between the two renames leaves the old checkpoint whole at `.name.old-*`
-    (`load` points to it); a failed second rename puts it back at once.
-    """
-    if not directory.exists():
-        os.replace(tmp, directory)
-    else:
-        aside = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:12]}"
-        os.replace(directory, aside)
-        try:
-            os.replace(tmp, directory)
-        except BaseException:
-            os.replace(aside, directory)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    _fsync(directory.parent)
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush every file and directory under root to disk before it is renamed into place."""
-    for path in [*root.rglob("*"), root]:
-        _fsync(path)
-
-
-def _fsync(path: Path) -> None:
-    if path.is_dir() and os.name == "nt":  # Windows cannot open a directory to flush it
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

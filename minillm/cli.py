@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "data",
     "pretrain",
     "sft",
+    "reward",
     "rlhf",
 ]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy
 from safetensors.numpy import save_file
 
-from minillm.checkpoint import (CheckpointError, atomic_directory, build_model, host_array,
-                                load_tensors, read_json, read_tensors, write_json)
+from minillm.checkpoint import build_model, load_tensors
 from minillm.model import GPT, GPTConfig
+from minillm.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 
 # The files an export writes; other files in the directory (tokenizer files) are kept.
 HF_FILES = ("config.json", "model.safetensors", "generation_config.json")
@@ -54,7 +54,7 @@ def save_hf_gpt2(model: GPT, directory: str | os.PathLike) -> Path:
     """Write `model` as a Hugging Face GPT-2 directory that
     `transformers.GPT2LMHeadModel.from_pretrained(directory)` opens.
 
-    Written atomically (see `checkpoint.atomic_directory`). A model without biases
+    Written atomically (see `safe_files.atomic_directory`). A model without biases
     (config.bias False) is written with zero biases, which compute the same function.
     """
     hf_config = config_to_hf(model.config, str(model.wte.weight.dtype))
