@@ -197,3 +197,14 @@ def test_sft_command_on_a_tiny_run(tmp_path, capsys):
     assert [r["kind"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())].count("eval") >= 1
     assert main(args[:-4] + ["--max-steps", "4", "--batch-size", "2", "--resume", "--quiet"]) == 0
     assert checkpoint.load(out).step == 4
+
+
+def test_held_out_answers_are_scored_for_gold_form_and_exact_match():
+    from minillm.training.common import first_line, score_answers
+    assert first_line("\n  Anna lives in Rivertown.\nbob: thanks") == "Anna lives in Rivertown."
+    prompts = ["Where does Anna live?"] * 3 + ["How to make pizza"]
+    answers = ["anna lives in  Rivertown.", "Where does Anna live?", "Anna lives in Sunvale.", ""]
+    s = score_answers(prompts, answers, {})
+    assert s["gold"][0] == 1.0 and s["gold"][3] == -1.0
+    assert (s["direct_rate"], s["answer_form"]) == (0.25, 0.5)  # right, question, wrong fact, empty
+    assert (s["n_factual"], s["exact_match"]) == (3, pytest.approx(1 / 3))

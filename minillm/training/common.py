@@ -14,12 +14,13 @@ import re
 from collections import defaultdict
 
 from minillm import chat
-from minillm.data.gold import gold_score
+from minillm.data.gold import gold_report
 from minillm.data.tasks import find_task
 from minillm.generate import generate
 
 DIRECT = 0.5                                    # gold >= this counts as a direct answer
 FACTUAL_KINDS = ("fact", "number", "arithmetic")  # prompts with one right value: exact match applies
+STYLE_TERMS = ("dodge", "question", "rude", "ramble", "repetition", "garbage", "empty_or_garbage")
 ENDOFTEXT = "<|endoftext|>"
 
 
@@ -82,10 +83,14 @@ def score_answers(prompts: list[str], answers: list[str], references: dict[str, 
     """Gold-score every answer and summarise.
 
     Returns:
-        {"n", "mean_gold", "direct_rate" (share with gold >= 0.5), "n_factual", "exact_match"
-        (share of factual prompts answered exactly), "by_kind": {kind: mean gold}, "gold": [...]}.
+        {"n", "mean_gold", "direct_rate" (share with gold >= 0.5), "answer_form" (share of
+        answers with no style penalty at all: no dodge, question, rudeness, rambling,
+        repetition or garbage; right or wrong), "n_factual", "exact_match" (share of factual
+        prompts answered exactly), "by_kind": {kind: mean gold}, "gold": [...]}.
     """
-    gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
+    reports = [gold_report(p, a) for p, a in zip(prompts, answers)]
+    gold = [r["score"] for r in reports]
+    form = [all(not r.get(term) for term in STYLE_TERMS) for r in reports]
     kinds = [(find_task(p).kind if find_task(p) else "other") for p in prompts]
     factual = [i for i, k in enumerate(kinds) if k in FACTUAL_KINDS]
     exact = [_normalize(answers[i]) in accepted_answers(prompts[i], references.get(prompts[i], []))
@@ -95,7 +100,7 @@ def score_answers(prompts: list[str], answers: list[str], references: dict[str, 
         by_kind[k].append(g)
     n = max(len(gold), 1)
     return {"n": len(gold), "mean_gold": sum(gold) / n,
-            "direct_rate": sum(g >= DIRECT for g in gold) / n,
+            "direct_rate": sum(g >= DIRECT for g in gold) / n, "answer_form": sum(form) / n,
             "n_factual": len(factual), "exact_match": sum(exact) / max(len(exact), 1),
             "by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}, "gold": gold}
 
@@ -109,7 +114,7 @@ def held_out_prompts(records) -> tuple[list[str], dict[str, list[str]]]:
 
 
 METRICS = [("mean_gold", "mean gold score (-1..1)"), ("direct_rate", "direct-answer rate (gold >= 0.5)"),
-           ("exact_match", "exact match, factual prompts")]
+           ("answer_form", "answer form (no style penalty)"), ("exact_match", "exact match, factual prompts")]
 
 
 def format_comparison(before: dict, after: dict, names=("before", "after")) -> str:

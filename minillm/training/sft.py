@@ -224,13 +224,14 @@ class SFTRun:
         report = {**scores, "summary": summary, "init": self.init, "test": self.test or "shipped test.jsonl"}
         notes = ("before: the pretrained model, given the raw prompt (it knows no template); "
                  "after: the SFT model, given the chat template. Greedy decoding; the answer is the "
-                 "first non-empty line of the continuation. Direct answer: gold >= 0.5. Exact match: "
-                 "factual prompts (facts, numbers, sums) answered with an accepted answer.")
+                 "first non-empty line of the continuation. Direct answer: gold >= 0.5. Answer form: no "
+                 "dodge, question, rudeness, rambling, repetition or garbage (right or wrong). Exact "
+                 "match: factual prompts (facts, numbers, sums) answered with an accepted answer.")
         common.write_report(self.out, report, prompts, {"before": before, "after": after},
                             "SFT: held-out answers before and after", notes)
         with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
             json.dump({**summary, **{f"{k}_{m}": v[m] for k, v in scores.items()
-                                     for m in ("mean_gold", "direct_rate", "exact_match")}}, f, indent=2)
+                                     for m in ("mean_gold", "direct_rate", "answer_form", "exact_match")}}, f, indent=2)
         self._say(f"held-out prompts ({len(prompts)}): before = pretrained, raw prompt; after = SFT, template\n"
                   + common.format_comparison(scores["before"], scores["after"])
                   + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
