@@ -13,6 +13,9 @@ from minillm import backend
 from minillm import functional as F
 from minillm.tensor import Tensor
 
+IGNORE_INDEX = -100  # a target that does not count (prompt, template and padding positions in SFT)
+NORMALIZATIONS = ("token", "sequence")  # how SFT averages the response tokens of a batch
+
 
 def one_hot(targets, num_classes: int, dtype=None):
     """P(x_t) as rows: (N,) integer ids -> (N, V) with a single 1 per row. Example: [2, 0], V=3 -> [[0,0,1],[1,0,0]]."""
@@ -58,6 +61,62 @@ def sequence_cross_entropy(logits: Tensor, targets, ignore_index: int = -100) ->
     B, T, V = logits.shape
     targets = backend.asarray(targets)
     return cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), ignore_index)
+
+
+# ----- Phase 2: cross entropy over response tokens only --------------------------------
+
+def token_losses(logits: Tensor, targets) -> Tensor:
+    """CE_bt = -log softmax(logits_bt)[targets_bt] at every position, 0 where ignored.
+
+    Args:
+        logits: (B, T, V). targets: (B, T) ids, IGNORE_INDEX where a position does not count.
+    Returns:
+        (B, T) Tensor of per-token losses.
+    """
+    xp = backend.xp
+    targets = backend.asarray(targets)
+    counted = targets != IGNORE_INDEX                                  # (B, T) the loss mask m
+    safe = xp.where(counted, targets, 0)  # any valid id; the mask zeroes these terms below
+    B, T = targets.shape
+    logp = F.log_softmax(logits, axis=-1)                              # (B, T, V)
+    picked = logp[xp.arange(B)[:, None], xp.arange(T)[None, :], safe]  # (B, T, V) -> (B, T)
+    return -picked * counted.astype(logits.dtype)
+
+
+def loss_weights(targets, normalize: str = "token", dtype=None):
+    """The weight w_bt of each token's loss, so that L = Σ_bt w_bt · CE_bt.
+
+    token:    w_bt = m_bt / Σ_b'Σ_t' m_b't'      every counted token of the batch weighs the same
+    sequence: w_bt = m_bt / (B' · Σ_t' m_bt')    every answer weighs the same, however long
+    m_bt = 1 where targets_bt counts; B' = the rows with at least one counted token.
+    """
+    xp = backend.xp
+    m = (backend.asarray(targets) != IGNORE_INDEX).astype(dtype or backend.get_default_dtype())  # (B, T)
+    if normalize == "token":
+        return m / xp.maximum(m.sum(), 1)
+    if normalize == "sequence":
+        per_row = m.sum(axis=1, keepdims=True)                         # (B, 1) tokens per answer
+        return m / xp.maximum(per_row, 1) / xp.maximum((per_row > 0).sum(), 1)
+    raise ValueError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
+
+
+def sft_loss(logits: Tensor, targets, normalize: str = "token") -> Tensor:
+    """Lecture 5 §Phase 2: cross entropy in which only response tokens count.
+
+    token (default, the common convention): L = Σ_bt m_bt·CE_bt / Σ_bt m_bt, the mean over
+        all counted response tokens of the batch; long answers weigh more.
+    sequence: L = (1/B') Σ_b (Σ_t m_bt·CE_bt / Σ_t m_bt), each answer's mean, then the mean
+        over answers; a short answer's tokens weigh more.
+    "token" runs the fused cross entropy with ignore_index; "sequence" runs the weighted sum
+    of `token_losses` (the tests prove the weighted form equals the fused one for "token").
+
+    Args:
+        logits: (B, T, V). targets: (B, T), IGNORE_INDEX on prompt, template and padding.
+    """
+    if normalize == "token":
+        return sequence_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+    weights = loss_weights(targets, normalize, logits.dtype)
+    return (token_losses(logits, targets) * Tensor._wrap(weights)).sum()
 
 
 # ----- Phase 3: the reward model's pairwise loss --------------------------------------

@@ -94,3 +94,23 @@ def test_run_uses_the_prompt_hook_and_stops_at_the_stop_token():
     new = run(ckpt, args, out)
     assert new[-1] == eot and len(new) < 32 - len("q: to be\na:")
     assert out.getvalue().startswith("q: to be\na:") and "<|endoftext|>" not in out.getvalue()
+
+
+def test_chat_checkpoint_gets_the_template_and_stops_at_end(tmp_path, monkeypatch):
+    from minillm import chat, checkpoint
+    from minillm.commands import generate as command
+    tok = CharTokenizer.train("abc de", special_tokens=["<|endoftext|>"])
+    model = tiny_model(tok.vocab_size)
+    chat.add_chat_tokens(tok, model)
+    checkpoint.save(model, tmp_path / "sft", tokenizer=tok, meta={"chat_template": chat.TEMPLATE_NAME})
+    seen = {}
+
+    def fake_stream(model, prompt_ids, max_new, **kwargs):
+        seen["prompt"], seen["stop"] = prompt_ids, kwargs["stop_ids"]
+        return iter([])
+
+    monkeypatch.setattr(command, "stream", fake_stream)
+    assert main(["generate", "--ckpt", str(tmp_path / "sft"), "--prompt", "ab", "--max-new-tokens", "3"]) == 0
+    user, assistant, end = chat.chat_token_ids(tok)
+    assert seen["prompt"] == [user, *tok.encode("ab"), assistant]
+    assert end in seen["stop"]

@@ -15,7 +15,8 @@ from minillm.losses import cross_entropy
 from minillm.model import GPT, GPTConfig
 from minillm.tensor import Tensor
 from minillm.tokenizers import CharTokenizer, WordTokenizer
-from minillm.training.sft import encode_demonstrations, loss_weights, sft_loss, token_losses
+from minillm.losses import loss_weights, sft_loss, token_losses
+from minillm.training.sft import encode_demonstrations
 
 PIZZA = ("How to make pizza", "First, gather the ingredients. Then, mix the dough and let it rise.")
 
@@ -208,3 +209,9 @@ def test_held_out_answers_are_scored_for_gold_form_and_exact_match():
     assert s["gold"][0] == 1.0 and s["gold"][3] == -1.0
     assert (s["direct_rate"], s["answer_form"]) == (0.25, 0.5)  # right, question, wrong fact, empty
     assert (s["n_factual"], s["exact_match"]) == (3, pytest.approx(1 / 3))
+
+
+def test_ignore_index_is_one_value_everywhere():
+    from minillm import losses
+    from minillm.data import sft
+    assert sft.IGNORE_INDEX == losses.IGNORE_INDEX == -100

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Iterable, TextIO
 
+from minillm import chat
 from minillm.generate import stream
 
 HELD_BACK = "\ufffd"  # what a decoder prints for an incomplete UTF-8 sequence
@@ -39,8 +40,6 @@ def format_prompt_for_checkpoint(ckpt, text: str) -> str:
     template around the prompt: `minillm.chat.format_prompt`. A template given as a string
     with a "{prompt}" placeholder is filled in. Without a template the text is unchanged.
     """
-    from minillm import chat
-
     template = (getattr(ckpt, "meta", None) or {}).get("chat_template")
     if template == chat.TEMPLATE_NAME:
         return chat.format_prompt(text)
@@ -98,6 +97,8 @@ def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:
                          f"longest context) is {block}: shorten the prompt to leave room for new tokens")
     max_new = args.max_new_tokens if args.max_new_tokens is not None else block - len(prompt_ids)
     stop_ids = stop_ids_for(tokenizer, args.stop)
+    if args.stop is None and chat.uses_chat_template(ckpt.meta):
+        stop_ids.append(tokenizer.token_to_id(chat.END))  # a chat model ends its answer here
     out.write(tokenizer.decode(prompt_ids))
     out.flush()
     tokens = stream(model, prompt_ids, max_new, temperature=args.temperature, top_k=args.top_k,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.training.sft import DEFAULT_TRAIN, NORMALIZATIONS, SFTRun
+from minillm.losses import NORMALIZATIONS
+from minillm.training.sft import DEFAULT_TRAIN, SFTRun
 
 TRAIN_FIELDS = [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("grad_accum", int),
                 ("eval_interval", int), ("warmup_steps", int), ("checkpoint_interval", int)]

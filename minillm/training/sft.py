@@ -17,76 +17,18 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend, chat, checkpoint
-from minillm import functional as F
 from minillm.data.readers import read_demonstrations
 from minillm.data.sft import IGNORE_INDEX, ResponseTooLong, SFTBatches
-from minillm.losses import sequence_cross_entropy
+from minillm.losses import NORMALIZATIONS, sft_loss
 from minillm.tensor import Tensor
 from minillm.training import common
 from minillm.training.loop import TrainConfig, Trainer
 
 SHIPPED_SFT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            "data", "sft")
-NORMALIZATIONS = ("token", "sequence")
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain: a few CPU minutes.
 DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
-
-
-# ----- the loss: cross entropy over response tokens only ------------------------------
-
-def token_losses(logits: Tensor, targets) -> Tensor:
-    """CE_bt = -log softmax(logits_bt)[targets_bt] at every position, 0 where ignored.
-
-    Args:
-        logits: (B, T, V). targets: (B, T) ids, IGNORE_INDEX where a position does not count.
-    Returns:
-        (B, T) Tensor of per-token losses.
-    """
-    xp = backend.xp
-    targets = backend.asarray(targets)
-    counted = targets != IGNORE_INDEX                                  # (B, T) the loss mask m
-    safe = xp.where(counted, targets, 0)  # any valid id; the mask zeroes these terms below
-    B, T = targets.shape
-    logp = F.log_softmax(logits, axis=-1)                              # (B, T, V)
-    picked = logp[xp.arange(B)[:, None], xp.arange(T)[None, :], safe]  # (B, T, V) -> (B, T)
-    return -picked * counted.astype(logits.dtype)
-
-
-def loss_weights(targets, normalize: str = "token", dtype=None):
-    """The weight w_bt of each token's loss, so that L = Σ_bt w_bt · CE_bt.
-
-    token:    w_bt = m_bt / Σ_b'Σ_t' m_b't'      every counted token of the batch weighs the same
-    sequence: w_bt = m_bt / (B' · Σ_t' m_bt')    every answer weighs the same, however long
-    m_bt = 1 where targets_bt counts; B' = the rows with at least one counted token.
-    """
-    xp = backend.xp
-    m = (backend.asarray(targets) != IGNORE_INDEX).astype(dtype or backend.get_default_dtype())  # (B, T)
-    if normalize == "token":
-        return m / xp.maximum(m.sum(), 1)
-    if normalize == "sequence":
-        per_row = m.sum(axis=1, keepdims=True)                         # (B, 1) tokens per answer
-        return m / xp.maximum(per_row, 1) / xp.maximum((per_row > 0).sum(), 1)
-    raise ValueError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
-
-
-def sft_loss(logits: Tensor, targets, normalize: str = "token") -> Tensor:
-    """Lecture 5 §Phase 2: cross entropy in which only response tokens count.
-
-    token (default, the common convention): L = Σ_bt m_bt·CE_bt / Σ_bt m_bt, the mean over
-        all counted response tokens of the batch; long answers weigh more.
-    sequence: L = (1/B') Σ_b (Σ_t m_bt·CE_bt / Σ_t m_bt), each answer's mean, then the mean
-        over answers; a short answer's tokens weigh more.
-    "token" runs the fused cross entropy with ignore_index; "sequence" runs the weighted sum
-    of `token_losses` (the tests prove the weighted form equals the fused one for "token").
-
-    Args:
-        logits: (B, T, V). targets: (B, T), IGNORE_INDEX on prompt, template and padding.
-    """
-    if normalize == "token":
-        return sequence_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
-    weights = loss_weights(targets, normalize, logits.dtype)
-    return (token_losses(logits, targets) * Tensor._wrap(weights)).sum()
 
 
 # ----- the data ------------------------------------------------------------------------
