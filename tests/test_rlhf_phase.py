@@ -1,0 +1,86 @@
+"""Phase 3 end to end: `minillm rlhf` on a tiny run — log, plot, report, checkpoint, exact resume."""
+import json
+
+import numpy
+import pytest
+
+from minillm import checkpoint
+from minillm.cli import main
+from minillm.reward_model import RewardModel
+from minillm.training.common import pairwise_wins
+from minillm.training.loop import read_log
+
+PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
+         {"prompt": "what is two plus two?", "response": "four."},
+         {"prompt": "add two and three.", "response": "five."}]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 2-step pretrain, a 3-step SFT, and a reward model initialised from the SFT model."""
+    root = tmp_path_factory.mktemp("rlhf")
+    corpus = root / "corpus.txt"
+    corpus.write_text("where does anna live? anna lives in rivertown. what is two plus two? four.\n" * 20)
+    pairs = root / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in PAIRS), encoding="utf-8")
+    assert main(["pretrain", "--preset", "tiny", "--data", str(corpus), "--out", str(root / "pt"),
+                 "--max-steps", "2", "--quiet"]) == 0
+    assert main(["sft", "--init", str(root / "pt"), "--data", str(pairs), "--val", str(pairs), "--test",
+                 str(pairs), "--out", str(root / "sft"), "--max-steps", "3", "--batch-size", "2", "--quiet"]) == 0
+    sft = checkpoint.load(root / "sft")
+    rm = RewardModel.from_gpt(sft.model)
+    rm.score_head.weight.data[...] = 0.1  # a non-constant score, so advantages are not all zero
+    checkpoint.save(rm, root / "rm", tokenizer=sft.tokenizer, meta={"phase": "reward"})
+    return root
+
+
+def rlhf_args(root, out, *extra):
+    return ["rlhf", "--policy", str(root / "sft"), "--rm", str(root / "rm"), "--prompts", str(root / "pairs.jsonl"),
+            "--heldout", str(root / "pairs.jsonl"), "--out", str(out), "--k", "2", "--batch-prompts", "2",
+            "--max-new-tokens", "8", "--eval-interval", "2", "--checkpoint-interval", "2", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "rloo", "ppo"])
+def test_rlhf_command_on_a_tiny_run(runs, algo):
+    out = runs / f"rl_{algo}"
+    assert main(rlhf_args(runs, out, "--algo", algo, "--steps", "2", "--ppo-minibatch", "2")) == 0
+    log = read_log(out / "log.jsonl")
+    train = [r for r in log if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert {"reward", "rm_score", "kl", "beta", "gold", "response_length", "entropy", "loss"} <= set(train[0])
+    assert ("clip_frac" in train[0]) == (algo == "ppo")
+    assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 2]   # step 0 = the SFT model
+    report = json.loads((out / "report.json").read_text())
+    assert report["sft"]["n"] == 3 and {"kl_to_reference", "rlhf_vs_sft_win_rate"} <= set(report["summary"])
+    assert "win rate" in (out / "report.md").read_text() and (out / "rlhf.png").exists()
+    saved = checkpoint.load(out)
+    assert saved.step == 2 and saved.meta["chat_template"] == checkpoint.load(runs / "sft").meta["chat_template"]
+    assert saved.meta["phase"] == "rlhf" and saved.meta["rlhf_config"]["algo"] == algo
+
+
+def test_resume_continues_exactly(runs):
+    straight, resumed = runs / "straight", runs / "resumed"
+    assert main(rlhf_args(runs, straight, "--steps", "4", "--target-kl", "1")) == 0
+    assert main(rlhf_args(runs, resumed, "--steps", "2", "--target-kl", "1")) == 0
+    assert main(rlhf_args(runs, resumed, "--steps", "4", "--target-kl", "1", "--resume")) == 0
+    a, b = checkpoint.load(straight), checkpoint.load(resumed)
+    for (name, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        numpy.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    assert a.meta["beta"] == b.meta["beta"] != 0.05                     # β adapted, and restored
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa: E731
+    assert drop_time(read_log(straight / "log.jsonl")) == drop_time(read_log(resumed / "log.jsonl"))
+
+
+def test_policy_must_be_an_sft_run_and_rm_a_reward_model(runs, capsys):
+    assert main(rlhf_args(runs, runs / "bad", "--steps", "1")[:2] + [str(runs / "pt")]
+                + rlhf_args(runs, runs / "bad", "--steps", "1")[3:]) == 2
+    assert "not an SFT checkpoint" in capsys.readouterr().err
+    args = rlhf_args(runs, runs / "bad", "--steps", "1")
+    args[args.index("--rm") + 1] = str(runs / "sft")
+    assert main(args) == 2
+    assert "not a reward model" in capsys.readouterr().err
+
+
+def test_pairwise_wins_counts_ties_apart():
+    assert pairwise_wins([1, 0.5, 0, 1], [0, 0.5, 1, 0.2]) == {
+        "wins": 2, "losses": 1, "ties": 1, "win_rate": 2 / 3, "win_rate_ties_half": 2.5 / 4}
