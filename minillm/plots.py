@@ -10,15 +10,14 @@ def plot_loss_curves(log_path: str, png_path: str, baseline: float | None = None
 
     A horizontal line marks the baseline (e.g. the n-gram model's validation loss) if given.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's own plotting backend is left alone
 
     with open(log_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
     val = [(r["step"], r["val_loss"]) for r in records if r.get("kind") == "eval" and "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train), label="train loss", lw=1)
     if val:
@@ -31,5 +30,4 @@ def plot_loss_curves(log_path: str, png_path: str, baseline: float | None = None
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path)
-    plt.close(fig)
     return png_path

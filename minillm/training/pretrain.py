@@ -120,7 +120,9 @@ class PretrainRun:
         train_ids, val_ids = tok.encode(text), tok.encode(val_text)
         block = model_fields["block_size"]
         train_windows, val_windows = TokenWindows(train_ids, block), TokenWindows(val_ids, block)
-        n, base = baseline_loss(train_ids, val_ids, tok.vocab_size, preset.ngram_orders)
+        # The baseline is scored on exactly the validation tokens the model's evaluation reads.
+        evaluated = val_ids[: preset.eval_batches * train_cfg.batch_size * block + 1]
+        n, base = baseline_loss(train_ids, evaluated, tok.vocab_size, preset.ngram_orders)
         self._say(f"data: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens; "
                   f"{n}-gram baseline validation loss {base:.4f}")
         backend.manual_seed(train_cfg.seed)
