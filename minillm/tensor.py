@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy
 
-from minillm import backend, ops
+from minillm import backend, ops, ops_reduce, ops_shape
 
 _grad_enabled = True
 
@@ -238,8 +238,8 @@ class Tensor:
                             "write (b * x.log()).exp()")
         return apply(ops.Pow, self, exponent)
 
-    def __matmul__(self, other): return apply(ops.MatMul, self, self._lift(other))
-    def __rmatmul__(self, other): return apply(ops.MatMul, self._lift(other), self)
+    def __matmul__(self, other): return apply(ops_reduce.MatMul, self, self._lift(other))
+    def __rmatmul__(self, other): return apply(ops_reduce.MatMul, self._lift(other), self)
 
     # Comparisons give plain boolean tensors: they are not differentiable.
     def _compare(self, other, op):
@@ -271,21 +271,21 @@ class Tensor:
         return apply(ops.Where, mask, value, self)
 
     # ----- reductions ------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return apply(ops.Sum, self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return apply(ops.Mean, self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return apply(ops.Max, self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return apply(ops_reduce.Sum, self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return apply(ops_reduce.Mean, self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return apply(ops_reduce.Max, self, axis=axis, keepdims=keepdims)
 
     def logsumexp(self, axis=-1, keepdims=False):
-        return apply(ops.LogSumExp, self, axis=axis, keepdims=keepdims)
+        return apply(ops_reduce.LogSumExp, self, axis=axis, keepdims=keepdims)
 
     # ----- shapes ----------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return apply(ops.Reshape, self, tuple(shape))
+        return apply(ops_shape.Reshape, self, tuple(shape))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return apply(ops.Transpose, self, tuple(axes) or tuple(reversed(range(self.ndim))))
+        return apply(ops_shape.Transpose, self, tuple(axes) or tuple(reversed(range(self.ndim))))
 
     permute = transpose
 
@@ -295,7 +295,7 @@ class Tensor:
         return self.transpose(axes)
 
     def broadcast_to(self, shape):
-        return apply(ops.BroadcastTo, self, tuple(shape))
+        return apply(ops_shape.BroadcastTo, self, tuple(shape))
 
     expand = broadcast_to
 
@@ -312,7 +312,7 @@ class Tensor:
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        return apply(ops.GetItem, self, index)
+        return apply(ops_shape.GetItem, self, index)
 
 
 # ----- functions of several tensors ----------------------------------------------------
@@ -323,12 +323,12 @@ def _as_tensor(x) -> Tensor:
 
 def concatenate(tensors, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis; the gradient is split back into the pieces."""
-    return apply(ops.Concatenate, *[_as_tensor(t) for t in tensors], axis=axis)
+    return apply(ops_shape.Concatenate, *[_as_tensor(t) for t in tensors], axis=axis)
 
 
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join tensors along a new axis."""
-    return apply(ops.Stack, *[_as_tensor(t) for t in tensors], axis=axis)
+    return apply(ops_shape.Stack, *[_as_tensor(t) for t in tensors], axis=axis)
 
 
 def split(tensor: Tensor, sections, axis: int = 0) -> list:
