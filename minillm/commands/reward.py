@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from minillm import checkpoint
 from minillm.training.reward import DEFAULT_TRAIN, RewardRun, score_responses
 
 TRAIN_FIELDS = [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("grad_accum", int),
@@ -61,7 +62,6 @@ def run_reward(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from minillm import checkpoint
     ckpt = checkpoint.load(args.rm)
     if ckpt.model_kind != "reward_model":
         raise ValueError(f"{args.rm} holds a {ckpt.model_kind} checkpoint, not a reward model: "

@@ -30,9 +30,10 @@ from minillm.tensor import Tensor, no_grad
 from minillm.training.loop import TrainConfig, Trainer
 
 SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT (see report).
-DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=20,
-                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: validation
+# accuracy 0.91-0.93 from step 100 on (about 2 epochs of the pairs that fit a block of 64).
+DEFAULT_TRAIN = TrainConfig(max_steps=250, batch_size=16, lr=5e-4, min_lr=5e-5, warmup_steps=20,
+                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=50)
 
 
 # ----- the loss on one stacked batch ----------------------------------------------------
@@ -157,7 +158,7 @@ class RewardRun:
         if not chat.uses_chat_template(init.meta):
             self._say("the init model knows no chat template: adding the chat tokens")
         chat.add_chat_tokens(tok, gpt)
-        train, val = self._encode(tok, gpt.config.block_size)
+        train, val, counts = self._encode(tok, gpt.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train))
         rm = RewardModel.from_gpt(gpt)
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
@@ -174,7 +175,7 @@ class RewardRun:
         plot_margins(margins, os.path.join(self.out, "margins.png"))
         agreement = self._agreement(gpt, rm, tok, train_cfg.seed)
         summary = {**result, "train_pairs": len(train), "val_pairs": len(val), "baseline": base,
-                   "skipped": self.counts["skipped"], "truncated": self.counts["truncated"],
+                   **counts,
                    "rm_gold_agreement": agreement["agreement"], "agreement_pairs": agreement["pairs"],
                    "seconds": time.perf_counter() - start}
         write_report(self.out, summary, agreement, margins)
@@ -194,12 +195,13 @@ class RewardRun:
             train.chosen, train.rejected = [train.chosen[i] for i in keep], [train.rejected[i] for i in keep]
         else:
             valid = encode_pairs(tok, read_preferences(val, self.skip_bad), block_size, self.skip_bad)
-        self.counts = {"skipped": train.skipped, "truncated": train.truncated}
         self._say(f"data: {len(train.chosen)} training pairs ({train.truncated} with a prompt cut on the left, "
                   f"{train.skipped} skipped: a response longer than the block of {block_size}, "
-                  f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs")
+                  f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs ({valid.skipped} skipped)")
         pad_id = chat.chat_token_ids(tok)[2]
-        return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id)
+        counts = {"skipped": train.skipped, "truncated": train.truncated, "bad_records": train.bad_records,
+                  "val_skipped": valid.skipped}
+        return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
         """--epochs sets max_steps; a short run gets warmup, eval and checkpoints that fit it."""
@@ -258,7 +260,11 @@ def write_report(out_dir: str, summary: dict, agreement: dict, margins, examples
     md += [f"| {label} | {base[k]:.3f} | {summary.get(k, float('nan')):.3f} |" for k, label in
            [("val_accuracy", "pairwise accuracy (s_w > s_l)"), ("val_margin", "mean margin s_w - s_l"),
             ("val_loss", "loss -log σ(s_w - s_l)")]]
-    md += ["", f"Margin quantiles (10/50/90%): " + ", ".join(f"{v:+.2f}" for v in quantiles.values()), "",
+    md += ["", f"Data: {summary['train_pairs']} training pairs ({summary['truncated']} with the prompt cut on the "
+           f"left, {summary['skipped']} skipped: a response longer than the block); {summary['val_pairs']} "
+           f"validation pairs ({summary['val_skipped']} skipped). Steps: {summary['step']}; "
+           f"{summary['seconds']:.0f} s in all.", "",
+           "Margin quantiles (10/50/90%): " + ", ".join(f"{v:+.2f}" for v in quantiles.values()), "",
            f"**Agreement with the gold labeler on fresh samples: {agreement['agreement']:.3f}** over "
            f"{agreement['pairs']} prompts ({agreement['gold_ties']} gold ties left out). Two responses per "
            "held-out prompt were sampled from the init (SFT) model at temperature 1; agreement is the share "
