@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 # the CLI, and the gradient checker's float64 bookkeeping). Every other module is array
 # code: it reaches its array library through minillm.backend (xp or get_array_module) so
 # that the same lines run on CuPy.
-HOST_ONLY = {"backend.py", "gradcheck.py", "checkpoint.py", "cli.py", "ngram.py", "plots.py",
+HOST_ONLY = {"backend.py", "gradcheck.py", "checkpoint.py", "safe_files.py", "cli.py", "ngram.py", "plots.py",
              "report.py", "hf_gpt2.py"}
 HOST_ONLY_DIRS = {"tokenizers", "data", "commands", "training"}
 ARRAY_MODULES = sorted(
