@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "sft",
     "reward",
     "rlhf",
+    "pipeline",
+    "compare",
 ]
 
 

@@ -1,0 +1,302 @@
+"""The lecture's whole story in one run: tokens → pretraining → SFT → reward model → RLHF.
+
+Each phase starts from the previous phase's checkpoint and owns one directory under the
+run's --out (pretrain, sft, rm, rlhf). When a phase has saved its final checkpoint, a
+DONE.json marker (its summary) is written atomically; a rerun with the same --out skips the
+finished phases and resumes an unfinished one from its own last checkpoint. At the end
+`minillm.report` answers the same held-out prompts with every model and writes report.html/md.
+Left out: running phases in parallel, hyperparameter sweeps, picking the best checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from minillm import report
+from minillm.data.readers import read_prompts
+from minillm.data.tasks import find_task
+from minillm.training.pretrain import SHIPPED_DATA, PretrainRun
+from minillm.training.reward import RewardRun
+from minillm.training.rlhf import RLHFConfig, RLHFRun
+from minillm.report import DONE, PHASES, TITLES, read_done
+from minillm.training.sft import SFTRun
+
+LECTURE_PROMPT = "How to make pasta"
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    """Sizes and step counts of every phase; each dict overrides that phase's own defaults."""
+
+    pretrain_preset: str            # a `minillm pretrain` preset the model and schedule start from
+    model: dict                     # GPTConfig fields over the pretrain preset's
+    pretrain: dict                  # TrainConfig fields of each phase
+    sft: dict
+    rm: dict
+    rlhf: dict                      # RLHFConfig fields
+    eval_prompts: int               # held-out prompts each phase evaluates (SFT, RM agreement, RLHF)
+    report_prompts: int = 8         # prompts in the report's side-by-side table
+    shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
+
+
+def _schedule(steps: int, batch: int, **more) -> dict:
+    """TrainConfig overrides for a run of `steps`: warmup 5%, about 5 evaluations and checkpoints."""
+    every = max(1, steps // 5)
+    return {"max_steps": steps, "batch_size": batch, "warmup_steps": max(1, steps // 20),
+            "eval_interval": every, "checkpoint_interval": every, "log_interval": max(1, steps // 50), **more}
+
+
+PRESETS = {
+    # about a minute: tests and notebooks; the model is too small to answer well
+    "quick": PipelinePreset(
+        "tiny", dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
+        _schedule(200, 8, lr=3e-3, min_lr=3e-4), _schedule(60, 16), _schedule(30, 16),
+        dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
+             checkpoint_interval=3),
+        eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
+    # the lecture demo, at most 10 minutes on a 2-core laptop; block 192 fits the how-to answers
+    "classroom": PipelinePreset(
+        "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=192, dropout=0.0),
+        _schedule(1500, 8, lr=2e-3, min_lr=2e-4), _schedule(200, 16), _schedule(100, 16),
+        dict(steps=40, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=80, eval_interval=10,
+             eval_prompts=24, checkpoint_interval=10),
+        eval_prompts=48, shares=(0.55, 0.2, 0.15, 0.1)),
+    # the best this project does on a CPU in about an hour
+    "full": PipelinePreset(
+        "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=256, dropout=0.0),
+        _schedule(2500, 8, lr=8e-4, min_lr=8e-5), _schedule(600, 16), _schedule(400, 32),
+        dict(steps=100, batch_prompts=8, k=4, max_new_tokens=96, eval_interval=20, eval_prompts=48,
+             checkpoint_interval=20),
+        eval_prompts=140, report_prompts=10, shares=(0.55, 0.15, 0.15, 0.15)),
+}
+
+
+# ----- the data layout -----------------------------------------------------------------
+
+@dataclass
+class DataLayout:
+    """The files each phase reads; optional ones are None. See `LAYOUT_HELP`."""
+
+    pretrain: str                   # a text file, or a directory of .txt files
+    pretrain_val: str | None
+    sft: str
+    sft_val: str | None
+    sft_test: str | None
+    preferences: str
+    preferences_val: str | None
+    rl: str
+    rl_heldout: str | None
+
+    def held_out(self) -> str:
+        """The file held-out prompts come from: rl/heldout, else sft/test, else rl/train."""
+        return self.rl_heldout or self.sft_test or self.rl
+
+
+LAYOUT_HELP = ("expected DIR/pretrain/ (train.txt [+ validation.txt], or any .txt files), "
+               "DIR/sft/train.jsonl [+ validation.jsonl, test.jsonl], "
+               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl] "
+               "(the layout of the shipped data/ folder)")
+
+
+def resolve_data(data_dir: str | None) -> DataLayout:
+    """Check a data directory before any work starts; one error lists everything missing."""
+    root = data_dir or SHIPPED_DATA
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--data {root}: no such directory; {LAYOUT_HELP}")
+    path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
+    maybe = lambda *parts: path(*parts) if os.path.isfile(path(*parts)) else None  # noqa: E731
+    pretrain_dir = path("pretrain")
+    texts = sorted(f for f in os.listdir(pretrain_dir) if f.endswith(".txt")) if os.path.isdir(pretrain_dir) else []
+    missing = [] if texts else ["pretrain/ with .txt files"]
+    missing += [name for name in ("sft/train.jsonl", "preferences/train.jsonl", "rl/train.jsonl")
+                if not maybe(*name.split("/"))]
+    if missing:
+        raise FileNotFoundError(f"--data {root} is missing {', '.join(missing)}; {LAYOUT_HELP}")
+    split = "train.txt" in texts and "validation.txt" in texts
+    return DataLayout(pretrain=path("pretrain", "train.txt") if split else pretrain_dir,
+                      pretrain_val=path("pretrain", "validation.txt") if split else None,
+                      sft=path("sft", "train.jsonl"), sft_val=maybe("sft", "validation.jsonl"),
+                      sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
+                      preferences_val=maybe("preferences", "validation.jsonl"),
+                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
+
+
+def pick_prompts(path: str, n: int) -> list[str]:
+    """The lecture's prompt first, then held-out prompts taking each task kind in turn.
+
+    Example: kinds [fact, fact, sum, how-to] -> fact, sum, how-to, fact (so a short table
+    still shows every kind of question).
+    """
+    prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(path, skip_bad=True)))
+    by_kind: dict[str, list[str]] = {}
+    for p in prompts:
+        if p != LECTURE_PROMPT:
+            by_kind.setdefault(getattr(find_task(p), "kind", "other"), []).append(p)
+    chosen = [LECTURE_PROMPT]
+    while len(chosen) < n and any(by_kind.values()):
+        for queue in by_kind.values():
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+# ----- the marker and progress ------------------------------------------------------------
+
+def write_json_atomic(path: str, data: dict) -> None:
+    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class PipelineProgress:
+    """One line per phase start and end, with elapsed time and an ETA for the whole run.
+
+    The ETA scales the time the phases run by this call took by the preset's time shares.
+    """
+
+    def __init__(self, shares: tuple, quiet: bool = False):
+        self.shares, self.quiet, self.start, self.done_share = shares, quiet, time.perf_counter(), 0.0
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[pipeline {_clock(time.perf_counter() - self.start)}] {message}", file=sys.stderr, flush=True)
+
+    def phase_end(self, index: int, seconds: float, headline: str) -> None:
+        self.done_share += self.shares[index]
+        elapsed = time.perf_counter() - self.start
+        left = sum(self.shares[index + 1:])
+        eta = f", about {_clock(elapsed / self.done_share * left)} to go" if left and elapsed > 1 else ""
+        self.say(f"{PHASES[index]} done in {_clock(seconds)}: {headline}{eta}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+# ----- the run -------------------------------------------------------------------------
+
+@dataclass
+class Pipeline:
+    """One whole run; `run()` runs (or resumes) every phase, writes the report, returns its paths."""
+
+    out: str = "runs/pipeline"
+    preset: str = "classroom"
+    seed: int = 1337
+    data: str | None = None         # a directory in the layout of data/ (default: the shipped data)
+    quiet: bool = False
+
+    def run(self) -> dict:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        preset, layout = PRESETS[self.preset], resolve_data(self.data)
+        self._check_settings()
+        heldout = self._heldout_file(layout, preset.eval_prompts)
+        progress = PipelineProgress(preset.shares, self.quiet)
+        progress.say(f"preset {self.preset}, seed {self.seed}, data {self.data or 'shipped data/'}, out {self.out}")
+        for index, phase in enumerate(PHASES):
+            done = read_done(self.out, phase)
+            if done is not None:
+                progress.say(f"{phase} already finished ({report.headline(phase, done['summary'])}): skipped")
+                continue
+            self._run_phase(index, phase, preset, layout, heldout, progress)
+        progress.say("answering the report's prompts with the pretrained, SFT and RLHF models")
+        prompts = pick_prompts(layout.held_out(), preset.report_prompts)
+        paths = report.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
+                                                        "data": self.data or "shipped data/"})
+        progress.say(f"report: {paths['html']} (and {os.path.basename(paths['md'])})")
+        return paths
+
+    def _run_phase(self, index, phase, preset, layout, heldout, progress) -> None:
+        directory = os.path.join(self.out, phase)
+        resuming = os.path.isdir(os.path.join(directory, "checkpoint"))
+        progress.say(f"phase {index + 1}/{len(PHASES)}, {TITLES[phase]}: "
+                     + ("resuming from its last checkpoint" if resuming else "starting"))
+        start, before = time.perf_counter(), _spent(directory)
+        try:
+            summary = RUNNERS[phase](self, preset, layout, heldout, directory)
+        except BaseException:
+            _add_spent(directory, time.perf_counter() - start)
+            progress.say(f"{phase} stopped; run the same command again to resume it from its last checkpoint")
+            raise
+        seconds = before + time.perf_counter() - start
+        marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
+                  "size": report.phase_size(phase, directory, summary), "summary": summary}
+        write_json_atomic(os.path.join(directory, DONE), marker)  # only now is the phase finished
+        progress.phase_end(index, seconds, report.headline(phase, summary))
+
+    def _check_settings(self) -> None:
+        """A run directory holds one pipeline: resuming with other settings would mix two runs."""
+        settings = {"preset": self.preset, "seed": self.seed,
+                    "data": os.path.abspath(self.data) if self.data else None}
+        path = os.path.join(self.out, "pipeline.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved != settings:
+                raise ValueError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
+                                 f"{saved['seed']}, data {saved['data'] or 'shipped'}: rerun it with those "
+                                 "settings to resume, or pass another --out")
+            return
+        os.makedirs(self.out, exist_ok=True)
+        write_json_atomic(path, settings)
+
+    def _heldout_file(self, layout: DataLayout, n: int) -> str:
+        """The first n distinct held-out prompts, written once: RM agreement and RLHF evaluate them."""
+        path = os.path.join(self.out, "heldout_prompts.jsonl")
+        if not os.path.exists(path):
+            prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(layout.held_out(), skip_bad=True)))
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"prompt": p}) + "\n" for p in prompts[:n])
+            os.replace(path + ".tmp", path)
+        return path
+
+
+def _spent(directory: str) -> float:
+    """Seconds earlier, interrupted attempts at this phase took (kept in its ATTEMPTS.json)."""
+    path = os.path.join(directory, "ATTEMPTS.json")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path, encoding="utf-8") as f:
+        return float(json.load(f)["seconds"])
+
+
+def _add_spent(directory: str, seconds: float) -> None:
+    os.makedirs(directory, exist_ok=True)
+    write_json_atomic(os.path.join(directory, "ATTEMPTS.json"), {"seconds": _spent(directory) + seconds})
+
+
+# ----- one function per phase: the previous phase's directory in, this one's out ------------
+
+def _pretrain(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return PretrainRun(out=out, preset=preset.pretrain_preset, data=layout.pretrain, val=layout.pretrain_val,
+                       overrides={**preset.pretrain, "seed": run.seed}, model_overrides=preset.model,
+                       resume=True, quiet=run.quiet).run()
+
+
+def _sft(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=layout.sft, val=layout.sft_val,
+                  test=layout.sft_test or layout.sft_val or layout.sft, overrides={**preset.sft, "seed": run.seed},
+                  eval_prompts=preset.eval_prompts, skip_bad=True, resume=True, quiet=run.quiet).run()
+
+
+def _rm(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return RewardRun(init=os.path.join(run.out, "sft"), out=out, data=layout.preferences,
+                     val=layout.preferences_val, prompts=heldout, overrides={**preset.rm, "seed": run.seed},
+                     skip_bad=True, resume=True, quiet=run.quiet).run()
+
+
+def _rlhf(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    config = RLHFConfig(**{**preset.rlhf, "seed": run.seed})
+    return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                   config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
+
+
+RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf}

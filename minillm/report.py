@@ -1,0 +1,288 @@
+"""The pipeline's report: what each phase did to the model, side by side.
+
+Reads a pipeline run directory (pretrain, sft, rm, rlhf: each with its DONE.json marker and
+plots), answers the same held-out prompts with the pretrained, SFT and RLHF models (greedy),
+scores every answer with the reward model r_θ(x, y) and the gold labeler, and writes
+report.md and report.html, which embeds its plots as base64 PNG: it opens in any browser,
+offline, with no server. `minillm compare` reuses the answering half.
+Left out: interactive plots, comparing two pipeline runs with each other.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import time
+
+from minillm import checkpoint
+from minillm.data.gold import gold_score
+from minillm.data.sft import ResponseTooLong
+from minillm.training import common
+from minillm.training.reward import score_responses
+
+PHASES = ("pretrain", "sft", "rm", "rlhf")
+TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetuning (SFT)",
+          "rm": "Phase 3a: reward model", "rlhf": "Phase 3b: RLHF"}
+PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"]}
+MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"))  # (phase, model name)
+DONE = "DONE.json"
+SIZE_NOTE = ("Tokens: pretraining, every token read; SFT, the response tokens the loss counted; reward model, "
+             "the tokens of chosen and rejected responses read; RLHF, the response tokens sampled. FLOPs ≈ "
+             "6·N·D plus attention; RLHF counts sampling, reference and reward-model passes as one more 6·N·D.")
+NOT_FINISHED = "not available: this phase has not finished (run `minillm pipeline` again with the same --out)"
+
+
+def read_done(out: str, phase: str) -> dict | None:
+    """The phase's DONE.json marker, or None while the phase has not finished."""
+    path = os.path.join(out, phase, DONE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ----- answering the same prompts with every model -------------------------------------
+
+def load_models(out: str) -> tuple[dict, tuple | None]:
+    """({model name: (GPT, tokenizer, uses the chat template)}, (reward model, its tokenizer) or None),
+    for the phases of `out` that have finished."""
+    models, reward = {}, None
+    for phase, name in MODELS:
+        if read_done(out, phase) is not None:
+            ckpt = checkpoint.load(os.path.join(out, phase))
+            models[name] = (ckpt.model.eval(), ckpt.tokenizer, phase != "pretrain")
+    if read_done(out, "rm") is not None:
+        ckpt = checkpoint.load(os.path.join(out, "rm"))
+        reward = (ckpt.model.eval(), ckpt.tokenizer)
+    return models, reward
+
+
+def _encodable(tokenizer, prompt: str) -> bool:
+    try:
+        tokenizer.encode(prompt)
+        return True
+    except ValueError:  # a character the tokenizer never saw
+        return False
+
+
+def rm_score(reward: tuple | None, prompt: str, answer: str) -> float | None:
+    """r_θ(prompt, answer); an answer too long for the RM's block is cut to fit first."""
+    if reward is None or not _encodable(reward[1], prompt + answer):
+        return None
+    model, tok = reward
+    ids = tok.encode(answer)[:model.config.block_size - 4]  # room for the template and <|end|>
+    try:
+        return score_responses(model, tok, prompt, [tok.decode(ids)])[0]
+    except ResponseTooLong:
+        return None
+
+
+def answer_side_by_side(models: dict, reward: tuple | None, prompts: list[str]) -> list[dict]:
+    """Greedy answers of every model to every prompt, each with its RM score and gold score.
+
+    Returns:
+        [{"prompt": p, "answers": {model name: {"text", "rm", "gold"}}}] in prompt order.
+    """
+    rows = [{"prompt": p, "answers": {}} for p in prompts]
+    for name, (model, tok, template) in models.items():
+        ok = [i for i, p in enumerate(prompts) if _encodable(tok, p)]
+        texts = common.answer_prompts(model, tok, [prompts[i] for i in ok], use_template=template)
+        for i, text in zip(ok, texts):
+            rows[i]["answers"][name] = {"text": text, "rm": rm_score(reward, prompts[i], text),
+                                        "gold": gold_score(prompts[i], text)}
+    return rows
+
+
+# ----- figures per phase ---------------------------------------------------------------
+
+def phase_size(phase: str, directory: str, summary: dict) -> dict:
+    """Parameters N, tokens D and training FLOPs of one finished phase.
+
+    Supervised phases: FLOPs ≈ 6·N·D + attention (`GPT.flops_per_token`), D = tokens the loss
+    counted. RLHF: D = response tokens sampled; each costs about one 6·N (sampling, reference and
+    reward-model forward passes, 2·N each) plus 6·N per update pass (PPO makes several).
+    """
+    if phase == "pretrain":
+        return {"parameters": summary["parameters"], "tokens": summary["tokens_seen"],
+                "flops": summary["training_flops"]}
+    ckpt = checkpoint.load(directory)
+    gpt = getattr(ckpt.model, "transformer", ckpt.model)
+    if phase != "rlhf":
+        tokens = int(summary.get("tokens_seen", 0))
+        return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens}
+    cfg = ckpt.meta["rlhf_config"]
+    with open(os.path.join(directory, "log.jsonl"), encoding="utf-8") as f:
+        lengths = [r["response_length"] for r in map(json.loads, f) if r.get("kind") == "train"]
+    tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["k"])
+    passes = 1 + (cfg["ppo_epochs"] if cfg["algo"] == "ppo" else 1)
+    return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens * passes}
+
+
+def _arrow(before: float, after: float, digits: int = 3) -> str:
+    return f"{before:.{digits}f} → {after:.{digits}f}"
+
+
+def figures(phase: str, s: dict) -> list[tuple[str, str]]:
+    """The key figures of one phase's summary, as (label, value) rows."""
+    if phase == "pretrain":
+        return [("validation loss (nats/token)", f"{s['val_loss']:.4f}"), ("perplexity", f"{s['val_ppl']:.2f}"),
+                (f"{s['baseline_n']}-gram baseline loss / perplexity",
+                 f"{s['baseline_val_loss']:.4f} / {math.exp(s['baseline_val_loss']):.2f}"), ("steps", str(s["step"]))]
+    if phase == "sft":
+        b, a = s["before"], s["after"]
+        return [("direct-answer rate (gold ≥ 0.5), before → after", _arrow(b["direct_rate"], a["direct_rate"])),
+                ("mean gold score, before → after", _arrow(b["mean_gold"], a["mean_gold"])),
+                ("answer form (no style penalty), before → after", _arrow(b["answer_form"], a["answer_form"])),
+                ("response-only validation loss, before → after", _arrow(s["baseline_val_loss"], s["val_loss"], 4)),
+                ("held-out prompts", str(a["n"]))]
+    if phase == "rm":
+        base = s["baseline"]
+        return [("pairwise accuracy (s_w > s_l), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
+                ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
+                ("agreement with the gold labeler on fresh SFT samples",
+                 f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
+    return [("reward-model score of held-out answers, SFT → RLHF", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
+            ("gold score of held-out answers, SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
+            ("KL(π ‖ π_SFT) per response (nats)", f"{s['kl_to_reference']:.3f}"),
+            ("RLHF wins against SFT (ties excluded)", f"{s['rlhf_vs_sft_win_rate']:.1%}"),
+            ("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def headline(phase: str, s: dict) -> str:
+    """One line for the progress display."""
+    if phase == "pretrain":
+        return f"validation loss {s['val_loss']:.3f} (ppl {s['val_ppl']:.2f}) vs {s['baseline_n']}-gram {s['baseline_val_loss']:.3f}"
+    if phase == "sft":
+        return f"direct-answer rate {_arrow(s['before']['direct_rate'], s['after']['direct_rate'], 2)}"
+    if phase == "rm":
+        return f"validation accuracy {s['val_accuracy']:.3f}, gold agreement {s['rm_gold_agreement']:.3f}"
+    return (f"RM score {_arrow(s['rm_score_sft'], s['rm_score_rlhf'], 2)}, KL {s['kl_to_reference']:.2f}, "
+            f"gold {_arrow(s['mean_gold_sft'], s['mean_gold_rlhf'], 2)}")
+
+
+def collect(out: str, prompts: list[str]) -> dict:
+    """Everything the report shows: phases (marker or None), tokenizer, answers."""
+    phases = {p: read_done(out, p) for p in PHASES}
+    models, reward = load_models(out)
+    tokens = None
+    if "pretrained" in models:
+        tok = models["pretrained"][1]
+        pieces = [tok.id_to_token(i) for i in tok.encode(prompts[0])] if _encodable(tok, prompts[0]) else []
+        tokens = {"kind": type(tok).__name__, "vocab_size": tok.vocab_size, "prompt": prompts[0], "pieces": pieces}
+    return {"phases": phases, "tokens": tokens, "models": [n for _, n in MODELS],
+            "answers": answer_side_by_side(models, reward, prompts)}
+
+
+# ----- writing ---------------------------------------------------------------------------
+
+def _size_cells(size: dict) -> list[str]:
+    """Parameters and tokens with thousands separators; FLOPs in powers of ten."""
+    return [f"{size['parameters']:,}", f"{size['tokens']:,}", f"{size['flops']:.3g}"]
+
+
+def _cell(answer: dict | None) -> tuple[str, str]:
+    """(answer text, 'RM +0.12 · gold -0.50') of one table cell."""
+    if answer is None:
+        return "—", "not available"
+    rm = "n/a" if answer["rm"] is None else f"{answer['rm']:+.2f}"
+    return answer["text"] or "(empty)", f"RM {rm} · gold {answer['gold']:+.2f}"
+
+
+def render_md(data: dict, settings: dict) -> str:
+    md = ["# minillm pipeline report", "", _settings_line(settings), "", "| phase | parameters | tokens | "
+          "training FLOPs | time |", "| --- | ---: | ---: | ---: | ---: |"]
+    for p in PHASES:
+        d = data["phases"][p]
+        md.append(f"| {TITLES[p]} | " + (" | ".join(_size_cells(d["size"]))
+                                       + f" | {d['seconds']:.0f} s |" if d else "not finished | | | |"))
+    md += ["", SIZE_NOTE]
+    if data["tokens"]:
+        t = data["tokens"]
+        md += ["", f"Tokenizer: a {t['kind']} with {t['vocab_size']} tokens; {t['prompt']!r} → "
+               + " ".join(f"`{x}`" for x in t["pieces"])]
+    for p in PHASES:
+        d = data["phases"][p]
+        md += ["", f"## {TITLES[p]}", ""]
+        if d is None:
+            md.append(NOT_FINISHED)
+            continue
+        md += ["| figure | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in figures(p, d["summary"])]
+        md += [""] + [f"![{p} {name}]({p}/{name})" for name in PLOTS[p] if os.path.exists(os.path.join(settings["out"], p, name))]
+    md += ["", "## The same held-out prompts after each phase (greedy)", "",
+           "| prompt | " + " | ".join(data["models"]) + " |", "| --- |" + " --- |" * len(data["models"])]
+    for row in data["answers"]:
+        cells = [_cell(row["answers"].get(m)) for m in data["models"]]
+        md.append(f"| {row['prompt']} | " + " | ".join(f"{t.replace('|', '/')} ({s})" for t, s in cells) + " |")
+    return "\n".join(md) + "\n"
+
+
+def _settings_line(settings: dict) -> str:
+    return (f"Preset `{settings['preset']}`, seed {settings['seed']}, data {settings['data']}; written "
+            f"{time.strftime('%Y-%m-%d %H:%M')}. RM: the reward model's score r_θ(x, y); gold: the simulated "
+            "labeler's score from -1 (garbage) to 1 (correct, direct, polite).")
+
+
+def _img(path: str) -> str:
+    with open(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return f'<img alt="{html.escape(os.path.basename(path))}" src="data:image/png;base64,{data}">'
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+         "vertical-align:top;text-align:left}th{background:#eee}img{max-width:100%;margin:4px}"
+         ".s{color:#666;font-size:85%;white-space:nowrap}.na{color:#a00}.note{color:#555;font-size:90%}code{background:#f4f4f4}")
+
+
+def render_html(data: dict, settings: dict) -> str:
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>minillm pipeline report</title>"
+             f"<style>{STYLE}</style></head><body><h1>minillm pipeline report</h1><p>{e(_settings_line(settings))}</p>",
+             "<table><tr><th>phase</th><th>parameters</th><th>tokens</th><th>training FLOPs</th><th>time</th></tr>"]
+    for p in PHASES:
+        d = data["phases"][p]
+        cells = (_size_cells(d["size"]) + [f"{d['seconds']:.0f} s"]
+                 if d else ["not finished", "", "", ""])
+        parts.append(f"<tr><td>{e(TITLES[p])}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append(f"</table><p class='note'>{e(SIZE_NOTE)}</p>")
+    if data["tokens"]:
+        t = data["tokens"]
+        parts.append(f"<p>Tokenizer: a {e(t['kind'])} with {t['vocab_size']} tokens; {e(repr(t['prompt']))} → "
+                     + " ".join(f"<code>{e(x)}</code>" for x in t["pieces"]) + "</p>")
+    for p in PHASES:
+        d = data["phases"][p]
+        parts.append(f"<h2 id='{p}'>{e(TITLES[p])}</h2>")
+        if d is None:
+            parts.append(f"<p class='na'>{e(NOT_FINISHED)}</p>")
+            continue
+        parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in figures(p, d["summary"]))
+                     + "</table>")
+        parts += [_img(path) for name in PLOTS[p] if os.path.exists(path := os.path.join(settings["out"], p, name))]
+    parts.append("<h2 id='answers'>The same held-out prompts after each phase (greedy)</h2><table><tr><th>prompt</th>"
+                 + "".join(f"<th>{e(m)}</th>" for m in data["models"]) + "</tr>")
+    for row in data["answers"]:
+        cells = [_cell(row["answers"].get(m)) for m in data["models"]]
+        parts.append(f"<tr><td>{e(row['prompt'])}</td>" + "".join(
+            f"<td>{e(t)}<br><span class='s'>{e(s)}</span></td>" for t, s in cells) + "</tr>")
+    return "\n".join(parts + ["</table></body></html>\n"])
+
+
+def write_report(out: str, prompts: list[str], settings: dict) -> dict:
+    """Answer `prompts` with every finished phase's model; write report.md, report.html, answers.json.
+
+    Returns:
+        {"html": path, "md": path, "answers": path}.
+    """
+    settings = {**settings, "out": out}
+    data = collect(out, prompts)
+    paths = {"html": os.path.join(out, "report.html"), "md": os.path.join(out, "report.md"),
+             "answers": os.path.join(out, "answers.json")}
+    texts = {"html": render_html(data, settings), "md": render_md(data, settings),
+             "answers": json.dumps(data["answers"], indent=2)}
+    for key, path in paths.items():  # each file whole or not at all
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(texts[key])
+        os.replace(path + ".tmp", path)
+    return paths
