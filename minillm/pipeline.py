@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from minillm import report
 from minillm.data.readers import read_prompts
 from minillm.data.tasks import find_task
+from minillm.report import DONE, PHASES, TITLES, read_done
 from minillm.training.pretrain import SHIPPED_DATA, PretrainRun
 from minillm.training.reward import RewardRun
 from minillm.training.rlhf import RLHFConfig, RLHFRun
-from minillm.report import DONE, PHASES, TITLES, read_done
 from minillm.training.sft import SFTRun
 
 LECTURE_PROMPT = "How to make pasta"
@@ -42,7 +42,7 @@ class PipelinePreset:
     shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
 
 
-def _schedule(steps: int, batch: int, **more) -> dict:
+def train_schedule(steps: int, batch: int, **more) -> dict:
     """TrainConfig overrides for a run of `steps`: warmup 5%, about 5 evaluations and checkpoints."""
     every = max(1, steps // 5)
     return {"max_steps": steps, "batch_size": batch, "warmup_steps": max(1, steps // 20),
@@ -53,22 +53,22 @@ PRESETS = {
     # about a minute: tests and notebooks; the model is too small to answer well
     "quick": PipelinePreset(
         "tiny", dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
-        _schedule(200, 8, lr=3e-3, min_lr=3e-4), _schedule(60, 16), _schedule(30, 16),
+        train_schedule(200, 8, lr=3e-3, min_lr=3e-4), train_schedule(60, 16), train_schedule(30, 16),
         dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
              checkpoint_interval=3),
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
     # the lecture demo, at most 10 minutes on a 2-core laptop; block 192 fits the how-to answers
     "classroom": PipelinePreset(
         "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=192, dropout=0.0),
-        _schedule(1500, 8, lr=2e-3, min_lr=2e-4), _schedule(200, 16), _schedule(100, 16),
+        train_schedule(1500, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(100, 16),
         dict(steps=40, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=80, eval_interval=10,
              eval_prompts=24, checkpoint_interval=10),
         eval_prompts=48, shares=(0.55, 0.2, 0.15, 0.1)),
     # the best this project does on a CPU in about an hour
     "full": PipelinePreset(
         "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=256, dropout=0.0),
-        _schedule(2500, 8, lr=8e-4, min_lr=8e-5), _schedule(600, 16), _schedule(400, 32),
-        dict(steps=100, batch_prompts=8, k=4, max_new_tokens=96, eval_interval=20, eval_prompts=48,
+        train_schedule(3000, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(600, 16), train_schedule(300, 32),
+        dict(steps=100, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=96, eval_interval=20, eval_prompts=48,
              checkpoint_interval=20),
         eval_prompts=140, report_prompts=10, shares=(0.55, 0.15, 0.15, 0.15)),
 }

@@ -115,7 +115,7 @@ def test_report_renders_in_a_headless_browser(run, tmp_path):
     out, _ = run
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000",
                     f"--user-data-dir={tempfile.mkdtemp()}", f"--screenshot={shot}", "--window-size=1200,3000",
                     (out / "report.html").as_uri()], check=True, timeout=120, capture_output=True)
     pixels = imread(str(shot))[..., :3]  # (H, W, 3) floats in [0, 1]

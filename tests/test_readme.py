@@ -89,8 +89,8 @@ def smoke_pipeline(monkeypatch):
     commands run; tests/test_pipeline.py runs the real quick preset."""
     quick = pipeline.PRESETS["quick"]
     smoke = dataclasses.replace(
-        quick, model={**quick.model, "block_size": 64}, pretrain=pipeline._schedule(4, 4),
-        sft=pipeline._schedule(2, 4), rm=pipeline._schedule(2, 4),
+        quick, model={**quick.model, "block_size": 64}, pretrain=pipeline.train_schedule(4, 4),
+        sft=pipeline.train_schedule(2, 4), rm=pipeline.train_schedule(2, 4),
         rlhf={**quick.rlhf, "steps": 1, "batch_prompts": 2, "max_new_tokens": 16, "eval_interval": 1,
               "eval_prompts": 2, "checkpoint_interval": 1},
         eval_prompts=3, report_prompts=2)
