@@ -50,27 +50,29 @@ def train_schedule(steps: int, batch: int, **more) -> dict:
 
 
 PRESETS = {
-    # about a minute: tests and notebooks; the model is too small to answer well
+    # about a minute: tests and notebooks (measured here: 23 s, one BLAS thread); the model is too small to answer well
     "quick": PipelinePreset(
         "tiny", dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
         train_schedule(200, 8, lr=3e-3, min_lr=3e-4), train_schedule(60, 16), train_schedule(30, 16),
         dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
              checkpoint_interval=3),
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
-    # the lecture demo, at most 10 minutes on a 2-core laptop; block 192 fits the how-to answers
+    # the lecture demo, at most 10 minutes on a 2-core laptop (measured: 10:05 on a busy 2-core
+    # machine, one BLAS thread, 485 CPU-seconds); block 192 fits the how-to answers
     "classroom": PipelinePreset(
         "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=192, dropout=0.0),
         train_schedule(1500, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(100, 16),
         dict(steps=40, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=80, eval_interval=10,
              eval_prompts=24, checkpoint_interval=10),
         eval_prompts=48, shares=(0.55, 0.2, 0.15, 0.1)),
-    # the best this project does on a CPU in about an hour
+    # the best this project does on a CPU in about an hour (estimated from step times: 0.76 s
+    # per pretraining step on one core, so about 40 minutes of pretraining)
     "full": PipelinePreset(
         "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=256, dropout=0.0),
-        train_schedule(3000, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(600, 16), train_schedule(300, 32),
-        dict(steps=100, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=96, eval_interval=20, eval_prompts=48,
+        train_schedule(2500, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(300, 16), train_schedule(150, 16),
+        dict(steps=60, batch_prompts=8, k=4, kl_coef=0.1, max_new_tokens=96, eval_interval=20, eval_prompts=48,
              checkpoint_interval=20),
-        eval_prompts=140, report_prompts=10, shares=(0.55, 0.15, 0.15, 0.15)),
+        eval_prompts=96, report_prompts=10, shares=(0.65, 0.17, 0.12, 0.06)),
 }
 
 

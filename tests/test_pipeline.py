@@ -170,3 +170,20 @@ def test_held_out_prompts_start_with_the_lecture_prompt_and_mix_kinds():
     from minillm.data.tasks import find_task
     assert prompts[0] == "How to make pasta" and len(set(prompts)) == 8
     assert len({find_task(p).kind for p in prompts}) >= 5
+
+
+@pytest.mark.parametrize("name", list(pipeline.PRESETS))
+def test_every_preset_builds_valid_phase_configs(name):
+    from minillm.model import GPTConfig
+    from minillm.training.loop import TrainConfig
+    from minillm.training.pretrain import PRESETS as PRETRAIN_PRESETS
+    from minillm.training.rlhf import RLHFConfig
+    preset = pipeline.PRESETS[name]
+    assert preset.pretrain_preset in PRETRAIN_PRESETS
+    config = GPTConfig(vocab_size=80, **{**PRETRAIN_PRESETS[preset.pretrain_preset].model, **preset.model})
+    for phase in (preset.pretrain, preset.sft, preset.rm):
+        train = TrainConfig(**phase)
+        assert train.warmup_steps <= train.max_steps and train.eval_interval <= train.max_steps
+    rlhf = RLHFConfig(**preset.rlhf)
+    assert rlhf.max_new_tokens < config.block_size // 2  # the prompt keeps at least half the block
+    assert abs(sum(preset.shares) - 1) < 1e-9 and len(preset.shares) == len(PHASES)
