@@ -1,9 +1,16 @@
 """Shared test setup: every test starts on float32 with a fixed global seed, on the device
 chosen with `pytest --device cpu|cuda` (default cpu)."""
-import numpy
-import pytest
+import os
 
-from minillm import backend
+# The tests' models are tiny: BLAS threads cost more than they bring at these sizes, and on
+# a busy machine they oversubscribe the cores. Set before NumPy loads OpenBLAS; the lesson
+# kernels inherit it. (A user's own runs keep the default.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy  # noqa: E402
+import pytest  # noqa: E402
+
+from minillm import backend  # noqa: E402
 
 
 def pytest_addoption(parser):

@@ -172,13 +172,12 @@ RL_PANELS = [("reward-model score", [("train", "rm_score", "RM score of samples"
 
 def plot_rl_curves(log_path: str, png_path: str, title: str = "RLHF") -> str:
     """Three panels from an RLHF log against step: RM score and reward, KL and β, gold score."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's plotting backend is left alone
 
     with open(log_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    fig, axes = plt.subplots(1, len(RL_PANELS), figsize=(13, 3.5), dpi=100)
+    fig = Figure(figsize=(13, 3.5), dpi=100)
+    axes = fig.subplots(1, len(RL_PANELS))
     for ax, (label, curves) in zip(axes, RL_PANELS):
         for kind, key, name in curves:
             points = [(r["step"], r[key]) for r in records if r.get("kind") == kind and key in r]
@@ -190,5 +189,4 @@ def plot_rl_curves(log_path: str, png_path: str, title: str = "RLHF") -> str:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(png_path)
-    plt.close(fig)
     return png_path

@@ -231,12 +231,11 @@ class RewardRun:
 
 def plot_margins(margins, png_path: str) -> str:
     """A histogram of s_w - s_l over validation pairs: right of 0 the RM agrees with the label."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's plotting backend is left alone
 
     margins = numpy.asarray(margins, dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
     ax.hist(margins, bins=40, color="tab:blue", alpha=0.8)
     ax.axvline(0, color="black", lw=1)
     ax.set_xlabel("margin s_w - s_l = r(x, y_w) - r(x, y_l)")
@@ -244,7 +243,6 @@ def plot_margins(margins, png_path: str) -> str:
     ax.set_title(f"reward margins: {float((margins > 0).mean()):.1%} of {len(margins)} pairs above 0")
     fig.tight_layout()
     fig.savefig(png_path)
-    plt.close(fig)
     return png_path
 
 
