@@ -32,7 +32,7 @@ SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pat
 @dataclass
 class RLHFConfig:
     algo: str = "rloo"              # reinforce | rloo | ppo
-    steps: int = 60                 # rollout-then-update iterations
+    steps: int = 100                # rollout-then-update iterations
     batch_prompts: int = 8          # B prompts per step
     k: int = 4                      # G sampled responses per prompt
     lr: float = 2e-4                # AdamW, constant (no decay: RL steps are few)
@@ -215,7 +215,7 @@ class RLHFRun:
             batch = choose_prompts(len(prompts), cfg.batch_prompts, cfg.seed, step)
             record, _, _ = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
                                    [prompt_ids[i] for i in batch], cfg, controller.beta, step)
-            controller.update(record["kl"], cfg.batch_prompts * cfg.k)
+            controller.update(record["kl"], len(batch) * cfg.k)
             step += 1
             _append(log_path, {"kind": "train", "step": step, **record, "elapsed": time.perf_counter() - start})
             progress.update(step, reward=record["reward"], rm=record["rm_score"], kl=record["kl"])
