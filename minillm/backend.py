@@ -127,6 +127,9 @@ class CupyGenerator:
     def integers(self, low, high=None, size=None):
         return self._device().randint(low, high, size, dtype=numpy.int64)
 
+    def permutation(self, n: int):
+        return self._device().permutation(n)
+
 
 def manual_seed(seed: int) -> None:
     """Seed the global generator: the same seed gives the same numbers, bit for bit, on one backend."""

@@ -134,3 +134,16 @@ def test_a_training_step_reads_back_only_the_logged_scalars():
         loss.item()                                      # the loss: a logged scalar
         return dict(backend.transfers)
     assert on("cuda", count) == {"device_to_host": 2, "host_to_device": 0}
+
+
+def test_gpu_generator_offers_what_the_library_draws():
+    def draws():
+        rng = minillm.make_rng(3)
+        order = backend.to_numpy(rng.permutation(6))
+        ints = backend.to_numpy(rng.integers(0, 5, size=4))
+        normal = rng.standard_normal((2, 3), dtype=numpy.float32)
+        uniform = rng.uniform(-1.0, 1.0, (3,), dtype=numpy.float32)
+        return sorted(order.tolist()), ints, normal.shape, backend.to_numpy(uniform)
+    order, ints, shape, uniform = on("cuda", draws)
+    assert order == list(range(6)) and ((0 <= ints) & (ints < 5)).all() and shape == (2, 3)
+    assert ((-1 <= uniform) & (uniform <= 1)).all()
