@@ -77,3 +77,12 @@ def test_scale_and_report():
 def test_prompts_outside_the_world_are_judged_on_style():
     assert gold_score("Tell me about Paris.", "Paris is big.") \
         > gold_score("Tell me about Paris.", "Ugh, whatever. Why do you ask?")
+
+
+def test_an_answer_that_ignores_the_question_counts_as_wrong():
+    """The loophole an RLHF policy found: a confident, off-topic answer must not beat a dodge."""
+    from minillm.data.gold import gold_report
+    off = gold_report("Where does Anna live?", "The answer is 4.")
+    assert off["off_topic"] > 0 and off["score"] < gold_score("Where does Anna live?", "I do not know.")
+    assert gold_score("How to make pasta", "The answer is 4.") < 0
+    assert gold_report("Where does Anna live?", "I do not know.")["off_topic"] == 0  # a dodge is not counted twice
