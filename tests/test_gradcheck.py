@@ -2,7 +2,6 @@
 import numpy
 import pytest
 
-import minillm
 from minillm import Tensor, gradcheck, GradcheckError
 from minillm.ops import Function
 from minillm.tensor import apply

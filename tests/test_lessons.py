@@ -3,7 +3,6 @@
 The notebooks read MINILLM_FAST=1 to shrink their training runs, so each takes about
 30 seconds; a broken lesson fails the suite like any other broken code.
 """
-import os
 import pathlib
 
 import pytest

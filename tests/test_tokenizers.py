@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
+
 
 import pytest
 from hypothesis import given, settings, strategies as st

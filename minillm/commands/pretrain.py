@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from minillm.commands.train_flags import add_train_flags, train_overrides
 from minillm.training.pretrain import PRESETS, PretrainRun, preset_table
 
 
@@ -18,19 +19,14 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true")
-    for name, kind in [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int),
-                       ("grad_accum", int), ("eval_interval", int), ("warmup_steps", int),
-                       ("checkpoint_interval", int)]:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_train_flags(p)
     p.add_argument("--block-size", dest="block_size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    train_fields = ["max_steps", "batch_size", "lr", "seed", "grad_accum", "eval_interval",
-                    "warmup_steps", "checkpoint_interval"]
-    overrides = {k: getattr(args, k) for k in train_fields if getattr(args, k) is not None}
+    overrides = train_overrides(args)
     if "max_steps" in overrides:  # keep the schedule consistent with a shorter run
         preset = PRESETS[args.preset].train
         overrides.setdefault("warmup_steps", min(preset.warmup_steps, max(1, overrides["max_steps"] // 10)))

@@ -10,9 +10,8 @@ import argparse
 
 from minillm import checkpoint
 from minillm.training.reward import DEFAULT_TRAIN, RewardRun, score_responses
+from minillm.commands.train_flags import add_train_flags, train_overrides
 
-TRAIN_FIELDS = [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("grad_accum", int),
-                ("eval_interval", int), ("warmup_steps", int), ("checkpoint_interval", int)]
 
 
 def register(subparsers) -> None:
@@ -48,13 +47,12 @@ def _register_reward(subparsers) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true")
-    for name, kind in TRAIN_FIELDS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_train_flags(p)
     p.set_defaults(func=run_reward)
 
 
 def run_reward(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name, _ in TRAIN_FIELDS if getattr(args, name) is not None}
+    overrides = train_overrides(args)
     RewardRun(init=args.init, out=args.out, data=args.data, val=args.val, prompts=args.prompts,
               epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
               skip_bad=args.skip_bad, resume=args.resume, quiet=args.quiet).run()

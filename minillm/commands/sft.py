@@ -9,9 +9,8 @@ import argparse
 
 from minillm.losses import NORMALIZATIONS
 from minillm.training.sft import DEFAULT_TRAIN, SFTRun
+from minillm.commands.train_flags import add_train_flags, train_overrides
 
-TRAIN_FIELDS = [("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("grad_accum", int),
-                ("eval_interval", int), ("warmup_steps", int), ("checkpoint_interval", int)]
 
 
 def register(subparsers) -> None:
@@ -35,13 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true")
-    for name, kind in TRAIN_FIELDS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_train_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name, _ in TRAIN_FIELDS if getattr(args, name) is not None}
+    overrides = train_overrides(args)
     SFTRun(init=args.init, out=args.out, data=args.data, val=args.val, test=args.test, epochs=args.epochs,
            normalize=args.normalize, overrides=overrides, eval_prompts=args.eval_prompts,
            skip_bad=args.skip_bad, resume=args.resume, quiet=args.quiet).run()

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from minillm import backend, checkpoint, optim
@@ -37,6 +37,23 @@ class TrainConfig:
     log_interval: int = 10         # write a train record every this many steps
     checkpoint_interval: int = 500 # save every this many steps (and at the end)
     seed: int = 1337               # seeds the global generator: batches, dropout
+
+
+def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: float | None,
+                 overrides: dict) -> TrainConfig:
+    """The run's TrainConfig once `--epochs` and a short run are taken into account.
+
+    --epochs E sets max_steps = ceil(E · examples / (batch_size · grad_accum)). A run shorter
+    than the phase's default gets warmup (a tenth), evaluation, checkpoints and logs that fit
+    inside it, unless the user set those explicitly (`overrides`).
+    """
+    if epochs is not None:
+        cfg = replace(cfg, max_steps=max(1, math.ceil(epochs * examples / (cfg.batch_size * cfg.grad_accum))))
+    if cfg.max_steps < default_steps:
+        fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
+               [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
+        cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in overrides})
+    return cfg
 
 
 class TrainingDiverged(RuntimeError):

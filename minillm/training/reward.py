@@ -11,7 +11,6 @@ Left out: reward ensembles, label smoothing, per-token rewards, a separate value
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from minillm.generate import generate
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
-from minillm.training.loop import TrainConfig, Trainer
+from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
 SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: validation
@@ -204,14 +203,7 @@ class RewardRun:
         return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
-        """--epochs sets max_steps; a short run gets warmup, eval and checkpoints that fit it."""
-        if self.epochs is not None:
-            cfg = replace(cfg, max_steps=max(1, math.ceil(self.epochs * n_pairs / (cfg.batch_size * cfg.grad_accum))))
-        if cfg.max_steps < DEFAULT_TRAIN.max_steps:
-            fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
-                   [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
-            cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in self.overrides})
-        return cfg
+        return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
     def _agreement(self, gpt, rm, tok, seed: int) -> dict:
         path = self.prompts or os.path.join(SHIPPED_DATA, "rl", "heldout.jsonl")

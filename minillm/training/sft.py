@@ -10,7 +10,6 @@ Left out: adapters (LoRA), packing pairs into one row, multi-turn chat, rejectio
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -20,9 +19,8 @@ from minillm import backend, chat, checkpoint
 from minillm.data.readers import read_demonstrations
 from minillm.data.sft import IGNORE_INDEX, ResponseTooLong, SFTBatches
 from minillm.losses import NORMALIZATIONS, sft_loss
-from minillm.tensor import Tensor
 from minillm.training import common
-from minillm.training.loop import TrainConfig, Trainer
+from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
 SHIPPED_SFT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            "data", "sft")
@@ -148,14 +146,7 @@ class SFTRun:
         return train, valid
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
-        """--epochs sets max_steps; a short run gets warmup, eval and checkpoints that fit it."""
-        if self.epochs is not None:
-            cfg = replace(cfg, max_steps=max(1, math.ceil(self.epochs * n_pairs / (cfg.batch_size * cfg.grad_accum))))
-        if cfg.max_steps < DEFAULT_TRAIN.max_steps:
-            fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
-                   [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
-            cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in self.overrides})
-        return cfg
+        return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
     def _report(self, result, prompts, references, before, after, train, base, start) -> dict:
         scores = {"before": common.score_answers(prompts, before, references),
