@@ -106,13 +106,13 @@ def scatter_add_rows(num_rows: int, ids, values):
     """out[i] = Σ_{j: ids[j] = i} values[j], for an (N,) id array and (N, C) values.
 
     NumPy's `add.at` is slow; sorting the ids and summing each run with `add.reduceat`
-    gives the same sums several times faster. CuPy's `add.at` is a fast atomic kernel.
+    gives the same sums several times faster. On a GPU a kernel sums each run in sorted
+    order (`kernels.scatter_add_rows`), deterministic where atomic adds would not be.
     """
     xp = get_array_module(values)
-    out = xp.zeros((num_rows, values.shape[-1]), dtype=values.dtype)
     if xp is not numpy:
-        xp.add.at(out, ids, values)
-        return out
+        return kernels.scatter_add_rows(num_rows, ids, values)
+    out = xp.zeros((num_rows, values.shape[-1]), dtype=values.dtype)
     order = numpy.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = numpy.flatnonzero(numpy.r_[True, sorted_ids[1:] != sorted_ids[:-1]])

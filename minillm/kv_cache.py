@@ -29,7 +29,7 @@ class KVCache:
         self.keys = [xp.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.values = [xp.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.max_len, self.length = max_len, 0
-        self.key_mask = key_mask
+        self.key_mask = None if key_mask is None else backend.asarray(key_mask)
 
     @classmethod
     def for_model(cls, model, batch: int, max_len: int, key_mask=None) -> "KVCache":

@@ -36,11 +36,12 @@ class RewardModel(nn.Module):
             (B,) scores.
         """
         ids = backend.asarray(ids)
-        lengths = backend.asarray(lengths)
+        lengths = backend.as_checkable(lengths)  # checked where it is, then moved
         B, T = ids.shape
         if lengths.shape != (B,) or backend.out_of_range(lengths, 1, T + 1):
             raise ValueError(f"lengths must be (B,) = ({B},) values in [1, {T}], got shape "
                              f"{lengths.shape} with values {backend.to_numpy(lengths).tolist()[:8]}")
+        lengths = backend.asarray(lengths)
         hidden = self.transformer.hidden_states(ids)  # (B, T, C)
         last = hidden[backend.xp.arange(B), lengths - 1]  # (B, T, C) -> (B, C): the last real token
         return self.score_head(last).reshape(B)  # (B, 1) -> (B,)

@@ -156,15 +156,16 @@ def masked_sum(x, mask, axis: int | None = -1):
 
 def masked_mean(x, mask, axis: int | None = None):
     """Σ m·x / Σ m: the mean over the positions where the mask is 1 (0 if there are none)."""
-    count = backend.xp.maximum(mask.sum(axis=axis), 1.0)
+    xp = backend.get_array_module(mask)
+    count = xp.maximum(mask.sum(axis=axis), 1.0)
     return (x * mask).sum(axis=axis) / count
 
 
 def entropy(logp, mask) -> float:
     """H = −Σ_v π(v) log π(v), averaged over the response tokens. logp (N, T, V), mask (N, T)."""
     logp = logp.data if isinstance(logp, Tensor) else logp
-    h = -(backend.xp.exp(logp) * logp).sum(axis=-1)                            # (N, T)
-    return float(masked_mean(h, mask))
+    h = -(backend.get_array_module(logp).exp(logp) * logp).sum(axis=-1)        # (N, T)
+    return float(backend.scalar(masked_mean(h, backend.asarray(mask))))
 
 
 # ----- rewards: the reward model's score minus a KL penalty ----------------------------
@@ -187,7 +188,7 @@ def exact_kl(logp, ref_logp, mask):
     """
     logp = logp.data if isinstance(logp, Tensor) else logp
     ref_logp = ref_logp.data if isinstance(ref_logp, Tensor) else ref_logp
-    per_token = (backend.xp.exp(logp) * (logp - ref_logp)).sum(axis=-1)        # (N, T)
+    per_token = (backend.get_array_module(logp).exp(logp) * (logp - ref_logp)).sum(axis=-1)  # (N, T)
     return masked_sum(per_token, mask, axis=-1)
 
 

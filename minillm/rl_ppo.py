@@ -29,8 +29,8 @@ def ppo_clip_loss(logprobs: Tensor, old_logprobs, adv, mask, clip_eps: float = 0
         adv: (N,) advantages. mask: (N, T) response mask. clip_eps: ε.
     """
     N = logprobs.shape[0]
-    ratio = (logprobs - old_logprobs).exp()                                  # (N, T) ρ
-    A = adv[:, None]                                                          # (N,) -> (N, 1)
+    ratio = (logprobs - backend.asarray(old_logprobs)).exp()                 # (N, T) ρ
+    A = backend.asarray(adv)[:, None]                                         # (N,) -> (N, 1)
     surrogate = minimum(ratio * A, ratio.clip(1.0 - clip_eps, 1.0 + clip_eps) * A)
     return -masked_sum(surrogate, mask, axis=None) * (1.0 / N)
 
@@ -38,17 +38,20 @@ def ppo_clip_loss(logprobs: Tensor, old_logprobs, adv, mask, clip_eps: float = 0
 def clip_fraction(logprobs, old_logprobs, adv, mask, clip_eps: float = 0.2) -> float:
     """The share of response tokens whose gradient the clip switched off (ρ past 1±ε on A's side)."""
     logprobs = logprobs.data if isinstance(logprobs, Tensor) else logprobs
-    ratio = backend.xp.exp(logprobs - old_logprobs)                           # (N, T)
-    A = adv[:, None]                                                          # (N, 1)
+    xp = backend.get_array_module(logprobs)
+    ratio = xp.exp(logprobs - xp.asarray(old_logprobs))                       # (N, T)
+    A = xp.asarray(adv)[:, None]                                              # (N, 1)
+    mask = xp.asarray(mask)
     clipped = ((A > 0) & (ratio > 1 + clip_eps)) | ((A < 0) & (ratio < 1 - clip_eps))
-    return float(masked_mean(clipped.astype(mask.dtype), mask))
+    return float(backend.scalar(masked_mean(clipped.astype(mask.dtype), mask)))
 
 
 def approx_kl(logprobs, old_logprobs, mask) -> float:
     """How far this update moved the policy: mean over tokens of (ρ − 1) − log ρ (≥ 0, k3 estimator)."""
     logprobs = logprobs.data if isinstance(logprobs, Tensor) else logprobs
-    log_ratio = logprobs - old_logprobs                                       # (N, T)
-    return float(masked_mean(backend.xp.exp(log_ratio) - 1 - log_ratio, mask))
+    xp = backend.get_array_module(logprobs)
+    log_ratio = logprobs - xp.asarray(old_logprobs)                           # (N, T)
+    return float(backend.scalar(masked_mean(xp.exp(log_ratio) - 1 - log_ratio, xp.asarray(mask))))
 
 
 def minibatches(n: int, minibatch_size: int, rng) -> list:

@@ -51,7 +51,7 @@ def test_literal_form_breaks_at_large_margins_and_stable_does_not():
     stable = pairwise_loss_stable(w2, l2)
     stable.backward()
     assert stable.item() == pytest.approx(100.0, rel=1e-6)
-    assert w2.grad[0] == pytest.approx(-1.0)       # still pushes the winner up at full strength
+    assert float(w2.grad[0]) == pytest.approx(-1.0)  # still pushes the winner up at full strength
 
     high = (Tensor([150.0]), Tensor([50.0]))        # margin +100
     assert pairwise_loss(*high).item() == 0.0      # σ rounds to 1: the loss is exactly 0

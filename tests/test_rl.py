@@ -44,7 +44,7 @@ def estimated_gradients(baseline: str, n: int, batches: int, seed: int = 0) -> n
         logprobs = F.log_softmax(theta)[actions].reshape(n, 1)        # (n, 1): one-token responses
         adv = rl.advantages(REWARDS[actions], baseline, group_size=n)
         rl.reinforce_loss(logprobs, adv, numpy.ones((n, 1))).backward()
-        estimates.append(-theta.grad)                                 # the loss is −J's estimate
+        estimates.append(-backend.to_numpy(theta.grad))               # the loss is −J's estimate
     return numpy.array(estimates)                                     # (batches, 5)
 
 
