@@ -107,9 +107,11 @@ class Maximum(Function):
     def forward(self, a, b):
         xp = get_array_module(a, b)
         self.a_shape, self.b_shape = _shape(a), _shape(b)
-        # Where a == b the gradient is split evenly, as the subgradient's midpoint.
-        self.share_a = (a > b) + 0.5 * (a == b)
-        return xp.maximum(a, b)
+        out = xp.maximum(a, b)
+        # Where a == b the gradient is split evenly, as the subgradient's midpoint. The share
+        # takes the output's dtype: a float64 share would silently upcast every gradient.
+        self.share_a = ((a > b) + 0.5 * (a == b)).astype(out.dtype)
+        return out
 
     def backward(self, grad):
         ga = unbroadcast(grad * self.share_a, self.a_shape) if self.needs_grad[0] else None
@@ -121,8 +123,9 @@ class Minimum(Maximum):
     def forward(self, a, b):
         xp = get_array_module(a, b)
         self.a_shape, self.b_shape = _shape(a), _shape(b)
-        self.share_a = (a < b) + 0.5 * (a == b)
-        return xp.minimum(a, b)
+        out = xp.minimum(a, b)
+        self.share_a = ((a < b) + 0.5 * (a == b)).astype(out.dtype)
+        return out
 
 
 class Where(Function):

@@ -51,7 +51,7 @@ class Max(Function):
         out = a.max(axis=axis, keepdims=True)
         hits = a == out
         # Ties share the gradient evenly (the mean of the subgradients).
-        self.share = hits / hits.sum(axis=axis, keepdims=True)
+        self.share = (hits / hits.sum(axis=axis, keepdims=True)).astype(a.dtype)  # bool/int would be float64
         self.axis, self.keepdims, self.shape = axis, keepdims, a.shape
         return out if keepdims else (out.reshape(()) if axis is None else out.squeeze(axis=axis))
 

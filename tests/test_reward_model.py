@@ -55,7 +55,8 @@ def test_literal_form_breaks_at_large_margins_and_stable_does_not():
 
     high = (Tensor([150.0]), Tensor([50.0]))        # margin +100
     assert pairwise_loss(*high).item() == 0.0      # σ rounds to 1: the loss is exactly 0
-    assert 0.0 < pairwise_loss_stable(*high).item() < 1e-40   # the true value, e^-100
+    if backend.device == "cpu":  # GPUs flush float32 subnormals such as e^-100 to zero
+        assert 0.0 < pairwise_loss_stable(*high).item() < 1e-40   # the true value, e^-100
 
 
 def test_margin_and_centering_options():

@@ -203,8 +203,8 @@ def test_reward_model_reads_prompt_response_and_end():
     cut, ended = tok.encode("in river"), tok.encode("rivertown.") + [end]
     scores = rl.reward_model_scores(rm, [prompt, prompt], [cut, ended], end)
     one = lambda ids: rm([ids], [len(ids)]).data[0]  # noqa: E731
-    assert scores[0] == pytest.approx(one(prompt + cut + [end]), abs=1e-5)   # <|end|> appended
-    assert scores[1] == pytest.approx(one(prompt + ended), abs=1e-5)          # not doubled
+    assert float(scores[0]) == pytest.approx(float(one(prompt + cut + [end])), abs=1e-5)  # <|end|> appended
+    assert float(scores[1]) == pytest.approx(float(one(prompt + ended)), abs=1e-5)       # not doubled
 
 
 def test_rewards_subtract_beta_times_kl_and_the_adaptive_controller_follows_its_formula():
@@ -229,7 +229,7 @@ def test_reinforce_and_ppo_losses_gradcheck(float64):
     logprobs = Tensor(-rng.uniform(0.5, 2.0, (2, 3)), requires_grad=True)
     minillm.gradcheck(lambda lp: rl.reinforce_loss(lp, adv, mask), [logprobs])
     # ratios 0.5, 0.9, 1.1, 1.5 and others: all away from the kinks at 1 ± ε
-    old = logprobs.data - numpy.log(numpy.array([[0.5, 0.9, 1.0], [1.1, 1.5, 0.95]]))
+    old = backend.to_numpy(logprobs.data) - numpy.log(numpy.array([[0.5, 0.9, 1.0], [1.1, 1.5, 0.95]]))
     minillm.gradcheck(lambda lp: rl_ppo.ppo_clip_loss(lp, old, adv, mask), [logprobs])
 
 
@@ -240,5 +240,5 @@ def test_both_losses_through_the_model_gradcheck(float64):
     lp = lambda: rl.response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     params = [model.ln_f.weight, model.h[1].attn.c_proj.bias]
     minillm.gradcheck(lambda *_: rl.reinforce_loss(lp(), adv, ro.response_mask), params)
-    old = ro.logprobs + 0.05 * numpy.sign(adv)[:, None]   # ρ ≈ 0.95 or 1.05: inside the clip range
+    old = ro.logprobs + backend.asarray(0.05 * numpy.sign(adv))[:, None]  # ρ ≈ 0.95 or 1.05: inside the clip range
     minillm.gradcheck(lambda *_: rl_ppo.ppo_clip_loss(lp(), old, adv, ro.response_mask), params)

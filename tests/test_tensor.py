@@ -6,6 +6,7 @@ import numpy
 import pytest
 
 import minillm
+import minillm.ops
 from minillm import Tensor, no_grad, backend
 
 from conftest import rand
@@ -91,6 +92,38 @@ def test_float32_stays_float32():
     assert x.dtype == numpy.float32 and y.dtype == numpy.float32
     y.sum().backward()
     assert x.grad.dtype == numpy.float32
+
+
+class RecordGradDtype(minillm.ops.Function):
+    """Identity whose backward notes the dtype of the gradient reaching it."""
+
+    seen: list = []
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad):
+        RecordGradDtype.seen.append(grad.dtype)
+        return (grad,)
+
+
+def test_no_backward_upcasts_float32_gradients():
+    """A float64 gradient inside a float32 graph would silently double the cost of backward
+    (the leaf's .grad is cast back, so the check sits inside the graph)."""
+    from minillm.tensor import apply
+    RecordGradDtype.seen = []
+    x = Tensor([0.5, -1.0, 2.0], requires_grad=True)
+    y = Tensor([1.0, -1.0, 0.0], requires_grad=True)
+    h = apply(RecordGradDtype, x)
+    parts = [minillm.minimum(h, y), minillm.maximum(h, 1.0), h.clip(-0.5, 0.5), h.abs(), h.relu(),
+             minillm.where(x.data > 0, h, y), h.softplus(), h.sigmoid(), h[[0, 0, 2]], h.max(),
+             h * numpy.float64(2.0), h / 3, h ** 2, h.mean(), h.logsumexp()]
+    total = parts[0].sum()
+    for p in parts[1:]:
+        total = total + p.sum()
+    total.backward()
+    assert RecordGradDtype.seen == [numpy.float32]
+    assert {p.dtype for p in parts} == {numpy.dtype(numpy.float32)}
 
 
 def test_item_numpy_and_repr():
