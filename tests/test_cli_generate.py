@@ -87,7 +87,13 @@ def test_run_uses_the_prompt_hook_and_stops_at_the_stop_token():
     ckpt.meta["chat_template"] = "q: {prompt}\na:"
     assert format_prompt_for_checkpoint(ckpt, "to be") == "q: to be\na:"
     eot = tok.special_tokens["<|endoftext|>"]
-    ckpt.model.wte.weight.data[eot] *= 300  # make <|endoftext|> the likeliest next token
+    # Make <|endoftext|> the likeliest next token whatever the random init (and backend):
+    # every final hidden state becomes its (scaled) embedding row, and the tied head then
+    # scores it |w_eot|², far above any other row's dot product with it.
+    model = ckpt.model
+    model.wte.weight.data[eot] *= 300
+    model.ln_f.weight.data[...] = 0
+    model.ln_f.bias.data[...] = model.wte.weight.data[eot]
     args = argparse.Namespace(ckpt="fake", prompt="to be", max_new_tokens=None, temperature=0.0,
                               top_k=None, top_p=None, seed=None, stop=None)
     out = io.StringIO()
