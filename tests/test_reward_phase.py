@@ -228,3 +228,23 @@ def test_reward_run_resumes_exactly(tiny_pretrain, monkeypatch):
         numpy.testing.assert_array_equal(backend.to_numpy(x.data), backend.to_numpy(y.data), err_msg=name)
     drop_time = lambda log: [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s")} for r in log]  # noqa: E731
     assert drop_time(read_log(straight / "log.jsonl")) == drop_time(read_log(resumed / "log.jsonl"))
+
+
+def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypatch):
+    from minillm.training import reward
+    answers = {"polite": "in rivertown.", "rude": "no, you idiot."}
+    monkeypatch.setattr(reward, "sample_responses",
+                        lambda model, tok, prompts, n=2, **kw: [[answers["rude"], answers["polite"]] for _ in prompts])
+    pairs = str(tiny_pretrain / "pairs.jsonl")
+    run = reward.RewardRun(init=str(tiny_pretrain / "pt"), out=str(tiny_pretrain / "rm_op2"), data=pairs, val=pairs,
+                           prompts=pairs, on_policy_prompts=3, on_policy_source=pairs, agreement_prompts=1,
+                           overrides={"max_steps": 2, "batch_size": 2}, quiet=True)
+    from minillm import checkpoint, chat
+    init = checkpoint.load(run.init)
+    chat.add_chat_tokens(init.tokenizer, init.model)
+    made = run._on_policy_pairs(init.model, init.tokenizer, seed=0)
+    assert len(made) == 3 and all(p["chosen"] == answers["polite"] and p["rejected"] == answers["rude"] for p in made)
+    summary = run.run()
+    base = reward.RewardRun(init=run.init, out=str(tiny_pretrain / "rm_op3"), data=pairs, val=pairs, prompts=pairs,
+                            agreement_prompts=1, overrides={"max_steps": 2, "batch_size": 2}, quiet=True).run()
+    assert summary["train_pairs"] == base["train_pairs"] + 3

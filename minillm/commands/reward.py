@@ -44,6 +44,8 @@ def _register_reward(subparsers) -> None:
                    help="use only the first N held-out prompts for the agreement check")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, margins.png, report.md")
     p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs (sets --max-steps)")
+    p.add_argument("--on-policy-prompts", type=int, default=0,
+                   help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true")
@@ -55,7 +57,8 @@ def run_reward(args: argparse.Namespace) -> int:
     overrides = train_overrides(args)
     RewardRun(init=args.init, out=args.out, data=args.data, val=args.val, prompts=args.prompts,
               epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
-              skip_bad=args.skip_bad, resume=args.resume, quiet=args.quiet).run()
+              on_policy_prompts=args.on_policy_prompts, skip_bad=args.skip_bad, resume=args.resume,
+              quiet=args.quiet).run()
     return 0
 
 

@@ -142,6 +142,8 @@ class RewardRun:
     epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
     overrides: dict = field(default_factory=dict)  # TrainConfig fields
     agreement_prompts: int | None = None  # use only the first N held-out prompts (None: all)
+    on_policy_prompts: int = 0      # label 2 answers of the init model to this many training prompts by gold
+    on_policy_source: str | None = None  # where those prompts come from (default: data/rl/train.jsonl)
     skip_bad: bool = False          # skip unreadable or unencodable pairs instead of stopping
     resume: bool = False
     quiet: bool = False
@@ -157,7 +159,8 @@ class RewardRun:
         if not chat.uses_chat_template(init.meta):
             self._say("the init model knows no chat template: adding the chat tokens")
         chat.add_chat_tokens(tok, gpt)
-        train, val, counts = self._encode(tok, gpt.config.block_size)
+        extra = self._on_policy_pairs(gpt, tok, train_cfg.seed) if self.on_policy_prompts else []
+        train, val, counts = self._encode(tok, gpt.config.block_size, extra)
         train_cfg = self._schedule(train_cfg, len(train))
         rm = RewardModel.from_gpt(gpt)
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
@@ -184,7 +187,27 @@ class RewardRun:
                   f"({agreement['pairs']} pairs)\nreport.md, margins.png, loss.png and the checkpoint are in {self.out}")
         return summary
 
-    def _encode(self, tok, block_size: int):
+    def _on_policy_pairs(self, gpt, tok, seed: int) -> list[dict]:
+        """Preference pairs of the model's own answers, labelled by the simulated labeler.
+
+        The curated pairs show the RM good and bad answers written by the data generator; the
+        policy will be judged on answers it writes itself, which look different. As in the
+        lecture's data collection (labelers compare the model's responses), sample two answers
+        per prompt from the init model and keep the pairs gold_score separates.
+        """
+        path = self.on_policy_source or os.path.join(SHIPPED_DATA, "rl", "train.jsonl")
+        prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.on_policy_prompts]
+        self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
+                  "with gold_score (on-policy preference pairs)")
+        gpt.eval()
+        pairs = []
+        for prompt, (a, b) in zip(prompts, sample_responses(gpt, tok, prompts, n=2, seed=seed + 1)):
+            ga, gb = gold_score(prompt, a), gold_score(prompt, b)
+            if abs(ga - gb) >= 0.1:
+                pairs.append({"prompt": prompt, "chosen": a if ga > gb else b, "rejected": b if ga > gb else a})
+        return pairs
+
+    def _encode(self, tok, block_size: int, extra: list[dict] = ()):
         data = self.data or os.path.join(SHIPPED_DATA, "preferences", "train.jsonl")
         val = self.val or (os.path.join(SHIPPED_DATA, "preferences", "validation.jsonl") if self.data is None else None)
         train = encode_pairs(tok, read_preferences(data, self.skip_bad), block_size, self.skip_bad)
@@ -194,6 +217,11 @@ class RewardRun:
             train.chosen, train.rejected = [train.chosen[i] for i in keep], [train.rejected[i] for i in keep]
         else:
             valid = encode_pairs(tok, read_preferences(val, self.skip_bad), block_size, self.skip_bad)
+        if extra:
+            on_policy = encode_pairs(tok, list(extra), block_size, skip_bad=True)
+            train.chosen += on_policy.chosen
+            train.rejected += on_policy.rejected
+            self._say(f"on-policy pairs: {len(on_policy.chosen)} added ({on_policy.skipped} did not fit)")
         self._say(f"data: {len(train.chosen)} training pairs ({train.truncated} with a prompt cut on the left, "
                   f"{train.skipped} skipped: a response longer than the block of {block_size}, "
                   f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs ({valid.skipped} skipped)")
