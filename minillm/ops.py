@@ -104,13 +104,17 @@ class Div(Function):
 
 
 class Maximum(Function):
+    """max(a, b) elementwise: the gradient goes to whichever input was larger."""
+
     def forward(self, a, b):
-        xp = get_array_module(a, b)
+        out = get_array_module(a, b).maximum(a, b)
+        return self._route(a, b, a > b, out)
+
+    def _route(self, a, b, a_wins, out):
         self.a_shape, self.b_shape = _shape(a), _shape(b)
-        out = xp.maximum(a, b)
         # Where a == b the gradient is split evenly, as the subgradient's midpoint. The share
         # takes the output's dtype: a float64 share would silently upcast every gradient.
-        self.share_a = ((a > b) + 0.5 * (a == b)).astype(out.dtype)
+        self.share_a = (a_wins + 0.5 * (a == b)).astype(out.dtype)
         return out
 
     def backward(self, grad):
@@ -120,12 +124,11 @@ class Maximum(Function):
 
 
 class Minimum(Maximum):
+    """min(a, b) elementwise: the gradient goes to whichever input was smaller."""
+
     def forward(self, a, b):
-        xp = get_array_module(a, b)
-        self.a_shape, self.b_shape = _shape(a), _shape(b)
-        out = xp.minimum(a, b)
-        self.share_a = ((a < b) + 0.5 * (a == b)).astype(out.dtype)
-        return out
+        out = get_array_module(a, b).minimum(a, b)
+        return self._route(a, b, a < b, out)
 
 
 class Where(Function):
