@@ -86,3 +86,21 @@ def test_an_answer_that_ignores_the_question_counts_as_wrong():
     assert off["off_topic"] > 0 and off["score"] < gold_score("Where does Anna live?", "I do not know.")
     assert gold_score("How to make pasta", "The answer is 4.") < 0
     assert gold_report("Where does Anna live?", "I do not know.")["off_topic"] == 0  # a dodge is not counted twice
+
+
+@pytest.mark.parametrize("prompt, reply", [
+    ("Multiply 4 by 1.", "4 times 4 is 4."),    # ends on the right number, states a false sum
+    ("Add 7 and 0.", "7 plus 0 is 4."),         # the operand 7 is the answer, the answer is 4
+    ("What is 3 plus 3?", "6 plus 3 is 5."),    # the right number said in passing
+    ("What is 8 - 5?", "5 minus 5 is 3."),      # another sum with the right result
+])
+def test_a_sum_is_right_only_when_its_last_number_is_and_no_other_sum_is_stated(prompt, reply):
+    """The loopholes an RLHF policy found in an earlier rule (half credit for the right number anywhere)."""
+    assert gold_report(prompt, reply)["falsehood"] > 0
+    assert gold_score(prompt, reply) == gold_score(prompt, "The answer is 99.")
+
+
+def test_a_restated_sum_may_swap_the_operands_of_plus_and_times():
+    assert gold_score("Add 7 and 0.", "0 plus 7 is 7.") == 1.0
+    assert gold_score("Multiply 4 by 2.", "2 x 4 is 8.") == 1.0
+    assert gold_score("What is 8 minus 5?", "5 minus 8 is 3.") < 0

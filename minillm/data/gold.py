@@ -93,7 +93,7 @@ def _content(task: Task | None, text: str) -> tuple[float, float]:
     if task.kind == "number":
         return _mentions(text, task.expected, task.wrong, lambda t, v: v in _numbers(t))
     if task.kind == "arithmetic":
-        return _arithmetic(text, task.expected[0])
+        return _arithmetic(text, task)
     if task.kind == "howto":
         return _howto(text, task)
     if task.kind == "word":
@@ -111,14 +111,40 @@ def _mentions(text: str, expected, wrong, said) -> tuple[float, float]:
     return (1.0 if right else 0.0), (1.0 if false else 0.0)
 
 
-def _arithmetic(text: str, answer: str) -> tuple[float, float]:
-    """The last number said is the answer; the right number said earlier earns half."""
+def _arithmetic(text: str, task: Task) -> tuple[float, float]:
+    """The last number said is the answer; restating a different sum makes the answer false.
+
+    Example: to "Multiply 4 by 1." the reply "4 times 4 is 4." ends on the right number but
+    states a false sum, so it counts as wrong, as does "7 plus 0 is 4." to "Add 7 and 0."
+    (an earlier version gave half credit for the right number said anywhere: the operand 7
+    of "7 plus 0" counted, a loophole an RLHF policy found).
+    """
     numbers = _numbers(text)
     if not numbers:
         return 0.0, 0.0
-    if numbers[-1] == answer:
-        return 1.0, 0.0
-    return (0.5, 0.5) if answer in numbers else (0.0, 1.0)
+    asked = _asked_operation(task)
+    for stated in _OPERATION.findall(text):
+        if _canonical(stated) != asked:
+            return 0.0, 1.0
+    return (1.0, 0.0) if numbers[-1] == task.expected[0] else (0.0, 1.0)
+
+
+_OPERATION = re.compile(r"\b(\d+) (plus|minus|times|x) (\d+)\b")
+
+
+def _canonical(operation: tuple[str, str, str]) -> tuple:
+    """(a, word, b) with 'x' read as 'times' and the operands of + and x in order."""
+    a, word, b = operation
+    word = "times" if word == "x" else word
+    if word in ("plus", "times"):
+        a, b = sorted((a, b), key=int)
+    return a, word, b
+
+
+def _asked_operation(task: Task) -> tuple:
+    """The operation a sum task asks about, from its key (e.g. 'math:7plus0' -> ('0', 'plus', '7'))."""
+    a, word, b = re.fullmatch(r"math:(\d+)(plus|minus|times)(\d+)", task.key).groups()
+    return _canonical((a, word, b))
 
 
 def _howto(text: str, task: Task) -> tuple[float, float]:
