@@ -84,3 +84,23 @@ def test_policy_must_be_an_sft_run_and_rm_a_reward_model(runs, capsys):
 def test_pairwise_wins_counts_ties_apart():
     assert pairwise_wins([1, 0.5, 0, 1], [0, 0.5, 1, 0.2]) == {
         "wins": 2, "losses": 1, "ties": 1, "win_rate": 2 / 3, "win_rate_ties_half": 2.5 / 4}
+
+
+def test_the_oracle_run_uses_gold_score_as_the_reward(runs):
+    """--rm gold: r(x, y) = gold_score(x, y) exactly, so the logged reward score is the logged gold."""
+    out = runs / "rl_oracle"
+    args = rlhf_args(runs, out, "--steps", "2")
+    args[args.index("--rm") + 1] = "gold"
+    assert main(args + ["--kl-coef", "0"]) == 0
+    log = read_log(out / "log.jsonl")
+    for record in log:
+        assert record["rm_score"] == pytest.approx(record["gold"], abs=1e-6)
+    assert checkpoint.load(out).meta["reward_model"] == "gold"
+
+
+def test_the_report_compares_sampled_answers_too(runs):
+    summary = json.loads((runs / "rl_rloo" / "report.json").read_text())["summary"]
+    n = summary["sampled_wins"] + summary["sampled_losses"] + summary["sampled_ties"]
+    assert n == 3 * 4  # 4 samples for each of the 3 held-out prompts
+    assert -1 <= summary["sampled_gold_sft"] <= 1 and -1 <= summary["sampled_gold_rlhf"] <= 1
+    assert summary["seen_n"] == 3 and summary["seen_wins"] + summary["seen_losses"] + summary["seen_ties"] == 3

@@ -2,6 +2,7 @@
 
     minillm rlhf --policy runs/sft --rm runs/rm --out runs/rlhf
     minillm rlhf --policy runs/sft --rm runs/rm --algo ppo --k 4 --target-kl 6 --out runs/rlhf_ppo
+    minillm rlhf --policy runs/sft --rm gold --kl-coef 0.03 --out runs/rlhf_oracle  # the ceiling
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def register(subparsers) -> None:
                     "reward model minus a KL penalty to the frozen SFT model, and update the policy by "
                     "policy gradient; then compare held-out answers of SFT and RLHF (report.md).")
     p.add_argument("--policy", required=True, help="the SFT run directory (minillm sft --out)")
-    p.add_argument("--rm", required=True, help="the reward model's run directory (minillm reward --out)")
+    p.add_argument("--rm", required=True, help="the reward model's run directory (minillm reward --out), or "
+                                                "'gold': the simulated labeler as the reward, an oracle upper "
+                                                "bound for any learned reward model")
     p.add_argument("--prompts", help="training prompts .jsonl: a 'prompt' field, or demonstrations or "
                                      "preference pairs whose prompts are used (default: data/rl/train.jsonl)")
     p.add_argument("--heldout", help="held-out prompts for the report (default: data/rl/heldout.jsonl)")

@@ -24,7 +24,9 @@ from minillm.training import common
 from minillm.training.loop import read_log
 from minillm.tensor import no_grad
 from minillm.training.progress import Progress
+from minillm.training.reward import sample_responses
 
+GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
 SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "data", "rl")
 
@@ -74,13 +76,21 @@ def choose_prompts(n: int, batch: int, seed: int, step: int) -> list[int]:
 # ----- one step: rollouts, rewards, advantages, update ----------------------------------
 
 def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str], beta: float) -> dict:
-    """The RM scores, the KL, the rewards R = r − β·KL, and the gold scores of one batch of rollouts."""
+    """The reward scores, the KL, the rewards R = r − β·KL, and the gold scores of one batch of rollouts.
+
+    reward_model None is the oracle run (`--rm gold`): r is gold_score itself. No RLHF has that;
+    it measures how far policy-gradient updates can take the policy with a perfect reward model,
+    an upper bound for every learned one.
+    """
     end = chat.chat_token_ids(tokenizer)[2]
     responses = ro.responses()
-    scores = rl.reward_model_scores(reward_model, ro.prompt_ids, responses, end)       # (N,)
-    rewards, kl = rl.rlhf_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
     texts = [chat.response_text(tokenizer, r) for r in responses]
     gold = [gold_score(p, t) for p, t in zip(prompts, texts)]
+    if reward_model is None:
+        scores = backend.asarray(gold)                                                  # (N,)
+    else:
+        scores = rl.reward_model_scores(reward_model, ro.prompt_ids, responses, end)    # (N,)
+    rewards, kl = rl.rlhf_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
     return {"scores": scores, "rewards": rewards, "kl": kl, "gold": gold, "texts": texts}
 
 
@@ -145,12 +155,14 @@ def rl_step(models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, 
 # ----- evaluation on held-out prompts --------------------------------------------------
 
 def evaluate(policy, reward_model, tokenizer, prompts: list[str]) -> tuple[dict, list[str]]:
-    """Greedy answers to held-out prompts: their mean gold score and mean RM score."""
+    """Greedy answers to held-out prompts: their mean gold score and mean reward (RM or, oracle, gold)."""
     answers = common.answer_prompts(policy, tokenizer, prompts, use_template=True)
+    gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
+    if reward_model is None:
+        return {"gold": sum(gold) / len(gold), "rm_score": sum(gold) / len(gold)}, answers
     end = chat.chat_token_ids(tokenizer)[2]
     ids = [chat.encode_prompt(tokenizer, p) for p in prompts]
     rm = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
-    gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
     return {"gold": sum(gold) / len(gold), "rm_score": float(rm.mean())}, answers
 
 
@@ -165,6 +177,43 @@ def held_out_kl(policy, reference, tokenizer, prompt_ids: list, cfg: RLHFConfig,
     return float(rl.exact_kl(logp, ref, ro.response_mask).mean())
 
 
+SAMPLES_PER_PROMPT = 4
+
+
+def sampled_comparison(reference, policy, tokenizer, prompts: list[str], cfg: RLHFConfig) -> dict:
+    """SFT vs RLHF on sampled answers: SAMPLES_PER_PROMPT each per held-out prompt at the RL temperature.
+
+    RL maximises the expected reward of samples, E_{y~π}[r], so this is the comparison the
+    objective speaks to; greedy answers (the report's table) can move less, or not at all.
+    Sample i of one policy is compared with sample i of the other (same seed).
+    """
+    gold = {}
+    for name, model in (("sft", reference), ("rlhf", policy)):
+        answers = sample_responses(model, tokenizer, prompts, n=SAMPLES_PER_PROMPT,
+                                   temperature=cfg.temperature, seed=cfg.seed + 7)
+        gold[name] = [gold_score(p, a) for p, group in zip(prompts, answers) for a in group]
+    versus = common.pairwise_wins(gold["rlhf"], gold["sft"])
+    return {"sampled_gold_sft": sum(gold["sft"]) / len(gold["sft"]),
+            "sampled_gold_rlhf": sum(gold["rlhf"]) / len(gold["rlhf"]),
+            **{f"sampled_{k}": v for k, v in versus.items()}}
+
+
+def seen_prompt_comparison(reference, policy, tokenizer, train_prompts: list[str], n: int) -> dict:
+    """SFT vs RLHF greedy on n of the prompts RL trained on (every k-th, spread over the file).
+
+    Held-out prompts ask about facts no RL prompt asked; training prompts show what RL did to
+    the questions it practised. The gap between the two is how far the change generalised.
+    """
+    prompts = train_prompts[::max(1, len(train_prompts) // max(n, 1))][:n]
+    gold = {}
+    for name, model in (("sft", reference), ("rlhf", policy)):
+        answers = common.answer_prompts(model, tokenizer, prompts, use_template=True)
+        gold[name] = [gold_score(p, a) for p, a in zip(prompts, answers)]
+    versus = common.pairwise_wins(gold["rlhf"], gold["sft"])
+    return {"seen_n": len(prompts), "seen_gold_sft": sum(gold["sft"]) / len(prompts),
+            "seen_gold_rlhf": sum(gold["rlhf"]) / len(prompts), **{f"seen_{k}": v for k, v in versus.items()}}
+
+
 # ----- the run -------------------------------------------------------------------------
 
 @dataclass
@@ -172,7 +221,7 @@ class RLHFRun:
     """One RLHF run; `run()` trains, compares SFT and RLHF on held-out prompts, returns a summary."""
 
     policy: str                     # the SFT run directory: the policy's start and the frozen reference
-    reward_model: str               # the reward model's run directory (`minillm reward --out`)
+    reward_model: str               # the reward model's run directory (`minillm reward --out`), or "gold"
     out: str                        # this run's directory: checkpoint, log.jsonl, rlhf.png, report
     config: RLHFConfig
     prompts: str | None = None      # training prompts (default: the shipped data/rl/train.jsonl)
@@ -189,7 +238,7 @@ class RLHFRun:
             raise ValueError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "RLHF starts from `minillm sft --out`")
         policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
-        reward_model = load_reward_model(self.reward_model)
+        reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()
         prompts = [r["prompt"] for r in read_prompts(self.prompts or os.path.join(SHIPPED_RL, "train.jsonl"))]
@@ -199,7 +248,8 @@ class RLHFRun:
         optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         controller = rl.KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
         meta = {**sft.meta, "phase": "rlhf", "init": os.path.abspath(self.policy),
-                "reward_model": os.path.abspath(self.reward_model), "rlhf_config": asdict(cfg)}
+                "reward_model": GOLD if reward_model is None else os.path.abspath(self.reward_model),
+                "rlhf_config": asdict(cfg)}
         os.makedirs(self.out, exist_ok=True)
         log_path, step = os.path.join(self.out, "log.jsonl"), 0
         if self.resume and os.path.exists(os.path.join(self.out, "checkpoint", "trainer_state.json")):
@@ -228,7 +278,7 @@ class RLHFRun:
                                 step=step, meta={**meta, "beta": controller.beta})
         progress.close()
         common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"))
-        return self._report(policy, reference, reward_model, tok, heldout, start)
+        return self._report(policy, reference, reward_model, tok, heldout, prompts, start)
 
     def _resume(self, optimizer, controller, log_path: str):
         """Weights, optimizer moments, β and the step; rollouts are seeded by step, so the rest follows."""
@@ -242,7 +292,7 @@ class RLHFRun:
         self._say(f"resuming from step {saved.step} in {self.out}")
         return saved.model, saved.step
 
-    def _report(self, policy, reference, reward_model, tok, heldout, start) -> dict:
+    def _report(self, policy, reference, reward_model, tok, heldout, train_prompts, start) -> dict:
         """SFT (the frozen reference) vs RLHF on every held-out prompt: report.json, report.md."""
         cfg = self.config
         self._say(f"answering {len(heldout)} held-out prompts with the SFT and the RLHF policy (greedy)")
@@ -253,17 +303,25 @@ class RLHFRun:
         ids = encode_prompts(tok, heldout, policy.config.block_size, cfg.max_new_tokens)
         kl = held_out_kl(policy, reference, tok, ids, cfg, cfg.seed + 999_983)
         versus = common.pairwise_wins(scores["rlhf"]["gold"], scores["sft"]["gold"])
+        sampled = sampled_comparison(reference, policy, tok, heldout, cfg)
+        seen = seen_prompt_comparison(reference, policy, tok, train_prompts, len(heldout))
         summary = {"algo": cfg.algo, "steps": cfg.steps, "kl_to_reference": kl,
                    "rm_score_sft": sft_eval["rm_score"], "rm_score_rlhf": rl_eval["rm_score"],
                    "mean_gold_sft": scores["sft"]["mean_gold"], "mean_gold_rlhf": scores["rlhf"]["mean_gold"],
-                   **{f"rlhf_vs_sft_{k}": v for k, v in versus.items()}, "seconds": time.perf_counter() - start}
+                   **{f"rlhf_vs_sft_{k}": v for k, v in versus.items()}, **sampled, **seen, "seconds": time.perf_counter() - start}
         notes = (f"Greedy answers (first line) of the SFT policy and of the RLHF policy ({cfg.algo}, {cfg.steps} "
                  f"steps) to {len(heldout)} held-out prompts, each judged by gold_score. RLHF vs SFT per "
                  f"prompt: {versus['wins']} wins, {versus['losses']} losses, {versus['ties']} ties (equal gold); "
                  f"win rate {versus['win_rate']:.1%} with ties excluded, {versus['win_rate_ties_half']:.1%} "
                  f"with ties as half. Reward-model score of the answers: SFT {sft_eval['rm_score']:.3f}, "
                  f"RLHF {rl_eval['rm_score']:.3f}. KL(π ‖ π_ref) per held-out response: {kl:.3f} nats "
-                 f"(one sample per prompt at τ = {cfg.temperature}, exact per-token KL summed).")
+                 f"(one sample per prompt at τ = {cfg.temperature}, exact per-token KL summed). "
+                 f"Sampled answers ({SAMPLES_PER_PROMPT} per prompt at τ = {cfg.temperature}, the distribution "
+                 f"RL optimises): mean gold SFT {sampled['sampled_gold_sft']:.3f}, RLHF "
+                 f"{sampled['sampled_gold_rlhf']:.3f}; RLHF wins {sampled['sampled_wins']}, loses "
+                 f"{sampled['sampled_losses']}, ties {sampled['sampled_ties']} (win rate "
+                 f"{sampled['sampled_win_rate']:.1%} with ties excluded). On {seen['seen_n']} of the training "
+                 f"prompts (greedy), mean gold SFT {seen['seen_gold_sft']:.3f}, RLHF {seen['seen_gold_rlhf']:.3f}.")
         report = {**scores, "summary": summary, "config": asdict(cfg)}
         common.write_report(self.out, report, heldout, {"sft": sft_answers, "rlhf": rl_answers},
                             "RLHF: held-out answers of the SFT and the RLHF policy", notes)
