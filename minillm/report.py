@@ -144,10 +144,23 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
                 ("agreement with the gold labeler on fresh SFT samples",
                  f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
     return [("reward-model score of held-out answers, SFT → RLHF", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
-            ("gold score of held-out answers, SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
+            ("gold score of held-out answers (greedy), SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
+            ("RLHF wins against SFT, greedy (ties excluded)",
+             f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']} wins, {s['rlhf_vs_sft_losses']} losses)"),
+            *_sampled_rows(s),
             ("KL(π ‖ π_SFT) per response (nats)", f"{s['kl_to_reference']:.3f}"),
-            ("RLHF wins against SFT (ties excluded)", f"{s['rlhf_vs_sft_win_rate']:.1%}"),
             ("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def _sampled_rows(s: dict) -> list[tuple[str, str]]:
+    """The sampled-answer and training-prompt comparisons (absent in summaries of older runs)."""
+    if "sampled_gold_sft" not in s:
+        return []
+    return [("gold score of held-out answers (sampled, τ = 1), SFT → RLHF",
+             _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
+            ("RLHF wins against SFT, sampled (ties excluded)",
+             f"{s['sampled_win_rate']:.1%} ({s['sampled_wins']} wins, {s['sampled_losses']} losses)"),
+            ("gold score on training prompts (greedy), SFT → RLHF", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
 
 
 def headline(phase: str, s: dict) -> str:
