@@ -208,10 +208,16 @@ def out_of_range(ids, low: int, high: int):
     device -> host round trip the training step must not pay; their values come from checked
     host data anyway (token files, tokenizers).
     """
-    if ids.size == 0 or not (on_host(ids) or _device_checks):
+    if ids.size == 0 or not checks_values(ids):
         return None
     lo, hi = scalar(ids.min()), scalar(ids.max())
     return (lo, hi) if lo < low or hi >= high else None
+
+
+def checks_values(array) -> bool:
+    """Whether `out_of_range` reads this array's values: host arrays always, GPU arrays only
+    with device checks on. Lets a caller skip building an array only a check would read."""
+    return on_host(array) or _device_checks
 
 
 def set_device_checks(enabled: bool) -> None:

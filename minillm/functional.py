@@ -174,7 +174,9 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     """
     targets = _check_targets(logits, targets)
     xp = backend.get_array_module(targets)
-    bad = backend.out_of_range(xp.where(targets == ignore_index, 0, targets), 0, logits.shape[1])
+    # The masked copy exists only for the check, which is off for GPU arrays by default.
+    bad = backend.checks_values(targets) and backend.out_of_range(
+        xp.where(targets == ignore_index, 0, targets), 0, logits.shape[1])
     if bad:
         raise IndexError(f"targets must lie in [0, {logits.shape[1]}) or equal ignore_index "
                          f"({ignore_index}), got values from {bad[0]} to {bad[1]}")
