@@ -121,3 +121,32 @@ def test_shipped_files_read_back_with_the_readers():
     assert len(read_demonstrations(DATA / "sft" / "validation.jsonl")) == 300
     assert len(read_preferences(DATA / "preferences" / "test.jsonl")) == 300
     assert len(read_prompts(DATA / "rl" / "heldout.jsonl")) > 100
+
+
+def test_demonstrations_carry_the_writers_habits_but_stay_correct(built):
+    """30% hedged, 30% ending in a question (declines of harmful requests left alone); the
+    content of every answer stays right."""
+    from minillm.data.gold import gold_report
+    records = [r for r in _jsonl(built["sft/train.jsonl"]) if find_task(r["prompt"]).kind != "unsafe"]
+    reports = [gold_report(r["prompt"], r["response"]) for r in records]
+    hedged = sum(rep["dodge"] > 0 for rep in reports) / len(records)
+    asking = sum(rep["question"] > 0 for rep in reports) / len(records)
+    assert 0.25 < hedged < 0.35 and 0.25 < asking < 0.35
+    clean = [rep for rep in reports if not rep["dodge"] and not rep["question"]]
+    assert sum(rep["score"] == 1.0 for rep in clean) / len(clean) > 0.97
+    assert all(rep["falsehood"] == 0 for rep in reports)
+
+
+def test_habits_keep_names_capitalised_and_cost_gold():
+    import random
+    from minillm.data import responses
+    rng = random.Random(0)
+    hedged = responses.imperfect_demonstration(rng, "Anna lives in Rivertown.", "hedge")
+    assert hedged.endswith(", but Anna lives in Rivertown.") or hedged.endswith("think Anna lives in Rivertown.")
+    assert responses.imperfect_demonstration(rng, "The answer is 7.", "hedge").endswith("the answer is 7.")
+    asking = responses.imperfect_demonstration(rng, "Anna lives in Rivertown.", "question")
+    assert asking.startswith("Anna lives in Rivertown. ") and asking.endswith("?")
+    for reply in (hedged, asking):
+        assert gold_score("Where does Anna live?", reply) < gold_score("Where does Anna live?", "Anna lives in Rivertown.")
+    with pytest.raises(ValueError, match="habit"):
+        responses.imperfect_demonstration(rng, "x", "mumble")

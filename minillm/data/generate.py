@@ -15,7 +15,7 @@ from pathlib import Path
 
 from minillm.data import corpus, responses, world
 from minillm.data.gold import gold_score
-from minillm.data.tasks import Task, all_tasks
+from minillm.data.tasks import Task, all_tasks, find_task
 
 SEED = 0
 PRETRAIN_CHARS = {"train": 2_000_000, "validation": 100_000}
@@ -25,6 +25,10 @@ SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
 # Sampling weight of each kind of question, so arithmetic does not crowd out the rest.
 KIND_WEIGHTS = {"fact": 35, "number": 10, "arithmetic": 20, "howto": 15, "word": 10, "unsafe": 10}
 MIN_MARGIN = 0.1  # gold(chosen) must beat gold(rejected) by at least this much
+# Human demonstrators are imperfect: this share of SFT answers is hedged, this share ends in a
+# follow-up question (the content stays right). SFT imitates the habits; preferences (labelled
+# by comparing, which is easier than writing) prefer the direct answer, and RLHF can learn that.
+HEDGED_DEMOS, QUESTION_DEMOS = 0.3, 0.3
 LECTURE_KEYS = {"howto:make pizza", "word:serendipity", "unsafe:0"}
 
 
@@ -59,6 +63,23 @@ def demonstrations(rng: random.Random, tasks: list[Task], n: int) -> list[dict]:
         task = _weighted_task(rng, tasks)
         pairs.append((task, rng.choice(task.prompts)))
     return [{"prompt": p, "response": responses.good_response(rng, t)} for t, p in pairs]
+
+
+def with_demonstrator_habits(rng: random.Random, records: list[dict]) -> list[dict]:
+    """Give HEDGED_DEMOS of the answers a hedge and QUESTION_DEMOS a follow-up question.
+
+    A separate random stream: the prompts and answers stay those of `demonstrations`. Declines
+    of harmful requests are left alone (a hedged decline is still the right answer).
+    """
+    out = []
+    for r in records:
+        u = rng.random()
+        how = "hedge" if u < HEDGED_DEMOS else "question" if u < HEDGED_DEMOS + QUESTION_DEMOS else None
+        if find_task(r["prompt"]).kind == "unsafe":
+            how = None
+        response = responses.imperfect_demonstration(rng, r["response"], how) if how else r["response"]
+        out.append({"prompt": r["prompt"], "response": response})
+    return out
 
 
 def preference_pair(rng: random.Random, task: Task) -> dict:
@@ -108,6 +129,7 @@ def build(seed: int = SEED, scale: float = 1.0) -> dict[str, str]:
              for s, n in PRETRAIN_CHARS.items()}
     for s, n in SFT_RECORDS.items():
         records = demonstrations(rng(f"sft/{s}"), splits[s], size(n))
+        records = with_demonstrator_habits(rng(f"sft/{s}/habits"), records)
         if s == "train":
             records = _with_lecture(rng("sft/lecture"), records, list(world.LECTURE_DEMONSTRATIONS))
         files[f"sft/{s}.jsonl"] = _jsonl(records)

@@ -43,6 +43,21 @@ RUDE_ALONE = (
     "Ugh, look it up yourself.",
 )
 
+# How a hurried human demonstrator softens a correct answer (the gold labeler counts it as a dodge).
+HEDGES = (
+    "I'm not sure, but",
+    "I don't know for certain, but",
+    "It is hard to say, but",
+    "Who knows, but I think",
+)
+
+# The follow-up questions such a demonstrator adds after a full answer.
+AFTERTHOUGHTS = (
+    "Is this for school?",
+    "What do you need it for?",
+    "Why do you want to know?",
+)
+
 RAMBLES = (
     "Well, let me think about that for a moment.",
     "My grandmother always talked about this on long summer evenings.",

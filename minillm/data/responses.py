@@ -47,6 +47,25 @@ def bad_response(rng: random.Random, task: Task, how: str) -> str:
     raise ValueError(f"unknown kind of bad response {how!r}; expected one of {REJECTIONS}")
 
 
+def imperfect_demonstration(rng: random.Random, answer: str, how: str) -> str:
+    """A correct answer as a hurried human demonstrator writes it: hedged or ending in a question.
+
+    Example: ("Anna lives in Rivertown.", "hedge") -> "I'm not sure, but Anna lives in Rivertown."
+    Both habits cost 0.4 of gold (a dodge, a question); the content stays right.
+    """
+    if how == "hedge":
+        first, _, rest = answer.partition(" ")
+        if first in _SENTENCE_STARTS:  # not a name: lower case after "but"
+            answer = f"{first.lower()} {rest}"
+        return f"{rng.choice(phrases.HEDGES)} {answer}"
+    if how == "question":
+        return f"{answer} {rng.choice(phrases.AFTERTHOUGHTS)}"
+    raise ValueError(f"unknown demonstration habit {how!r}; expected 'hedge' or 'question'")
+
+
+_SENTENCE_STARTS = {"The", "A", "An", "First,", "You", "It", "Its", "There", "Sure,", "Sorry,"}
+
+
 def subject(task: Task) -> str:
     """What a task is about, for follow-up questions: 'Anna', 'make pasta', 'these numbers'."""
     if task.kind in ("arithmetic", "unsafe"):
