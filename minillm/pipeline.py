@@ -65,16 +65,16 @@ PRESETS = {
     "classroom": PipelinePreset(
         "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
         train_schedule(2000, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(150, 16),
-        dict(steps=100, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=25,
-             eval_prompts=48, checkpoint_interval=25),
-        eval_prompts=140, shares=(0.55, 0.08, 0.19, 0.18), tokenizer="bpe:1024", rm_on_policy=1123),
+        dict(steps=40, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=10,
+             eval_prompts=48, checkpoint_interval=10),
+        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), tokenizer="bpe:1024", rm_on_policy=1123),
     # the best this project does on a CPU in about an hour (estimated: 0.56 s per pretraining
     # step on the 2-core development machine; not measured end to end)
     "full": PipelinePreset(
         "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
         train_schedule(5000, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(300, 16), train_schedule(250, 16),
-        dict(steps=150, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=25,
-             eval_prompts=48, checkpoint_interval=25),
+        dict(steps=60, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=20,
+             eval_prompts=48, checkpoint_interval=20),
         eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), tokenizer="bpe:1024",
         rm_on_policy=1123),
 }
