@@ -34,7 +34,7 @@ SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pat
 @dataclass
 class RLHFConfig:
     algo: str = "rloo"              # reinforce | rloo | ppo
-    steps: int = 100                # rollout-then-update iterations
+    steps: int = 40                 # rollout-then-update iterations
     batch_prompts: int = 16         # B prompts per step
     k: int = 4                      # G sampled responses per prompt
     # AdamW, constant (no decay: RL steps are few). Small: the policy-gradient estimate is
