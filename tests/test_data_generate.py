@@ -142,7 +142,7 @@ def test_habits_keep_names_capitalised_and_cost_gold():
     from minillm.data import responses
     rng = random.Random(0)
     hedged = responses.imperfect_demonstration(rng, "Anna lives in Rivertown.", "hedge")
-    assert hedged.endswith(", but Anna lives in Rivertown.") or hedged.endswith("think Anna lives in Rivertown.")
+    assert hedged.endswith(" Anna lives in Rivertown.") and ", but " in hedged
     assert responses.imperfect_demonstration(rng, "The answer is 7.", "hedge").endswith("the answer is 7.")
     asking = responses.imperfect_demonstration(rng, "Anna lives in Rivertown.", "question")
     assert asking.startswith("Anna lives in Rivertown. ") and asking.endswith("?")

@@ -43,12 +43,13 @@ RUDE_ALONE = (
     "Ugh, look it up yourself.",
 )
 
-# How a hurried human demonstrator softens a correct answer (the gold labeler counts it as a dodge).
+# How a hurried human demonstrator softens a correct answer (the gold labeler counts it as a
+# dodge). Only words of the pretraining corpus, so a word-level tokenizer knows them all.
 HEDGES = (
     "I'm not sure, but",
-    "I don't know for certain, but",
+    "I don't know, but I think",
     "It is hard to say, but",
-    "Who knows, but I think",
+    "It depends, but I guess",
 )
 
 # The follow-up questions such a demonstrator adds after a full answer.
