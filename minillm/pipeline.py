@@ -59,9 +59,9 @@ PRESETS = {
         dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
              checkpoint_interval=3),
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
-    # the lecture demo, at most 10 minutes on a 2-core laptop (measured: 8:09). Byte-level BPE,
+    # the lecture demo, at most 10 minutes on a 2-core laptop (measured: 7:50). Byte-level BPE,
     # not characters: a word is one token, so the same compute reads about 4x more text and the
-    # model learns the world's facts (held-out gold after SFT: -0.58 with characters, +0.16 here)
+    # model learns the world's facts (held-out gold after SFT: -0.58 with characters, +0.16 here with perfect demonstrations)
     "classroom": PipelinePreset(
         "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
         train_schedule(2000, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(150, 16),
