@@ -99,7 +99,9 @@ def test_the_oracle_run_uses_gold_score_as_the_reward(runs):
 
 
 def test_the_report_compares_sampled_answers_too(runs):
-    summary = json.loads((runs / "rl_rloo" / "report.json").read_text())["summary"]
+    out = runs / "rl_compare"
+    assert main(rlhf_args(runs, out, "--steps", "1")) == 0
+    summary = json.loads((out / "report.json").read_text())["summary"]
     n = summary["sampled_wins"] + summary["sampled_losses"] + summary["sampled_ties"]
     assert n == 3 * 4  # 4 samples for each of the 3 held-out prompts
     assert -1 <= summary["sampled_gold_sft"] <= 1 and -1 <= summary["sampled_gold_rlhf"] <= 1
