@@ -184,12 +184,13 @@ def _byte_level_bpe(tokenizer: BPETokenizer) -> dict:
 
 
 def _characters(tokenizer: CharTokenizer) -> dict:
+    # The special tokens are in the model's vocabulary too: `tokenizers` gives an added token
+    # the id the model has for it, else the next free id, so the ids must have no gap (and
+    # the model looks its unknown token up there).
     vocab = {ch: i for i, ch in enumerate(tokenizer.chars)}
-    unk = tokenizer.unk_token
-    if unk is not None:
-        vocab[unk] = tokenizer.special_tokens[unk]  # the BPE model looks its unknown token up here
+    vocab.update(tokenizer.special_tokens)
     return {"pre_tokenizer": None, "post_processor": None, "decoder": {"type": "Fuse"},
-            "model": _bpe_model(vocab, [], unk)}
+            "model": _bpe_model(vocab, [], tokenizer.unk_token)}
 
 
 # ----- tokenizer.json / GPT-2 files -> minillm ---------------------------------------------------
