@@ -108,11 +108,20 @@ def import_hf(hf_dir: str | os.PathLike, out_run: str | os.PathLike) -> Path:
     model = load_hf_gpt2(hf_dir)
     reorder_token_rows(model, file_ids)
     meta = {"phase": "import-hf", "source": str(hf_dir.resolve())}
-    config_path = hf_dir / "tokenizer_config.json"
-    if config_path.exists() and read_json(config_path).get("chat_template") == chat.HF_CHAT_TEMPLATE:
+    if read_chat_template(hf_dir) == chat.HF_CHAT_TEMPLATE:
         meta["chat_template"] = chat.TEMPLATE_NAME
     checkpoint.save(model, Path(out_run) / checkpoint.RUN_SUBDIRECTORY, tokenizer, meta=meta)
     return Path(out_run)
+
+
+def read_chat_template(hf_dir: Path) -> str | None:
+    """The Jinja chat template of a directory: in tokenizer_config.json, or in chat_template.jinja
+    (where transformers' save_pretrained puts it), or None."""
+    config_path, jinja_path = hf_dir / "tokenizer_config.json", hf_dir / "chat_template.jinja"
+    template = read_json(config_path).get("chat_template") if config_path.exists() else None
+    if template is None and jinja_path.exists():
+        template = jinja_path.read_text(encoding="utf-8")
+    return template
 
 
 def read_hf_tokenizer(hf_dir: Path) -> tuple[Tokenizer, list[int]]:

@@ -177,6 +177,21 @@ def test_gpt2s_layout_gives_transformers_logits_after_import(tmp_path):
         assert numpy.abs(ours[..., rows] - theirs).max() <= 1e-4
 
 
+def test_a_directory_saved_again_by_transformers_imports_as_the_same_chat_model(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    run = chat_run(tmp_path / "run")
+    exported = export_run(run, tmp_path / "hf")
+    transformers.AutoTokenizer.from_pretrained(exported).save_pretrained(tmp_path / "saved")
+    transformers.AutoModelForCausalLM.from_pretrained(exported).save_pretrained(tmp_path / "saved")
+    back = checkpoint.load(import_hf(tmp_path / "saved", tmp_path / "back"))
+    assert back.meta["chat_template"] == chat.TEMPLATE_NAME
+    original = checkpoint.load(run)
+    assert back.tokenizer.special_tokens == original.tokenizer.special_tokens
+    assert back.tokenizer.merges == original.tokenizer.merges
+    before, after = weights(run), weights(tmp_path / "back")
+    assert all(numpy.array_equal(before[k], after[k]) for k in before)
+
+
 @pytest.fixture(scope="module")
 def bpe_pipeline(tmp_path_factory):
     """A quick pipeline run with the classroom preset's kind of tokenizer (byte-level BPE)."""
