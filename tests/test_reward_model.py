@@ -71,6 +71,8 @@ def test_margin_and_centering_options():
 def test_metrics():
     s_w, s_l = numpy.array([2.0, 0.0, 1.0, -1.0]), numpy.array([1.0, 1.0, 0.0, -3.0])
     assert pairwise_accuracy(s_w, s_l) == 0.75
+    assert pairwise_accuracy(numpy.zeros(4), numpy.zeros(4)) == 0.5      # no preference: chance, not 0
+    assert pairwise_accuracy(numpy.array([1.0, 2.0]), numpy.array([1.0, 3.0])) == 0.25   # a tie and a miss
     assert mean_margin(s_w, s_l) == pytest.approx((1 - 1 + 1 + 2) / 4)
 
 
