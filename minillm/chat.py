@@ -10,6 +10,8 @@ Left out: multi-turn conversations, system prompts, escaping special-token text 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from minillm.data.sft import build_sequence
 
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
@@ -51,13 +53,25 @@ def add_chat_tokens(tokenizer, model=None) -> list[int]:
     return ids
 
 
-def chat_token_ids(tokenizer) -> tuple[int, int, int]:
-    """(user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
+class ChatTokenIds(NamedTuple):
+    """The ids of the three chat tokens in one tokenizer, by name."""
+    user: int
+    assistant: int
+    end: int
+
+    @property
+    def pad(self) -> int:
+        """The id that pads batches: <|end|>, because nothing after a response's end is read."""
+        return self.end
+
+
+def chat_token_ids(tokenizer) -> ChatTokenIds:
+    """The (user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
         raise ValueError(f"the tokenizer has no chat tokens {missing}: call "
                          "minillm.chat.add_chat_tokens(tokenizer, model) first")
-    return tuple(tokenizer.special_tokens[t] for t in CHAT_TOKENS)
+    return ChatTokenIds(*(tokenizer.special_tokens[t] for t in CHAT_TOKENS))
 
 
 def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:

@@ -80,7 +80,7 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
                     batch_size: int = 32) -> list[float]:
     """r_θ(prompt, y) for each response y, each read at its <|end|> token."""
     rows = [encode_response(tokenizer, prompt, y, model.config.block_size) for y in responses]
-    pad_id = chat.chat_token_ids(tokenizer)[2]
+    pad_id = chat.chat_token_ids(tokenizer).pad
     scores = []
     model.eval()
     with no_grad():
@@ -98,7 +98,7 @@ def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperatu
     a response is at most block/2 - 2 tokens, so it fits the reward model with its template.
     """
     block = model.config.block_size
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     rows = [chat.encode_prompt(tokenizer, p, block // 2) for p in prompts for _ in range(n)]
     texts = []
     for start in range(0, len(rows), batch_size):
@@ -225,7 +225,7 @@ class RewardRun:
         self._say(f"data: {len(train.chosen)} training pairs ({train.truncated} with a prompt cut on the left, "
                   f"{train.skipped} skipped: a response longer than the block of {block_size}, "
                   f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs ({valid.skipped} skipped)")
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         counts = {"skipped": train.skipped, "truncated": train.truncated, "bad_records": train.bad_records,
                   "val_skipped": valid.skipped}
         return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts

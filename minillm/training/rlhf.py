@@ -86,7 +86,7 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
     it measures how far policy-gradient updates can take the policy with a perfect reward model,
     an upper bound for every learned one.
     """
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     responses = ro.responses()
     texts = [chat.response_text(tokenizer, r) for r in responses]
     gold = [gold_score(p, t) for p, t in zip(prompts, texts)]
@@ -142,7 +142,7 @@ def rl_step(models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, 
             beta: float, step: int) -> tuple[dict, rl.Rollouts, dict]:
     """Sample, score, compute advantages, update. Returns (log record, rollouts, scored batch)."""
     policy, reference, reward_model = models
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ro = rl.sample_rollouts(policy, reference, prompt_ids, cfg.k, cfg.max_new_tokens, end,
                             cfg.temperature, seed=cfg.seed + step)
     texts_prompts = [p for p in prompts for _ in range(cfg.k)]
@@ -164,7 +164,7 @@ def evaluate(policy, reward_model, tokenizer, prompts: list[str]) -> tuple[dict,
     gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
     if reward_model is None:
         return {"gold": sum(gold) / len(gold), "rm_score": sum(gold) / len(gold)}, answers
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ids = [chat.encode_prompt(tokenizer, p) for p in prompts]
     rm = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
     return {"gold": sum(gold) / len(gold), "rm_score": float(rm.mean())}, answers
@@ -173,7 +173,7 @@ def evaluate(policy, reward_model, tokenizer, prompts: list[str]) -> tuple[dict,
 def held_out_kl(policy, reference, tokenizer, prompt_ids: list, cfg: RLHFConfig, seed: int) -> float:
     """Mean KL(π ‖ π_ref) per response on held-out prompts: one sampled response each, the exact
     per-token KL of the two next-token distributions summed over it (`rl.exact_kl`)."""
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ro = rl.sample_rollouts(policy, reference, prompt_ids, 1, cfg.max_new_tokens, end, cfg.temperature, seed)
     with no_grad():
         logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)

@@ -108,7 +108,7 @@ class SFTRun:
         chat.add_chat_tokens(tok, model)
         train, val = self._encode(tok, model.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train.examples))
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
         evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
         base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
