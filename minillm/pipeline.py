@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass
 
 from minillm import report
+from minillm.data.folders import DataLayout, resolve_data
 from minillm.data.readers import read_prompts
 from minillm.data.tasks import find_task
-from minillm.report import DONE, PHASES, TITLES, read_done
-from minillm.training.pretrain import SHIPPED_DATA, PretrainRun
+from minillm.phases import PHASES, TITLES, read_done, write_done
+from minillm.safe_files import write_json_atomic, write_text_atomic
+from minillm.training.pretrain import PretrainRun
 from minillm.training.reward import RewardRun
 from minillm.training.rlhf import RLHFConfig, RLHFRun
 from minillm.training.sft import SFTRun
@@ -81,56 +83,6 @@ PRESETS = {
 }
 
 
-# ----- the data layout -----------------------------------------------------------------
-
-@dataclass
-class DataLayout:
-    """The files each phase reads; optional ones are None. See `LAYOUT_HELP`."""
-
-    pretrain: str                   # a text file, or a directory of .txt files
-    pretrain_val: str | None
-    sft: str
-    sft_val: str | None
-    sft_test: str | None
-    preferences: str
-    preferences_val: str | None
-    rl: str
-    rl_heldout: str | None
-
-    def held_out(self) -> str:
-        """The file held-out prompts come from: rl/heldout, else sft/test, else rl/train."""
-        return self.rl_heldout or self.sft_test or self.rl
-
-
-LAYOUT_HELP = ("expected DIR/pretrain/ (train.txt [+ validation.txt], or any .txt files), "
-               "DIR/sft/train.jsonl [+ validation.jsonl, test.jsonl], "
-               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl] "
-               "(the layout of the shipped data/ folder)")
-
-
-def resolve_data(data_dir: str | None) -> DataLayout:
-    """Check a data directory before any work starts; one error lists everything missing."""
-    root = data_dir or SHIPPED_DATA
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data {root}: no such directory; {LAYOUT_HELP}")
-    path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
-    maybe = lambda *parts: path(*parts) if os.path.isfile(path(*parts)) else None  # noqa: E731
-    pretrain_dir = path("pretrain")
-    texts = sorted(f for f in os.listdir(pretrain_dir) if f.endswith(".txt")) if os.path.isdir(pretrain_dir) else []
-    missing = [] if texts else ["pretrain/ with .txt files"]
-    missing += [name for name in ("sft/train.jsonl", "preferences/train.jsonl", "rl/train.jsonl")
-                if not maybe(*name.split("/"))]
-    if missing:
-        raise FileNotFoundError(f"--data {root} is missing {', '.join(missing)}; {LAYOUT_HELP}")
-    split = "train.txt" in texts and "validation.txt" in texts
-    return DataLayout(pretrain=path("pretrain", "train.txt") if split else pretrain_dir,
-                      pretrain_val=path("pretrain", "validation.txt") if split else None,
-                      sft=path("sft", "train.jsonl"), sft_val=maybe("sft", "validation.jsonl"),
-                      sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
-                      preferences_val=maybe("preferences", "validation.jsonl"),
-                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
-
-
 def pick_prompts(path: str, n: int) -> list[str]:
     """The lecture's prompt first, then held-out prompts taking each task kind in turn.
 
@@ -151,16 +103,6 @@ def pick_prompts(path: str, n: int) -> list[str]:
 
 
 # ----- the marker and progress ------------------------------------------------------------
-
-def write_json_atomic(path: str, data: dict) -> None:
-    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 class PipelineProgress:
     """One line per phase start and end, with elapsed time and an ETA for the whole run.
@@ -236,7 +178,7 @@ class Pipeline:
         seconds = before + time.perf_counter() - start
         marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
                   "size": report.phase_size(phase, directory, summary), "summary": summary}
-        write_json_atomic(os.path.join(directory, DONE), marker)  # only now is the phase finished
+        write_done(self.out, phase, marker)  # only now is the phase finished
         progress.phase_end(index, seconds, report.headline(phase, summary))
 
     def _check_settings(self) -> None:
@@ -260,9 +202,7 @@ class Pipeline:
         path = os.path.join(self.out, "heldout_prompts.jsonl")
         if not os.path.exists(path):
             prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(layout.held_out(), skip_bad=True)))
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"prompt": p}) + "\n" for p in prompts[:n])
-            os.replace(path + ".tmp", path)
+            write_text_atomic(path, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts[:n]))
         return path
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from minillm import backend, chat
 from minillm.commands.generate import format_prompt_for_checkpoint, run
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
 from minillm.generate import generate
 from minillm.model import GPT, GPTConfig
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer

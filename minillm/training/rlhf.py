@@ -17,18 +17,17 @@ import time
 from dataclasses import asdict, dataclass
 
 from minillm import backend, chat, checkpoint, optim, rl, rl_ppo
+from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
 from minillm.reward_model import RewardModel
 from minillm.training import common
+from minillm.training.common import sample_responses
 from minillm.training.loop import read_log
 from minillm.tensor import no_grad
 from minillm.training.progress import Progress
-from minillm.training.reward import sample_responses
 
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
-SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "data", "rl")
 
 
 @dataclass
@@ -251,9 +250,9 @@ class RLHFRun:
         reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()
-        prompts = [r["prompt"] for r in read_prompts(self.prompts or os.path.join(SHIPPED_RL, "train.jsonl"))]
+        prompts = [r["prompt"] for r in read_prompts(self.prompts or shipped().rl)]
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(
-            self.heldout or os.path.join(SHIPPED_RL, "heldout.jsonl"))))
+            self.heldout or shipped().held_out())))
         prompt_ids = encode_prompts(tok, prompts, policy.config.block_size, cfg.max_new_tokens)
         optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         controller = rl.KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
