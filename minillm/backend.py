@@ -17,6 +17,10 @@ from typing import Any, Iterator
 import numpy
 
 DEVICES = ("cpu", "cuda")
+# The target id every cross entropy skips: the SFT batches write it at prompt, template and
+# padding positions, the losses read it. It lives here, in the module everything may
+# import, so data code and autograd code share one definition (PyTorch's value).
+IGNORE_INDEX = -100
 
 xp: Any = numpy               # the array module in use: numpy or cupy
 device: str = "cpu"

@@ -11,8 +11,7 @@ positions (`minillm.chat.encode_example` lays it out), so one causal forward pas
 from __future__ import annotations
 
 from minillm import backend
-
-IGNORE_INDEX = -100  # a target the cross entropy skips (see minillm.losses.cross_entropy)
+from minillm.backend import IGNORE_INDEX
 
 
 def sft_samples(prompt_ids, response_ids) -> list[tuple[list[int], int]]:
