@@ -132,25 +132,16 @@ def pairwise_loss(s_w: Tensor, s_l: Tensor) -> Tensor:
     return -sigma.log().mean()
 
 
-def pairwise_loss_stable(s_w: Tensor, s_l: Tensor, margin: float = 0.0,
-                         center_coef: float = 0.0) -> Tensor:
-    """The same loss in its stable form: -log σ(d) = softplus(-d), with d = s_w - s_l.
+def pairwise_loss_stable(s_w: Tensor, s_l: Tensor) -> Tensor:
+    """The same loss in its stable form: mean of -log σ(d) = softplus(-d), with d = s_w - s_l.
 
     softplus(z) = log(1 + e^z) is computed as logaddexp(0, z), finite for any z, and its
     gradient σ(z) never underflows to a wrong 0.
 
     Args:
         s_w, s_l: (N,) scores of the chosen and the rejected responses.
-        margin: optional m >= 0: -log σ(d - m) asks the winner to lead by at least m (off by default).
-        center_coef: optional λ: adds λ·mean((s_w + s_l)²), which keeps rewards centred near
-            zero, since the pairwise loss alone cannot see their offset (off by default).
     """
-    d = s_w - s_l
-    loss = (-(d - margin)).softplus().mean() if margin else (-d).softplus().mean()
-    if center_coef:
-        total = s_w + s_l
-        loss = loss + center_coef * (total * total).mean()
-    return loss
+    return (-(s_w - s_l)).softplus().mean()
 
 
 def pairwise_accuracy(s_w, s_l) -> float:
