@@ -142,7 +142,11 @@ def manual_seed(seed: int) -> None:
 
 
 def make_rng(seed: int | None = None):
-    """An explicit generator (xp.random.Generator) for code that takes its own seed."""
+    """An explicit generator for code that takes its own seed.
+
+    On the CPU a NumPy `Generator`; on a GPU a `CupyGenerator`, which has the same methods
+    (random, standard_normal, uniform, integers, permutation) and a saveable state.
+    """
     if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
         raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
     return numpy.random.default_rng(seed) if xp is numpy else CupyGenerator(seed)

@@ -54,7 +54,7 @@ def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = 
         except ValueError as err:
             if not skip_bad:
                 raise ValueError(f"demonstration {number} cannot be encoded by the pretrained model's "
-                                 f"tokenizer ({err}); pass --skip-bad to skip such pairs") from None
+                                 f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
             out.bad_records += 1
             continue
         out.truncated += len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, r["prompt"]))
