@@ -18,29 +18,18 @@ import time
 
 from minillm import checkpoint
 from minillm.data.gold import gold_score
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
+from minillm.phases import PHASES, TITLES, read_done
+from minillm.safe_files import write_text_atomic
 from minillm.training import common
 from minillm.training.reward import score_responses
 
-PHASES = ("pretrain", "sft", "rm", "rlhf")
-TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetuning (SFT)",
-          "rm": "Phase 3a: reward model", "rlhf": "Phase 3b: RLHF"}
 PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"]}
 MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"))  # (phase, model name)
-DONE = "DONE.json"
 SIZE_NOTE = ("Tokens: pretraining, every token read; SFT, the response tokens the loss counted; reward model, "
              "the tokens of chosen and rejected responses read; RLHF, the response tokens sampled. FLOPs ≈ "
              "6·N·D plus attention; RLHF counts sampling, reference and reward-model passes as one more 6·N·D.")
 NOT_FINISHED = "not available: this phase has not finished (run `minillm pipeline` again with the same --out)"
-
-
-def read_done(out: str, phase: str) -> dict | None:
-    """The phase's DONE.json marker, or None while the phase has not finished."""
-    path = os.path.join(out, phase, DONE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 # ----- answering the same prompts with every model -------------------------------------
@@ -300,8 +289,6 @@ def write_report(out: str, prompts: list[str], settings: dict) -> dict:
              "answers": os.path.join(out, "answers.json")}
     texts = {"html": render_html(data, settings), "md": render_md(data, settings),
              "answers": json.dumps(data["answers"], indent=2)}
-    for key, path in paths.items():  # each file whole or not at all
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(texts[key])
-        os.replace(path + ".tmp", path)
+    for key, path in paths.items():
+        write_text_atomic(path, texts[key])
     return paths

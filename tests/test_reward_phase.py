@@ -9,7 +9,7 @@ from minillm import backend, chat, checkpoint
 from minillm.cli import main
 from minillm.data.preferences import (EncodedPairs, PreferenceBatches, encode_pairs, encode_response,
                                       pad_rows)
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
 from minillm.model import GPT, GPTConfig
 from minillm.optim import AdamW
 from minillm.reward_model import RewardModel
