@@ -78,7 +78,7 @@ def test_stored_outputs_come_from_one_full_run(path):
 def test_lesson_conventions(path):
     cells = _cells(path)
     sources = [_source(c) for c in cells]
-    assert any('os.environ.get("MINILLM_FAST")' in s for s in sources), f"{path.name} does not read MINILLM_FAST"
+    assert any('os.environ.get("MINILLM_FAST"' in s for s in sources), f"{path.name} does not read MINILLM_FAST"
     assert not any("%matplotlib" in s or "matplotlib.use(" in s for s in sources), \
         f"{path.name} switches the plotting back-end (the runner and the tests set it)"
     by_hand = [s for c, s in zip(cells, sources) if c["cell_type"] == "markdown"
