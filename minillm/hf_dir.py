@@ -46,8 +46,9 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
                          "in another program; save the checkpoint with its tokenizer")
     tokenizer, config = ckpt.tokenizer, ckpt.model.config
     roles = special_token_roles(tokenizer, ckpt.meta)
-    ids = {f"{role}_id": tokenizer.special_tokens[token] for role, token in roles.items() if token}
-    ids["eos_token_id"] = stop_ids(tokenizer, ckpt.meta) or None
+    pad = roles["pad_token"]
+    ids = {"eos_token_id": stop_ids(tokenizer, ckpt.meta) or None,
+           "pad_token_id": tokenizer.special_tokens[pad] if pad else None}
     files = {"tokenizer.json": to_tokenizer_json(tokenizer),
              "tokenizer_config.json": tokenizer_config(tokenizer, roles, config.block_size),
              "special_tokens_map.json": special_tokens_map(tokenizer, roles)}

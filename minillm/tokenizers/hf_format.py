@@ -213,8 +213,8 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[Tokenizer, list[int]]:
         raise ValueError(f"{path}: a normalizer ({data['normalizer'].get('type')}) changes text before "
                          "tokenizing, which minillm does not do; it reads tokenizers without one")
     specials = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-    if data.get("decoder") == {"type": "Fuse"} and data.get("pre_tokenizer") is None and not model["merges"]:
-        return _read_characters(model, specials)
+    if data.get("decoder") == {"type": "Fuse"} and data.get("pre_tokenizer") is None and not model.get("merges"):
+        return _read_characters(model, specials, path)
     pattern = _byte_level_pattern(data, path)
     merges = [m.split(" ") if isinstance(m, str) else m for m in model.get("merges", [])]
     return _read_byte_level(model["vocab"], merges, specials, pattern, path)
@@ -291,13 +291,13 @@ def _read_byte_level(vocab: dict[str, int], merges: list[list[str]], specials: d
     return _with_specials(tokenizer, file_ids, specials, source)
 
 
-def _read_characters(model: dict, specials: dict[str, int]) -> tuple[CharTokenizer, list[int]]:
+def _read_characters(model: dict, specials: dict[str, int], source) -> tuple[CharTokenizer, list[int]]:
     """A character tokenizer as `_characters` writes it."""
     unk = model.get("unk_token")
     chars = sorted((t for t in model["vocab"] if t not in specials), key=model["vocab"].get)
     tokenizer = CharTokenizer(chars)
     tokenizer.unk_token = unk
-    return _with_specials(tokenizer, [model["vocab"][c] for c in chars], specials, "tokenizer.json")
+    return _with_specials(tokenizer, [model["vocab"][c] for c in chars], specials, source)
 
 
 def _with_specials(tokenizer: Tokenizer, file_ids: list[int], specials: dict[str, int],
