@@ -18,11 +18,12 @@ from minillm import backend, chat, checkpoint, cli, pipeline
 from minillm.hf_dir import export_run, import_hf
 from minillm.model import GPT, GPTConfig
 from minillm.reward_model import RewardModel
-from minillm.tokenizers import BPETokenizer, WordTokenizer
+from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers.hf_format import byte_text, bytes_to_unicode
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = (REPO / "data" / "pretrain" / "train.txt").read_text(encoding="utf-8")[:60_000]
+SFT_TEXT = "".join((REPO / "data" / "sft" / f"{name}.jsonl").read_text(encoding="utf-8") for name in ("train", "validation", "test"))
 PROMPTS = ["Where does Anna live?", "What is 3 times 4?", "How to make pasta", "Tell me about Sunvale.",
            "What is Rosa's favourite food? 😀"]
 
@@ -98,6 +99,18 @@ def test_the_commands_export_and_import(tmp_path, capsys):
     assert cli.main(["generate", "--ckpt", str(tmp_path / "back"), "--prompt", "Hi", "--temperature", "0",
                      "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.startswith("<|user|>Hi<|assistant|>")
+
+
+def test_an_imported_character_model_trains_on_with_minillm_sft(tmp_path):
+    tokenizer = CharTokenizer.train(CORPUS + SFT_TEXT, ["<|endoftext|>"])
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=1, n_head=2, n_embd=16))
+    checkpoint.save(model, tmp_path / "pretrain" / "checkpoint", tokenizer, meta={"phase": "pretrain"})
+    export_run(tmp_path / "pretrain", tmp_path / "hf")
+    back = import_hf(tmp_path / "hf", tmp_path / "back")
+    assert checkpoint.load(back).tokenizer.chars == tokenizer.chars
+    assert cli.main(["sft", "--init", str(back), "--out", str(tmp_path / "sft"), "--max-steps", "2",
+                     "--eval-prompts", "2", "--quiet"]) == 0
+    assert chat.uses_chat_template(checkpoint.load(tmp_path / "sft").meta)
 
 
 def test_a_reward_model_and_a_word_tokenizer_are_refused_in_one_sentence(tmp_path, capsys):
