@@ -81,7 +81,7 @@ def tokenizer_config(tokenizer: Tokenizer, roles: dict, block_size: int) -> dict
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": block_size,
               "clean_up_tokenization_spaces": False, "add_bos_token": False, "add_eos_token": False,
               **{role: token for role, token in roles.items() if token}}
-    if all(token in tokenizer.special_tokens for token in chat.CHAT_TOKENS):
+    if all(token in tokenizer.special_tokens for token in (chat.USER, chat.ASSISTANT, chat.END)):
         config["chat_template"] = chat.HF_CHAT_TEMPLATE
     return config
 
