@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from minillm import backend, checkpoint, optim
+from minillm.errors import UserError
+from minillm.plots import plot_loss_curves
 from minillm.tensor import no_grad
 from minillm.training.progress import Progress
 
@@ -57,7 +59,7 @@ def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: fl
     return cfg
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -197,7 +199,6 @@ class Trainer:
             f.writelines(kept)
 
     def _plot(self) -> None:
-        from minillm.plots import plot_loss_curves
         plot_loss_curves(self.log_path, os.path.join(self.out_dir, "loss.png"),
                          baseline=self.meta.get("baseline_val_loss"))
 
