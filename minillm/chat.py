@@ -146,3 +146,23 @@ def response_text(tokenizer, new_ids: list[int]) -> str:
     if end is not None and end in new_ids:
         new_ids = new_ids[:new_ids.index(end)]
     return tokenizer.decode(new_ids)
+
+
+# ----- the same layout for other programs -------------------------------------------------------
+
+_SYSTEM = "<|system|>"  # the system turn's token (a conversation's optional first turn)
+
+# transformers renders a list of {"role", "content"} messages with this Jinja template
+# (tokenizer_config.json's "chat_template"): the layout above, turn after turn,
+#   system (first only): <|system|>{text}<|end|>   user: <|user|>{text}
+#   assistant: <|assistant|>{text}<|end|>           generation prompt: <|assistant|>
+# so that one turn is exactly `format_example` and `apply_chat_template` gives minillm's ids.
+HF_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' and loop.first -%}" + _SYSTEM + "{{ message['content'] }}" + END
+    + "{%- elif message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
+    + "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT + "{{ message['content'] }}" + END
+    + "{%- else -%}{{ raise_exception('minillm chat turns are system (first only), user and assistant, "
+      "not ' ~ message['role']) }}"
+    + "{%- endif -%}{%- endfor -%}"
+    + "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}")

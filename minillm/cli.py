@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "rlhf",
     "pipeline",
     "compare",
+    "hf",
 ]
 
 

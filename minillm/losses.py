@@ -146,9 +146,15 @@ def pairwise_loss_stable(s_w: Tensor, s_l: Tensor) -> Tensor:
 
 
 def pairwise_accuracy(s_w, s_l) -> float:
-    """Share of pairs the reward model orders correctly: mean of [s_w > s_l]."""
+    """Share of pairs the reward model orders correctly, a tie counting half:
+
+        accuracy = mean( [s_w > s_l] + 0.5 · [s_w = s_l] )
+
+    A reward model that gives every response the same score (an untrained one, whose head
+    starts at zero) orders no pair and is at chance, 0.5, not at 0.
+    """
     d = _data(s_w) - _data(s_l)
-    return float(backend.scalar((d > 0).mean()))
+    return float(backend.scalar((d > 0).mean() + 0.5 * (d == 0).mean()))
 
 
 def mean_margin(s_w, s_l) -> float:

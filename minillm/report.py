@@ -128,17 +128,24 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
                 ("held-out prompts", str(a["n"]))]
     if phase == "rm":
         base = s["baseline"]
-        return [("pairwise accuracy (s_w > s_l), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
+        return [("pairwise accuracy (s_w > s_l, a tie counts half), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
                 ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
                 ("agreement with the gold labeler on fresh SFT samples",
                  f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
     return [("reward-model score of held-out answers, SFT → RLHF", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
             ("gold score of held-out answers (greedy), SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
-            ("RLHF wins against SFT, greedy (ties excluded)",
-             f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']} wins, {s['rlhf_vs_sft_losses']} losses)"),
+            ("RLHF against SFT, greedy: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
             *_sampled_rows(s),
             ("KL(π ‖ π_SFT) per response (nats)", f"{s['kl_to_reference']:.3f}"),
             ("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def _wins(s: dict, prefix: str) -> str:
+    """Win rate with ties left out, and the counts it rests on: "100.0% (1 wins, 0 losses, 11 ties)"
+    says plainly that one prompt decided it."""
+    ties = s.get(f"{prefix}_ties")
+    counts = f"{s[f'{prefix}_wins']} wins, {s[f'{prefix}_losses']} losses" + ("" if ties is None else f", {ties} ties")
+    return f"{s[f'{prefix}_win_rate']:.1%} ({counts})"
 
 
 def _sampled_rows(s: dict) -> list[tuple[str, str]]:
@@ -147,8 +154,7 @@ def _sampled_rows(s: dict) -> list[tuple[str, str]]:
         return []
     return [("gold score of held-out answers (sampled, τ = 1), SFT → RLHF",
              _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
-            ("RLHF wins against SFT, sampled (ties excluded)",
-             f"{s['sampled_win_rate']:.1%} ({s['sampled_wins']} wins, {s['sampled_losses']} losses)"),
+            ("RLHF against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
             ("gold score on training prompts (greedy), SFT → RLHF", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
 
 

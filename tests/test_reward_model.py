@@ -60,6 +60,8 @@ def test_literal_form_breaks_at_large_margins_and_stable_does_not():
 def test_metrics():
     s_w, s_l = numpy.array([2.0, 0.0, 1.0, -1.0]), numpy.array([1.0, 1.0, 0.0, -3.0])
     assert pairwise_accuracy(s_w, s_l) == 0.75
+    assert pairwise_accuracy(numpy.zeros(4), numpy.zeros(4)) == 0.5      # no preference: chance, not 0
+    assert pairwise_accuracy(numpy.array([1.0, 2.0]), numpy.array([1.0, 3.0])) == 0.25   # a tie and a miss
     assert mean_margin(s_w, s_l) == pytest.approx((1 - 1 + 1 + 2) / 4)
 
 

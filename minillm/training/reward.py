@@ -69,7 +69,7 @@ def pair_scores(model: RewardModel, batches: PreferenceBatches, batch_size: int)
 
 
 def validation_metrics(model: RewardModel, batches: PreferenceBatches, batch_size: int) -> dict:
-    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l), val_margin (mean s_w - s_l)."""
+    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l, a tie counting half), val_margin (mean s_w - s_l)."""
     s_w, s_l = pair_scores(model, batches, batch_size)
     loss = pairwise_loss_stable(Tensor._wrap(s_w), Tensor._wrap(s_l)).item()
     return {"val_loss": loss, "val_accuracy": pairwise_accuracy(s_w, s_l), "val_margin": mean_margin(s_w, s_l)}
@@ -268,7 +268,7 @@ def write_report(out_dir: str, summary: dict, agreement: dict, margins, examples
     base = summary["baseline"]
     md = ["# Reward model", "", "| validation (pairs from the data) | before | after |", "| --- | ---: | ---: |"]
     md += [f"| {label} | {base[k]:.3f} | {summary.get(k, float('nan')):.3f} |" for k, label in
-           [("val_accuracy", "pairwise accuracy (s_w > s_l)"), ("val_margin", "mean margin s_w - s_l"),
+           [("val_accuracy", "pairwise accuracy (s_w > s_l, a tie counts half)"), ("val_margin", "mean margin s_w - s_l"),
             ("val_loss", "loss -log σ(s_w - s_l)")]]
     md += ["", f"Data: {summary['train_pairs']} training pairs ({summary['truncated']} with the prompt cut on the "
            f"left, {summary['skipped']} skipped: a response longer than the block); {summary['val_pairs']} "
