@@ -240,6 +240,6 @@ class BPETokenizer(Tokenizer):
         from minillm.tokenizers.hf_format import read_tokenizer_json  # it builds on this class
         tokenizer = read_tokenizer_json(path)[0]
         if not isinstance(tokenizer, cls):
-            raise ValueError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
+            raise UserError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
                              "use minillm.tokenizers.hf_format.read_tokenizer_json to read any kind")
         return tokenizer
