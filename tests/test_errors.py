@@ -9,7 +9,7 @@ import numpy
 import pytest
 
 import minillm
-from minillm import backend, checkpoint, generate
+from minillm import backend, checkpoint, generate, losses
 from minillm.cli import main
 from minillm.data.folders import check_files, resolve_data
 from minillm.errors import UserError
@@ -123,6 +123,14 @@ def test_reward_and_generate_defaults_fit_the_smallest_preset(tiny, capsys):
     assert main(["generate", "--ckpt", str(tiny / "sft"), "--prompt", "where does anna live?"]) == 0
 
 
+@pytest.mark.parametrize("flag, value, message", [("--batch-size", "0", "batch_size (--batch-size) must be a positive integer, got 0"),
+                                                  ("--lr", "-1", "lr (--lr) must be positive, got -1.0")])
+def test_training_flags_no_run_can_use_are_one_sentence(tiny, tmp_path, capsys, flag, value, message):
+    assert main(["pretrain", "--preset", "tiny", "--data", str(tiny / "corpus.txt"), "--out", str(tmp_path / "pt"),
+                 flag, value]) == 2
+    assert message in one_line_error(capsys)
+
+
 # ----- every input checked before any work --------------------------------------------------
 
 def test_sft_reports_a_missing_field_before_answering_any_prompt(tiny, tmp_path, monkeypatch, capsys):
@@ -204,6 +212,16 @@ def test_sampling_takes_an_ngram_models_host_probabilities_on_a_device(monkeypat
     assert isinstance(generate.sample(numpy.asarray(host_p)[None, :], rng), DeviceArray)
     assert isinstance(generate.choose(z, 0.0, None, None, rng), DeviceArray)
     assert isinstance(generate.pick(z, numpy.array([1])), DeviceArray)
+
+
+def test_loss_helpers_take_host_arrays_on_a_device(monkeypatch):
+    monkeypatch.setattr(backend, "xp", StandInDevice())
+    targets = numpy.array([[2, -100, 0], [1, 1, -100]])
+    assert isinstance(losses.one_hot(numpy.array([2, 0]), 3), DeviceArray)
+    assert isinstance(losses.loss_weights(targets, "sequence"), DeviceArray)
+    s_w, s_l = numpy.array([2.0, 0.0, 1.0]), numpy.array([1.0, 1.0, 0.0])
+    assert losses.pairwise_accuracy(s_w, s_l) == pytest.approx(2 / 3)
+    assert losses.mean_margin(s_w, s_l) == pytest.approx(1 / 3)
 
 
 # ----- data files that look like another layout --------------------------------------------
