@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from minillm import chat, checkpoint
+from minillm.errors import MissingFileError, UserError
 from minillm.hf_gpt2 import load_hf_gpt2, save_hf_gpt2
 from minillm.model import GPT
 from minillm.safe_files import read_json
@@ -37,12 +38,12 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """
     ckpt = checkpoint.load(run_dir)
     if ckpt.model_kind != "gpt":
-        raise ValueError(f"{run_dir} holds a reward model; export writes GPT2LMHeadModel directories, and "
+        raise UserError(f"{run_dir} holds a reward model; export writes GPT2LMHeadModel directories, and "
                          "its score head (a linear layer with a bias) fits neither that class nor "
                          "GPT2ForSequenceClassification (whose score layer has no bias): export a "
                          "pretrain, sft, rlhf or dpo run")
     if ckpt.tokenizer is None:
-        raise ValueError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
+        raise UserError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
                          "in another program; save the checkpoint with its tokenizer")
     tokenizer, config = ckpt.tokenizer, ckpt.model.config
     roles = special_token_roles(tokenizer, ckpt.meta)
@@ -131,7 +132,7 @@ def read_hf_tokenizer(hf_dir: Path) -> tuple[Tokenizer, list[int]]:
         return read_tokenizer_json(hf_dir / "tokenizer.json")
     if (hf_dir / "vocab.json").exists() and (hf_dir / "merges.txt").exists():
         return read_gpt2_files(hf_dir / "vocab.json", hf_dir / "merges.txt")
-    raise FileNotFoundError(f"{hf_dir} holds no tokenizer: expected tokenizer.json, or GPT-2's "
+    raise MissingFileError(f"{hf_dir} holds no tokenizer: expected tokenizer.json, or GPT-2's "
                             "vocab.json and merges.txt")
 
 
@@ -143,7 +144,7 @@ def reorder_token_rows(model: GPT, file_ids: list[int]) -> None:
     """
     V = model.config.vocab_size
     if max(file_ids) >= V:
-        raise ValueError(f"the tokenizer uses id {max(file_ids)} but the model has only {V} embedding "
+        raise UserError(f"the tokenizer uses id {max(file_ids)} but the model has only {V} embedding "
                          "rows (config.json vocab_size): they do not belong together")
     taken = set(file_ids)
     order = file_ids + [j for j in range(V) if j not in taken]
