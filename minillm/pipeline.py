@@ -96,6 +96,9 @@ class DataLayout:
     preferences_val: str | None
     rl: str
     rl_heldout: str | None
+    chat: str | None = None         # multi-turn conversations (messages), trained on beside sft
+    chat_val: str | None = None
+    chat_test: str | None = None    # the report's multi-turn exchange comes from here
 
     def held_out(self) -> str:
         """The file held-out prompts come from: rl/heldout, else sft/test, else rl/train."""
@@ -104,7 +107,8 @@ class DataLayout:
 
 LAYOUT_HELP = ("expected DIR/pretrain/ (train.txt [+ validation.txt], or any .txt files), "
                "DIR/sft/train.jsonl [+ validation.jsonl, test.jsonl], "
-               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl] "
+               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl], "
+               "optionally DIR/chat/train.jsonl [+ validation.jsonl, test.jsonl] (multi-turn conversations) "
                "(the layout of the shipped data/ folder)")
 
 
@@ -128,7 +132,9 @@ def resolve_data(data_dir: str | None) -> DataLayout:
                       sft=path("sft", "train.jsonl"), sft_val=maybe("sft", "validation.jsonl"),
                       sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
                       preferences_val=maybe("preferences", "validation.jsonl"),
-                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
+                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"),
+                      chat=maybe("chat", "train.jsonl"), chat_val=maybe("chat", "validation.jsonl"),
+                      chat_test=maybe("chat", "test.jsonl"))
 
 
 def pick_prompts(path: str, n: int) -> list[str]:
@@ -290,7 +296,9 @@ def _pretrain(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout
 
 
 def _sft(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=layout.sft, val=layout.sft_val,
+    data = [f for f in (layout.sft, layout.chat) if f]
+    val = [f for f in (layout.sft_val, layout.chat_val) if f] or None
+    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=data, val=val,
                   test=layout.sft_test or layout.sft_val or layout.sft, overrides={**preset.sft, "seed": run.seed},
                   eval_prompts=preset.eval_prompts, skip_bad=True, resume=True, quiet=run.quiet).run()
 
