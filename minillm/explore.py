@@ -60,6 +60,21 @@ def next_token_distributions(models: dict, prefix: str, k: int = 10, raw: bool =
             for name, (model, tok, template) in models.items()}
 
 
+def turn_rows(tokenizer, messages) -> tuple[list[tuple[list[str], list[int]]], list[str]]:
+    """A conversation turn by turn, for drawing its loss mask (`plots.plot_loss_mask`).
+
+    Returns:
+        ([(token pieces, mask) per turn], ["1 user", "2 assistant", ...]); the rows joined
+        are exactly `chat.encode_conversation(tokenizer, messages)`.
+    """
+    chat.check_messages(messages)
+    rows = []
+    for message in messages:
+        ids, mask = chat.encode_turn(tokenizer, message)
+        rows.append(([token_text(tokenizer, i) for i in ids], mask))
+    return rows, [f"{i + 1} {m['role']}" for i, m in enumerate(messages)]
+
+
 def format_distribution(tokens: list[NextToken], width: int = 30, paint=lambda text: text) -> str:
     """Text bars, one line per token: probability, a bar of `width` characters at p = 1, the token.
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from minillm import report
-from minillm.data.readers import read_prompts
+from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
 from minillm.report import DONE, PHASES, TITLES, read_done
 from minillm.training.pretrain import SHIPPED_DATA, PretrainRun
@@ -156,6 +156,18 @@ def pick_prompts(path: str, n: int) -> list[str]:
     return chosen
 
 
+def pick_conversation(path: str | None) -> list[str] | None:
+    """The user turns of the first held-out conversation with three exchanges or more (else the
+    first one): the report's multi-turn exchange. None without a conversations file."""
+    if path is None:
+        return None
+    talks = [r["messages"] for r in read_demonstrations(path, skip_bad=True) if "messages" in r]
+    if not talks:
+        return None
+    chosen = next((m for m in talks if len(m) >= 6), talks[0])
+    return [m["content"] for m in chosen if m["role"] == "user"]
+
+
 # ----- the marker and progress ------------------------------------------------------------
 
 def write_json_atomic(path: str, data: dict) -> None:
@@ -223,7 +235,8 @@ class Pipeline:
         progress.say("answering the report's prompts with the pretrained, SFT and RLHF models")
         prompts = pick_prompts(layout.held_out(), preset.report_prompts)
         paths = report.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
-                                                        "data": self.data or "shipped data/"})
+                                                        "data": self.data or "shipped data/"},
+                                    conversation=pick_conversation(layout.chat_test))
         progress.say(f"report: {paths['html']} (and {os.path.basename(paths['md'])})")
         return paths
 
