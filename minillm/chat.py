@@ -9,21 +9,26 @@ A conversation of several turns is the concatenation of its turns, each in its o
     assistant turn:                      <|assistant|>{text}<|end|>
 so a one-turn conversation is exactly `format_example`, and the prompt for the next answer
 ends with <|assistant|>. This module is the single place the layout lives; SFT, the reward
-model, RLHF, `minillm generate` and `minillm chat` all format and encode through it (and the
-Hugging Face export's template is tested against `encode_conversation`). The special tokens are
-added to whichever tokenizer the pretrained model used, and the model's embedding grows to match.
+model, RLHF, `minillm generate` and `minillm chat` all format and encode through it (the
+Hugging Face template below is tested against `encode_conversation`), and it imports nothing
+else from minillm (data/ builds batches on it). The special tokens are added to whichever
+tokenizer the pretrained model used, and the model's embedding grows to match.
 Left out: escaping special-token text typed by users, tool calls.
 """
 from __future__ import annotations
 
-from minillm.data.layouts import messages_problem
-from minillm.data.sft import build_sequence
+from typing import NamedTuple
 
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
 # Added after the first three, so every id a checkpoint trained before it knew stays the same.
 SYSTEM = "<|system|>"
+ROLES = ("system", "user", "assistant")
+
+
+class ResponseTooLong(ValueError):
+    """A demonstration whose response (with the template) alone does not fit in the block."""
 
 
 def format_prompt(prompt: str) -> str:
@@ -67,13 +72,25 @@ def has_chat_tokens(tokenizer) -> bool:
     return all(t in tokenizer.special_tokens for t in CHAT_TOKENS)
 
 
-def chat_token_ids(tokenizer) -> tuple[int, int, int]:
-    """(user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
+class ChatTokenIds(NamedTuple):
+    """The ids of the three chat tokens in one tokenizer, by name."""
+    user: int
+    assistant: int
+    end: int
+
+    @property
+    def pad(self) -> int:
+        """The id that pads batches: <|end|>, because nothing after a response's end is read."""
+        return self.end
+
+
+def chat_token_ids(tokenizer) -> ChatTokenIds:
+    """The (user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
         raise ValueError(f"the tokenizer has no chat tokens {missing}: call "
                          "minillm.chat.add_chat_tokens(tokenizer, model) first")
-    return tuple(tokenizer.special_tokens[t] for t in CHAT_TOKENS)
+    return ChatTokenIds(*(tokenizer.special_tokens[t] for t in CHAT_TOKENS))
 
 
 def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
@@ -92,6 +109,29 @@ def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list
     return [user, *prompt_ids, assistant]
 
 
+def build_sequence(prompt_ids, response_ids, block_size: int, head=(), separator=()) -> tuple[list[int], list[int]]:
+    """head + prompt + separator + response as one sequence, with its loss mask.
+
+    The sequence may hold block_size + 1 ids (block_size inputs, each predicting the next).
+    Truncation rule: when it is longer, the prompt loses tokens from its LEFT (the start of
+    the question) until it fits; head, separator and response are never cut. If not even
+    one prompt token fits, the pair cannot be trained on: ResponseTooLong.
+
+    Returns:
+        (ids, loss_mask): lists of equal length L <= block_size + 1; mask 1 on the response.
+    """
+    head, separator = list(head), list(separator)
+    response = [int(i) for i in response_ids]
+    room = block_size + 1 - len(head) - len(separator) - len(response)  # prompt tokens that fit
+    if room < 1:
+        raise ResponseTooLong(f"the response ({len(response)} tokens) and the template "
+                              f"({len(head) + len(separator)} tokens) leave no room for the prompt "
+                              f"in a block of {block_size}")
+    prompt = [int(i) for i in prompt_ids][-room:]
+    context = head + prompt + separator
+    return context + response, [0] * len(context) + [1] * len(response)
+
+
 def encode_example(tokenizer, prompt: str, response: str, block_size: int) -> tuple[list[int], list[int]]:
     """One demonstration as the trainer sees it: token ids and a loss mask of the same length.
 
@@ -107,7 +147,7 @@ def encode_example(tokenizer, prompt: str, response: str, block_size: int) -> tu
     Returns:
         (ids, loss_mask), two lists of length L <= block_size + 1.
     Raises:
-        minillm.data.sft.ResponseTooLong: the template and response alone exceed the block.
+        ResponseTooLong: the template and response alone exceed the block.
     """
     user, assistant, end = chat_token_ids(tokenizer)
     return build_sequence(tokenizer.encode(prompt), tokenizer.encode(response) + [end],
@@ -231,9 +271,51 @@ def check_messages(messages) -> None:
         raise ValueError(problem)
 
 
+def messages_problem(messages) -> str | None:
+    """What is wrong with a conversation, in one sentence, or None when it is well formed.
+
+    Well formed: a non-empty list of {"role", "content": str} objects; an optional system turn
+    first, then user and assistant turns taking turns, starting with the user.
+    """
+    if not isinstance(messages, list) or not messages:
+        return "'messages' should be a non-empty list of {role, content} objects"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            return f"message {i} should be {{'role': system|user|assistant, 'content': str}}"
+    first = 1 if messages[0]["role"] == "system" else 0
+    for i, m in enumerate(messages[first:], start=first):
+        expected = "user" if (i - first) % 2 == 0 else "assistant"
+        if m["role"] == "system":
+            return f"message {i} has role 'system', but a system turn may only come first"
+        if m["role"] != expected:
+            return (f"message {i} has role {m['role']!r} where {expected!r} belongs: user and "
+                    "assistant take turns, the user first")
+    if len(messages) == first:
+        return "the conversation has no user turn"
+    return None
+
+
 def response_text(tokenizer, new_ids: list[int]) -> str:
     """Decode generated ids up to (not including) the first <|end|>."""
     end = tokenizer.special_tokens.get(END)
     if end is not None and end in new_ids:
         new_ids = new_ids[:new_ids.index(end)]
     return tokenizer.decode(new_ids)
+
+
+# ----- the same layout for other programs -------------------------------------------------------
+
+# transformers renders a list of {"role", "content"} messages with this Jinja template
+# (tokenizer_config.json's "chat_template"): the layout above, turn after turn,
+#   system (first only): <|system|>{text}<|end|>   user: <|user|>{text}
+#   assistant: <|assistant|>{text}<|end|>           generation prompt: <|assistant|>
+# so that one turn is exactly `format_example` and `apply_chat_template` gives minillm's ids.
+HF_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' and loop.first -%}" + SYSTEM + "{{ message['content'] }}" + END
+    + "{%- elif message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
+    + "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT + "{{ message['content'] }}" + END
+    + "{%- else -%}{{ raise_exception('minillm chat turns are system (first only), user and assistant, "
+      "not ' ~ message['role']) }}"
+    + "{%- endif -%}{%- endfor -%}"
+    + "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}")

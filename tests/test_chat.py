@@ -8,7 +8,7 @@ import pytest
 
 from minillm import backend, chat
 from minillm.commands.generate import format_prompt_for_checkpoint, run
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
 from minillm.generate import generate
 from minillm.model import GPT, GPTConfig
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
@@ -78,6 +78,8 @@ def test_encode_example_matches_encoding_the_formatted_text(make):
     assert mask == [0] * (len(ids) - n_response) + [1] * n_response and ids[-1] == end
     assert ids[0] == user and ids[len(ids) - n_response - 1] == assistant
     assert chat.encode_prompt(tok, prompt) == tok.encode(chat.format_prompt(prompt))
+    named = chat.chat_token_ids(tok)
+    assert (named.user, named.assistant, named.end, named.pad) == (user, assistant, end, end)
 
 
 def test_too_long_pairs_cut_the_prompt_from_the_left_or_raise():
@@ -115,3 +117,30 @@ def test_minillm_generate_applies_the_template_of_an_sft_checkpoint():
     out = io.StringIO()
     new = run(ckpt, args, out)
     assert new == [end] and out.getvalue() == "<|user|>bake it<|assistant|>\n"
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "how to make pizza?"}],
+    [{"role": "user", "content": "how to make pizza?"}, {"role": "assistant", "content": "first, gather."}],
+    [{"role": "system", "content": "be brief."}, {"role": "user", "content": "pizza?"},
+     {"role": "assistant", "content": "bake it."}, {"role": "user", "content": "then?"}],
+]
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_the_hugging_face_template_renders_the_reference_encoding(messages):
+    """chat.HF_CHAT_TEMPLATE (rendered by Jinja as transformers does) gives encode_conversation's ids."""
+    jinja2 = pytest.importorskip("jinja2.sandbox")
+
+    def raise_exception(message):
+        raise ValueError(message)
+    env = jinja2.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(chat.HF_CHAT_TEMPLATE)
+    tok = CharTokenizer.train(TEXT)
+    chat.add_chat_tokens(tok)
+    for generation_prompt in ([False, True] if messages[-1]["role"] == "user" else [False]):
+        text = template.render(messages=messages, add_generation_prompt=generation_prompt)
+        assert text == chat.format_conversation(messages, add_generation_prompt=generation_prompt)
+        ids, _ = chat.encode_conversation(tok, messages, add_generation_prompt=generation_prompt)
+        assert tok.encode(text) == ids

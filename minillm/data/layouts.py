@@ -9,6 +9,8 @@ Left out: tool calls, images, and any layout not listed above.
 """
 from __future__ import annotations
 
+from minillm.chat import messages_problem
+
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -68,30 +70,6 @@ def to_demonstration(obj: dict) -> tuple[dict, str]:
     if not response.strip():
         raise LayoutError("empty response (a demonstration must show an answer)")
     return {"prompt": prompt, "response": response, **extra}, layout
-
-
-def messages_problem(messages) -> str | None:
-    """What is wrong with a conversation, in one sentence, or None when it is well formed.
-
-    Well formed: a non-empty list of {"role", "content": str} objects; an optional system turn
-    first, then user and assistant turns taking turns, starting with the user.
-    """
-    if not isinstance(messages, list) or not messages:
-        return "'messages' should be a non-empty list of {role, content} objects"
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLE_LABELS:
-            return f"message {i} should be {{'role': system|user|assistant, 'content': str}}"
-    first = 1 if messages[0]["role"] == "system" else 0
-    for i, m in enumerate(messages[first:], start=first):
-        expected = "user" if (i - first) % 2 == 0 else "assistant"
-        if m["role"] == "system":
-            return f"message {i} has role 'system', but a system turn may only come first"
-        if m["role"] != expected:
-            return (f"message {i} has role {m['role']!r} where {expected!r} belongs: user and "
-                    "assistant take turns, the user first")
-    if len(messages) == first:
-        return "the conversation has no user turn"
-    return None
 
 
 def from_messages(messages) -> tuple[str, str]:

@@ -18,16 +18,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend, chat, checkpoint
+from minillm.data.folders import shipped
 from minillm.data.readers import Records, read_demonstrations
-from minillm.data.sft import IGNORE_INDEX, ResponseTooLong, SFTBatches
+from minillm.data.sft import IGNORE_INDEX, SFTBatches
 from minillm.losses import NORMALIZATIONS, sft_loss
 from minillm.training import common
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
-SHIPPED_SFT = os.path.join(SHIPPED_DATA, "sft")
-SHIPPED_CHAT = os.path.join(SHIPPED_DATA, "chat")  # multi-turn conversations, split the same way
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain: a few CPU minutes.
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain (results in the README).
 DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
 
@@ -55,13 +53,13 @@ def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = 
     for number, r in enumerate(records, start=1):
         try:
             ids, mask, cut = _encode_record(tokenizer, r, block_size)
-        except ResponseTooLong:
+        except chat.ResponseTooLong:
             out.skipped += 1
             continue
         except ValueError as err:
             if not skip_bad:
                 raise ValueError(f"demonstration {number} cannot be encoded by the pretrained model's "
-                                 f"tokenizer ({err}); pass --skip-bad to skip such pairs") from None
+                                 f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
             out.bad_records += 1
             continue
         out.truncated += cut
@@ -133,7 +131,7 @@ class SFTRun:
         chat.add_chat_tokens(tok, model)
         train, val = self._encode(tok, model.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train.examples))
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
         evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
         base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
@@ -151,14 +149,14 @@ class SFTRun:
         return self._report(result, prompts, references, before, after, train, base, start)
 
     def _held_out(self):
-        test = self.test or os.path.join(SHIPPED_SFT, "test.jsonl")
+        test = self.test or shipped().sft_test
         prompts, references = common.held_out_prompts(read_demonstrations(test, self.skip_bad))
         return prompts[:self.eval_prompts], references
 
     def _encode(self, tok, block_size: int):
-        shipped = lambda split: [os.path.join(d, f"{split}.jsonl") for d in (SHIPPED_SFT, SHIPPED_CHAT)]  # noqa: E731
-        data = self.data or shipped("train")
-        val = self.val or (shipped("validation") if self.data is None else None)
+        layout = shipped()
+        data = self.data or [f for f in (layout.sft, layout.chat) if f]
+        val = self.val or ([f for f in (layout.sft_val, layout.chat_val) if f] if self.data is None else None)
         train = encode_demonstrations(tok, read_files(data, self.skip_bad), block_size, self.skip_bad)
         if val is None:  # a user's file without --val: hold out every 10th pair
             examples = train.examples
