@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from minillm import cli, phases, pipeline
+from minillm import cli, phases, pipeline, report
 from minillm.data.folders import shipped
 from minillm.training import loop
 
