@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from minillm.errors import UserError
+
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
@@ -27,7 +29,7 @@ SYSTEM = "<|system|>"
 ROLES = ("system", "user", "assistant")
 
 
-class ResponseTooLong(ValueError):
+class ResponseTooLong(UserError):
     """A demonstration whose response (with the template) alone does not fit in the block."""
 
 
@@ -88,7 +90,7 @@ def chat_token_ids(tokenizer) -> ChatTokenIds:
     """The (user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
-        raise ValueError(f"the tokenizer has no chat tokens {missing}: call "
+        raise UserError(f"the tokenizer has no chat tokens {missing}: call "
                          "minillm.chat.add_chat_tokens(tokenizer, model) first")
     return ChatTokenIds(*(tokenizer.special_tokens[t] for t in CHAT_TOKENS))
 
@@ -104,7 +106,7 @@ def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list
     if max_tokens is not None:
         room = max_tokens - 2
         if room < 1:
-            raise ValueError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
+            raise UserError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
         prompt_ids = prompt_ids[-room:]
     return [user, *prompt_ids, assistant]
 
@@ -174,7 +176,7 @@ def format_conversation(messages, add_generation_prompt: bool = False) -> str:
 
 def _check_generation_prompt(messages) -> None:
     if messages[-1]["role"] != "user":
-        raise ValueError("add_generation_prompt needs a conversation that ends with a user turn "
+        raise UserError("add_generation_prompt needs a conversation that ends with a user turn "
                          f"(the model answers it), but the last turn is the {messages[-1]['role']}'s")
 
 
@@ -192,7 +194,7 @@ def encode_turn(tokenizer, message: dict) -> tuple[list[int], list[int]]:
     if message["role"] == "assistant":
         return [assistant, *body, end], [0] + [1] * (len(body) + 1)
     if SYSTEM not in tokenizer.special_tokens:
-        raise ValueError(f"the tokenizer has no {SYSTEM} token (it was finetuned before system turns "
+        raise UserError(f"the tokenizer has no {SYSTEM} token (it was finetuned before system turns "
                          "existed): drop the system turn, or call minillm.chat.add_chat_tokens(tokenizer, "
                          "model) and finetune")
     return [tokenizer.special_tokens[SYSTEM], *body, end], [0] * (len(body) + 2)
@@ -258,7 +260,7 @@ def _cut_last_exchange(exchange, max_tokens: int) -> tuple[list[int], list[int]]
     if not answer or len(answer) == 1:  # no answer yet, or only the generation prompt
         room = max_tokens - 1 - len(answer)
         if room < 1:
-            raise ValueError(f"max_tokens={max_tokens} leaves no room for the user turn inside the template")
+            raise UserError(f"max_tokens={max_tokens} leaves no room for the user turn inside the template")
         ids = user_ids[:1] + user_ids[1:][-room:] + answer
         return ids, [0] * len(ids)
     return build_sequence(user_ids[1:], answer[1:], max_tokens - 1, head=user_ids[:1], separator=answer[:1])
@@ -268,7 +270,7 @@ def check_messages(messages) -> None:
     """Raise ValueError unless `messages` is a conversation `encode_conversation` can lay out."""
     problem = messages_problem(messages)
     if problem:
-        raise ValueError(problem)
+        raise UserError(problem)
 
 
 def messages_problem(messages) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from minillm import chat
+from minillm.errors import UserError
 from minillm.explore import NextToken, top_next_tokens
 from minillm.generate import stream, text_pieces
 
@@ -62,7 +63,7 @@ class ChatSession:
         block = self.model.config.block_size
         room = self.sampling.max_new_tokens or block // 2
         if not 0 < room < block:
-            raise ValueError(f"max_new_tokens must lie between 1 and {block - 1} (the model's block_size "
+            raise UserError(f"max_new_tokens must lie between 1 and {block - 1} (the model's block_size "
                              f"{block} also holds the conversation), got {room}")
         return room
 
@@ -79,7 +80,7 @@ class ChatSession:
         room for the reply; a single user turn longer than that loses its first tokens.
         """
         if not text.strip():
-            raise ValueError("the message is empty: type some text for the model to answer")
+            raise UserError("the message is empty: type some text for the model to answer")
         self.tokenizer.encode(text)  # a character the tokenizer cannot read fails here, before the turn is kept
         limit = self.model.config.block_size - self._check_room()
         self.context.append({"role": "user", "content": text})
@@ -147,7 +148,7 @@ class ChatSession:
     def first_token_distribution(self, k: int = 10) -> list[NextToken]:
         """The top-k of LLM_φ(x) where x is what the last reply was sampled after."""
         if self.last_prompt is None:
-            raise ValueError("no reply yet: say something first, or use /next TEXT")
+            raise UserError("no reply yet: say something first, or use /next TEXT")
         return top_next_tokens(self.model, self.tokenizer, self.last_prompt, k)
 
     def next_distribution(self, prefix: str, k: int = 10) -> list[NextToken]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minillm import backend, chat
+from minillm.errors import UserError
 from minillm.generate import HELD_BACK
 
 
@@ -34,7 +35,7 @@ def top_next_tokens(model, tokenizer, ids: list[int], k: int = 10) -> list[NextT
     [NextToken(id=261, text='Anna', prob=0.93), NextToken(id=73, text='I', prob=0.04), ...].
     """
     if not ids:
-        raise ValueError("the prefix is empty: LLM_φ(x) needs at least one token of context")
+        raise UserError("the prefix is empty: LLM_φ(x) needs at least one token of context")
     probs = backend.to_numpy(model.next_token_probs(ids))  # (V,)
     order = probs.argsort()[::-1][:k]
     return [NextToken(int(i), token_text(tokenizer, int(i)), float(probs[i])) for i in order]

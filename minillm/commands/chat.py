@@ -15,6 +15,7 @@ from typing import TextIO
 
 from minillm import chat
 from minillm.chat_session import ChatSession, Sampling
+from minillm.errors import UserError
 from minillm.explore import format_distribution
 
 HELP = """commands:
@@ -100,7 +101,7 @@ class ChatTerminal:
             return False
         try:
             self.command(command, arg.strip())
-        except ValueError as err:
+        except (UserError, OSError) as err:  # bad input, or a file /save cannot write
             self.say(f"error: {err}", "error")
         return True
 
@@ -113,7 +114,7 @@ class ChatTerminal:
             self.say(f"LLM_φ(x) after each reply: {'on' if self.show_probs else 'off'}")
         elif command == "/next":
             if not arg:
-                raise ValueError("/next needs a prefix, e.g. /next Anna lives in")
+                raise UserError("/next needs a prefix, e.g. /next Anna lives in")
             self.say(f"LLM_φ(x) for x = {arg!r}:")
             self.say(format_distribution(self.session.next_distribution(arg), paint=self.bar), "model")
         elif command == "/temp":
@@ -131,7 +132,7 @@ class ChatTerminal:
         elif command == "/save":
             self.save(arg)
         else:
-            raise ValueError(f"unknown command {command}; /help lists the commands")
+            raise UserError(f"unknown command {command}; /help lists the commands")
 
     def bar(self, text: str) -> str:
         return self.paint(text, "bar")
@@ -139,7 +140,7 @@ class ChatTerminal:
     def respond(self, text: str) -> None:
         try:
             dropped, pieces = self.session.reply(text)
-        except ValueError as err:
+        except UserError as err:
             self.say(f"error: {err}", "error")
             return
         if dropped:
@@ -156,9 +157,9 @@ class ChatTerminal:
 
     def save(self, path: str) -> None:
         if not path:
-            raise ValueError("/save needs a file name, e.g. /save chats.jsonl")
+            raise UserError("/save needs a file name, e.g. /save chats.jsonl")
         if not self.session.history:
-            raise ValueError("nothing to save yet: the conversation is empty")
+            raise UserError("nothing to save yet: the conversation is empty")
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(self.session.messages_record(), ensure_ascii=False) + "\n")
         self.say(f"saved {len(self.session.history)} turns to {path} (one messages line, appended)")
@@ -170,17 +171,17 @@ def _number(text: str, command: str, kind, ok, expected: str):
     except ValueError:
         value = None
     if value is None or not ok(value):
-        raise ValueError(f"{command} takes {expected}, got {text!r}")
+        raise UserError(f"{command} takes {expected}, got {text!r}")
     return value
 
 
 def open_session(ckpt, args: argparse.Namespace) -> ChatSession:
     """A session for a loaded checkpoint: the chat template if the model was finetuned with it."""
     if getattr(ckpt, "model_kind", "gpt") != "gpt":
-        raise ValueError(f"{args.ckpt} holds a {ckpt.model_kind} (it scores answers, it does not write "
+        raise UserError(f"{args.ckpt} holds a {ckpt.model_kind} (it scores answers, it does not write "
                          "them): chat with a language model's run, e.g. runs/pipeline/sft or rlhf")
     if ckpt.tokenizer is None:
-        raise ValueError(f"the checkpoint {args.ckpt} has no tokenizer, so typed text cannot be encoded")
+        raise UserError(f"the checkpoint {args.ckpt} has no tokenizer, so typed text cannot be encoded")
     template = chat.uses_chat_template(ckpt.meta) or chat.has_chat_tokens(ckpt.tokenizer)
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.seed)
     return ChatSession(ckpt.model.eval(), ckpt.tokenizer, template, sampling)
