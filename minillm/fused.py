@@ -5,8 +5,14 @@ primitives in `ops.py` (and `functional.py` keeps that composed twin next to it,
 for equal values and gradients); fused, each is one node in the graph, which saves memory
 and the Python cost of many small nodes, and lets the backward use the closed form.
 
-Left out: custom GPU kernels (CuPy runs the same array expressions), in-place tricks that
-would make the formulas hard to read.
+What this file does beyond the formulas, so nothing here surprises a reader:
+- On a GPU, the element-wise and row-wise work of GELU, layer norm, the attention softmax and
+  cross entropy runs as compiled CuPy kernels from `kernels.py` (one kernel instead of a
+  chain of array expressions). The NumPy expressions below are those kernels' twins: the
+  same formula, run on the CPU, and tested against the kernels (tests/test_backends_agree.py).
+- In-place updates (`-=`, `*=`, `out=`) appear only on arrays the same function has just
+  created and no one else holds, to save a temporary the size of the activations; each one
+  is marked with a comment saying which array it overwrites and why that is safe.
 """
 from __future__ import annotations
 
@@ -192,6 +198,7 @@ class CausalSelfAttention(Function):
         q, k, v = heads[0], heads[1], heads[2]
         self.scale = 1.0 / math.sqrt(D)
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        # scores is new and only ours: scale, mask, exponentiate and normalise it in place.
         scores *= self.scale
         scores += _causal_bias(xp, T, scores.dtype)  # -inf above the diagonal: no looking ahead
         scores -= scores.max(axis=-1, keepdims=True)
@@ -207,9 +214,11 @@ class CausalSelfAttention(Function):
         dy = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
         probs = self.probs
         dv = probs.swapaxes(-1, -2) @ dy
-        dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T)
+        dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
+        row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
+        # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
         dscores = dprobs
-        dscores -= (dprobs * probs).sum(axis=-1, keepdims=True)
+        dscores -= row_dot
         dscores *= probs
         dscores *= self.scale
         dq = dscores @ self.k

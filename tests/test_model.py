@@ -76,6 +76,31 @@ def test_fused_attention_equals_composed_value_and_gradient(float64):
     assert gradcheck(lambda t: F.causal_self_attention(t, 2), [rand(1, 4, 12, seed=4)])
 
 
+@pytest.mark.parametrize("dropout, training, expected", [
+    (0.0, True, "fused"), (0.2, False, "fused"), (0.2, True, "composed")])
+def test_attention_dispatch_runs_the_fused_node_or_its_composed_twin(monkeypatch, dropout, training, expected):
+    calls = []
+    for name in ("causal_self_attention", "causal_self_attention_composed"):
+        original = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
+    model = make(n_layer=1, dropout=dropout)
+    model.train(training)
+    model(ids())
+    assert calls == ["causal_self_attention" if expected == "fused" else "causal_self_attention_composed"]
+    calls.clear()
+    model.set_fused_attention(False)
+    model(ids())
+    assert calls == ["causal_self_attention_composed"]
+
+
+def test_composed_attention_applies_its_dropout_hook_to_the_weights(float64):
+    qkv = rand(1, 4, 6, seed=5)
+    plain = F.causal_self_attention_composed(qkv, 1).numpy()
+    numpy.testing.assert_allclose(F.causal_self_attention_composed(qkv, 1, dropout=lambda w: w).numpy(), plain)
+    zeroed = F.causal_self_attention_composed(qkv, 1, dropout=lambda w: w * 0.0).numpy()
+    numpy.testing.assert_array_equal(zeroed, numpy.zeros_like(plain))
+
+
 def test_kv_cache_gives_the_same_logits_at_every_step():
     model = make()
     x = ids()
