@@ -88,20 +88,26 @@ class LayerNorm(Function):
 
     def forward(self, x, weight, bias, eps=1e-5):
         xp = get_array_module(x)
+        self.weight = weight
+        if xp is not numpy:  # on a GPU: one kernel per row for all of it
+            y, self.xhat, self.inv_std = kernels.layer_norm_forward(x, weight, bias, eps)
+            return y
         mu = x.mean(axis=-1, keepdims=True)
         centered = x - mu
         var = (centered * centered).mean(axis=-1, keepdims=True)
         self.inv_std = 1.0 / xp.sqrt(var + eps)
         self.xhat = centered * self.inv_std
-        self.weight = weight
         out = self.xhat if weight is None else self.xhat * weight
         return out if bias is None else out + bias
 
     def backward(self, grad):
         xhat = self.xhat
-        ghat = grad if self.weight is None else grad * self.weight
-        dx = (ghat - ghat.mean(axis=-1, keepdims=True)
-              - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
+        if get_array_module(grad) is not numpy:
+            dx = kernels.layer_norm_backward(grad, xhat, self.inv_std, self.weight)
+        else:
+            ghat = grad if self.weight is None else grad * self.weight
+            dx = (ghat - ghat.mean(axis=-1, keepdims=True)
+                  - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
         rows = grad.reshape(-1, grad.shape[-1])
         dw = (rows * xhat.reshape(rows.shape)).sum(axis=0) if self.needs_grad[1] else None
         db = rows.sum(axis=0) if self.needs_grad[2] else None
@@ -149,17 +155,25 @@ class CrossEntropy(Function):
     def forward(self, logits, targets, ignore_index=-100):
         xp = get_array_module(logits)
         counted = targets != ignore_index
+        self.count = xp.maximum(counted.sum(), 1).astype(logits.dtype)
+        if xp is not numpy:  # on a GPU: log-sum-exp and the picked logit in one kernel per row
+            self.lse, nll = kernels.cross_entropy_forward(logits, targets, ignore_index)
+            self.logits, self.targets, self.ignore_index = logits, targets, ignore_index
+            return nll.sum() / self.count
         safe_targets = xp.where(counted, targets, 0)
         shifted = logits - logits.max(axis=-1, keepdims=True)
         exp = xp.exp(shifted)
         total = exp.sum(axis=-1, keepdims=True)
         rows = xp.arange(len(targets))
         nll = xp.log(total[:, 0]) - shifted[rows, safe_targets]  # (N,)
-        self.count = xp.maximum(counted.sum(), 1).astype(logits.dtype)
         self.probs, self.rows, self.targets, self.counted = exp / total, rows, safe_targets, counted
         return (nll * counted).sum() / self.count
 
     def backward(self, grad):
+        if get_array_module(grad) is not numpy:  # softmax - onehot, scaled, in one kernel
+            scale = (grad / self.count).astype(self.logits.dtype)
+            return kernels.cross_entropy_backward(self.logits, self.targets, self.lse, scale,
+                                                  self.ignore_index), None, None
         d = self.probs.copy()
         d[self.rows, self.targets] -= 1  # softmax - onehot
         d *= (self.counted / self.count)[:, None] * grad
@@ -199,11 +213,14 @@ class CausalSelfAttention(Function):
         self.scale = 1.0 / math.sqrt(D)
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
         # scores is new and only ours: scale, mask, exponentiate and normalise it in place.
-        scores *= self.scale
-        scores += _causal_bias(xp, T, scores.dtype)  # -inf above the diagonal: no looking ahead
-        scores -= scores.max(axis=-1, keepdims=True)
-        probs = xp.exp(scores, out=scores)
-        probs /= probs.sum(axis=-1, keepdims=True)
+        if xp is not numpy:
+            probs = kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
+        else:
+            scores *= self.scale
+            scores += _causal_bias(xp, T, scores.dtype)  # -inf above the diagonal: no looking ahead
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = xp.exp(scores, out=scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
         y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
         self.q, self.k, self.v, self.probs, self.shape = q, k, v, probs, (B, T, C, n_head, D)
         return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
@@ -215,12 +232,15 @@ class CausalSelfAttention(Function):
         probs = self.probs
         dv = probs.swapaxes(-1, -2) @ dy
         dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
-        row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
         # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
-        dscores = dprobs
-        dscores -= row_dot
-        dscores *= probs
-        dscores *= self.scale
+        if xp is not numpy:
+            dscores = kernels.softmax_backward_(dprobs, probs, self.scale)  # one kernel
+        else:
+            row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
+            dscores = dprobs
+            dscores -= row_dot
+            dscores *= probs
+            dscores *= self.scale
         dq = dscores @ self.k
         dk = dscores.swapaxes(-1, -2) @ self.q
         dqkv = xp.stack([dq, dk, dv])  # (3, B, H, T, D)
