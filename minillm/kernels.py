@@ -20,11 +20,7 @@ Left out: matrix products (cuBLAS does them), attention fused with its matrix pr
 """
 from __future__ import annotations
 
-import numpy
-
 from minillm import backend
-
-numpy_int32, numpy_int64 = numpy.int32, numpy.int64  # the C ints the row kernels take
 
 _KERNELS: dict = {}
 
@@ -187,18 +183,25 @@ def _row_kernel(name: str, dtype):
     ctype = {"float32": "float", "float64": "double"}.get(backend.xp.dtype(dtype).name)
     if ctype is None:
         raise TypeError(f"the GPU row kernels run in float32 or float64, got {dtype}")
-    key = ("rows", ctype)
-    if key not in _KERNELS:
-        _KERNELS[key] = backend.xp.RawModule(
+    if "rows" not in _KERNELS:  # one module holds every row kernel, for float and double
+        _KERNELS["rows"] = backend.xp.RawModule(
             code=_ROWS, options=("--std=c++11",),
             name_expressions=[f"{k}<{t}>" for k in _ROW_KERNELS for t in ("float", "double")])
-    return _KERNELS[key].get_function(f"{name}<{ctype}>")
+    return _KERNELS["rows"].get_function(f"{name}<{ctype}>")
 
 
 def _launch_rows(name: str, dtype, rows: int, args) -> None:
     """Run a row kernel with one warp per row."""
     blocks = (rows + _WARPS_PER_BLOCK - 1) // _WARPS_PER_BLOCK
     _row_kernel(name, dtype)((blocks,), (32 * _WARPS_PER_BLOCK,), args)
+
+
+def _int32(value):  # the C ints the row kernels take, as typed scalars
+    return backend.xp.int32(value)
+
+
+def _int64(value):
+    return backend.xp.int64(value)
 
 
 def _scalars(dtype, *values):
@@ -215,8 +218,8 @@ def layer_norm_forward(x, weight, bias, eps: float):
     w = x if weight is None else xp.ascontiguousarray(weight)  # a placeholder pointer when absent
     b = x if bias is None else xp.ascontiguousarray(bias)
     _launch_rows("layer_norm_forward", x.dtype, rows,
-                 (x, w, b, y, xhat, inv_std, numpy_int64(rows), numpy_int32(C), *_scalars(x.dtype, eps),
-                  numpy_int32(weight is not None), numpy_int32(bias is not None)))
+                 (x, w, b, y, xhat, inv_std, _int64(rows), _int32(C), *_scalars(x.dtype, eps),
+                  _int32(weight is not None), _int32(bias is not None)))
     return y, xhat, inv_std
 
 
@@ -229,7 +232,7 @@ def layer_norm_backward(grad, xhat, inv_std, weight):
     dx = xp.empty_like(grad)
     w = grad if weight is None else xp.ascontiguousarray(weight)
     _launch_rows("layer_norm_backward", grad.dtype, rows,
-                 (grad, xhat, inv_std, w, dx, numpy_int64(rows), numpy_int32(C), numpy_int32(weight is not None)))
+                 (grad, xhat, inv_std, w, dx, _int64(rows), _int32(C), _int32(weight is not None)))
     return dx
 
 
@@ -239,7 +242,7 @@ def causal_softmax_(scores, scale: float):
     Query i sees keys 0..Tk - Tq + i (the cached keys and itself)."""
     Tq, Tk = scores.shape[-2:]
     _launch_rows("causal_softmax_forward", scores.dtype, scores.size // Tk,
-                 (scores, numpy_int64(scores.size // Tk), numpy_int32(Tq), numpy_int32(Tk),
+                 (scores, _int64(scores.size // Tk), _int32(Tq), _int32(Tk),
                   *_scalars(scores.dtype, scale)))
     return scores
 
@@ -248,7 +251,7 @@ def softmax_backward_(dprobs, probs, scale: float):
     """In place over dprobs: dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, one kernel."""
     cols = dprobs.shape[-1]
     _launch_rows("softmax_backward", dprobs.dtype, dprobs.size // cols,
-                 (dprobs, probs, numpy_int64(dprobs.size // cols), numpy_int32(cols),
+                 (dprobs, probs, _int64(dprobs.size // cols), _int32(cols),
                   *_scalars(dprobs.dtype, scale)))
     return dprobs
 
@@ -263,7 +266,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int):
     N, V = logits.shape
     lse, nll = xp.empty(N, logits.dtype), xp.empty(N, logits.dtype)
     _launch_rows("cross_entropy_forward", logits.dtype, N,
-                 (logits, targets, lse, nll, numpy_int64(N), numpy_int32(V), numpy_int64(ignore_index)))
+                 (logits, targets, lse, nll, _int64(N), _int32(V), _int64(ignore_index)))
     return lse, nll
 
 
