@@ -192,7 +192,7 @@ def kernel_profile(run) -> dict:
         by_kind[kernel_kind(e.name)] = by_kind.get(kernel_kind(e.name), 0.0) + us / 1e3
         count, total = by_name.get(e.name[:60], (0, 0.0))
         by_name[e.name[:60]] = (count + 1, total + us / 1e3)
-    top = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:8]
+    top = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:12]
     return {"kernels": len(kernels), "busy_ms": sum(by_kind.values()), "by_kind": by_kind, "top": top}
 
 

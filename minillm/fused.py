@@ -201,6 +201,10 @@ class CausalSelfAttention(Function):
     P = softmax(S), y = P v.  Backward, with dy given:
         dv = Pᵀ dy,   dP = dy vᵀ,   dS = P ⊙ (dP - Σ_j dP ⊙ P),   dq = dS k / √D,   dk = dSᵀ q / √D.
     Input qkv (B, T, 3C) holds q, k, v side by side; output (B, T, C) has the heads merged.
+
+    On a GPU, P is not kept between forward and backward but recomputed from q and k (one
+    more product and one kernel): the (B, H, T, T) probabilities are the largest activation
+    of a layer, and device memory is the scarce resource there. On the CPU P is kept.
     """
 
     def forward(self, qkv, n_head):
@@ -208,32 +212,41 @@ class CausalSelfAttention(Function):
         B, T, C3 = qkv.shape
         C = C3 // 3
         D = C // n_head
-        heads = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # (B, T, 3C) -> (3, B, H, T, D)
+        # (B, T, 3C) -> (3, B, H, T, D), copied once so every product below reads whole matrices
+        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4))
         q, k, v = heads[0], heads[1], heads[2]
-        self.scale = 1.0 / math.sqrt(D)
+        self.scale, self.on_gpu = 1.0 / math.sqrt(D), xp is not numpy
+        probs = self._probs(q, k)
+        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        self.q, self.k, self.v, self.shape = q, k, v, (B, T, C, n_head, D)
+        self.probs = None if self.on_gpu else probs
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+
+    def _probs(self, q, k):
+        """P = softmax(q kᵀ · scale + causal mask): (B, H, T, D) x 2 -> (B, H, T, T)."""
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
         # scores is new and only ours: scale, mask, exponentiate and normalise it in place.
-        if xp is not numpy:
-            probs = kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
-        else:
-            scores *= self.scale
-            scores += _causal_bias(xp, T, scores.dtype)  # -inf above the diagonal: no looking ahead
-            scores -= scores.max(axis=-1, keepdims=True)
-            probs = xp.exp(scores, out=scores)
-            probs /= probs.sum(axis=-1, keepdims=True)
-        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
-        self.q, self.k, self.v, self.probs, self.shape = q, k, v, probs, (B, T, C, n_head, D)
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        if self.on_gpu:
+            return kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
+        xp = numpy
+        scores *= self.scale
+        scores += _causal_bias(xp, scores.shape[-1], scores.dtype)  # -inf above the diagonal: no looking ahead
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = xp.exp(scores, out=scores)
+        probs /= probs.sum(axis=-1, keepdims=True)
+        return probs
 
     def backward(self, grad):
         xp = get_array_module(grad)
         B, T, C, H, D = self.shape
-        dy = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
-        probs = self.probs
-        dv = probs.swapaxes(-1, -2) @ dy
-        dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
+        q, k, v = self.q, self.k, self.v
+        dy = xp.ascontiguousarray(grad.reshape(B, T, H, D).transpose(0, 2, 1, 3))  # (B, T, C) -> (B, H, T, D)
+        probs = self._probs(q, k) if self.probs is None else self.probs
+        dqkv = xp.empty((3, B, H, T, D), dtype=grad.dtype)  # dq, dk, dv written straight into place
+        xp.matmul(probs.swapaxes(-1, -2), dy, out=dqkv[2])  # dv = Pᵀ dy
+        dprobs = dy @ v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
         # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
-        if xp is not numpy:
+        if self.on_gpu:
             dscores = kernels.softmax_backward_(dprobs, probs, self.scale)  # one kernel
         else:
             row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
@@ -241,7 +254,6 @@ class CausalSelfAttention(Function):
             dscores -= row_dot
             dscores *= probs
             dscores *= self.scale
-        dq = dscores @ self.k
-        dk = dscores.swapaxes(-1, -2) @ self.q
-        dqkv = xp.stack([dq, dk, dv])  # (3, B, H, T, D)
-        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # -> (B, T, 3C)
+        xp.matmul(dscores, k, out=dqkv[0])  # dq = dS k (the scale is in dS)
+        xp.matmul(dscores.swapaxes(-1, -2), q, out=dqkv[1])  # dk = dSᵀ q
+        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # (3, B, H, T, D) -> (B, T, 3C)

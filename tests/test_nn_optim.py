@@ -179,10 +179,19 @@ def test_flat_adamw_equals_its_per_parameter_twin():
             step()
     assert all(p.grad is g for f in flat._flat for p, g in zip(f.params, f.grad_views)), "the flat path ran"
     for (name, p), q in zip(flat_model.named_parameters(), loop_model.parameters()):
-        numpy.testing.assert_array_equal(p.data, q.data, err_msg=name)
+        _same(p.data, q.data, name)
     for s1, s2 in zip(flat.state, loop.state):
-        numpy.testing.assert_array_equal(s1["m"], s2["m"])
-        numpy.testing.assert_array_equal(s1["v"], s2["v"])
+        _same(s1["m"], s2["m"], "m")
+        _same(s1["v"], s2["v"], "v")
+
+
+def _same(a, b, name):
+    """Bit for bit on NumPy; on a GPU, where kernels for differently shaped arrays may round
+    differently, to float32 precision."""
+    if backend.device == "cpu":
+        numpy.testing.assert_array_equal(a, b, err_msg=name)
+    else:
+        numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def test_flat_adamw_falls_back_when_a_parameter_has_no_gradient_or_is_rebound():
@@ -197,7 +206,7 @@ def test_flat_adamw_falls_back_when_a_parameter_has_no_gradient_or_is_rebound():
         (model(x) ** 2).sum().backward()
         step()
     for (name, p), q in zip(flat_model.named_parameters(), loop_model.parameters()):
-        numpy.testing.assert_array_equal(p.data, q.data, err_msg=name)
+        _same(p.data, q.data, name)
     assert flat_model.fc1.weight.data.base is not None, "the rebound parameter is a flat view again"
 
 
@@ -210,7 +219,7 @@ def test_clip_grad_norm_on_flat_buffers_equals_the_per_gradient_sum():
     assert optim._flat_buffers([p.grad for p in model.parameters()]) is not None
     assert optim.clip_grad_norm(model.parameters(), 1e-3) == pytest.approx(expected, rel=1e-5)
     for p, g in zip(model.parameters(), separate):
-        numpy.testing.assert_allclose(p.grad, g * (1e-3 / expected), rtol=1e-4)
+        numpy.testing.assert_allclose(p.grad, g * (1e-3 / (expected + 1e-6)), rtol=1e-4)
 
 
 def test_schedules_at_their_corners():
