@@ -79,6 +79,11 @@ class Gelu(Function):
         return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner_derivative),)
 
 
+def _column_sums(matrix):
+    """Σ over axis 0 of (N, C) -> (C,); on a GPU one cuBLAS product (`kernels.column_sums`)."""
+    return matrix.sum(axis=0) if get_array_module(matrix) is numpy else kernels.column_sums(matrix)
+
+
 class LayerNorm(Function):
     """y = (x - μ) / √(σ² + eps) · w + b over the last axis.
 
@@ -109,8 +114,8 @@ class LayerNorm(Function):
             dx = (ghat - ghat.mean(axis=-1, keepdims=True)
                   - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
         rows = grad.reshape(-1, grad.shape[-1])
-        dw = (rows * xhat.reshape(rows.shape)).sum(axis=0) if self.needs_grad[1] else None
-        db = rows.sum(axis=0) if self.needs_grad[2] else None
+        dw = _column_sums(rows * xhat.reshape(rows.shape)) if self.needs_grad[1] else None
+        db = _column_sums(rows) if self.needs_grad[2] else None
         return dx, dw, db, None
 
 

@@ -13,6 +13,7 @@ this module never imports CuPy itself and costs nothing on the CPU.
   layer norm forward and backward, the causal softmax of attention and its backward, the
   cross entropy's log-sum-exp. A row is at most a few thousand numbers here, so one warp
   per row keeps every reduction inside registers, with no shared memory or second pass.
+- Column sums (bias and layer-norm weight gradients) as one cuBLAS matrix-vector product.
 - A deterministic scatter-add (the embedding's backward) that sums in a fixed order, so
   training on a GPU is reproducible bit for bit, as on the CPU.
 Left out: matrix products (cuBLAS does them), attention fused with its matrix products
@@ -286,6 +287,22 @@ def adamw_(p, g, m, v, decay: float, beta1: float, beta2: float, step: float, ep
     kernel = _kernel("adamw", "T g, T decay, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, "
                      "T step, T eps", "T p, T m, T v", _ADAMW)
     kernel(g, *_scalars(p.dtype, decay, beta1, 1 - beta1, beta2, 1 - beta2, step, eps), p, m, v)
+
+
+_ONES: dict = {}
+
+
+def column_sums(matrix):
+    """Σ over the rows of a (N, C) array as the product ones(N) @ matrix -> (C,).
+
+    cuBLAS runs this matrix-vector product much faster than a reduction over axis 0, which
+    CuPy does with one thread striding down each column; the gradients of biases and of
+    layer norm's weights are such sums."""
+    xp = backend.xp
+    key = (matrix.shape[0], matrix.dtype.str)
+    if key not in _ONES:  # one vector per size, so each sum is a single launch
+        _ONES[key] = xp.ones(matrix.shape[0], dtype=matrix.dtype)
+    return _ONES[key] @ xp.ascontiguousarray(matrix)
 
 
 def gelu_forward(x):
