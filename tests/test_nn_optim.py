@@ -186,12 +186,14 @@ def test_flat_adamw_equals_its_per_parameter_twin():
 
 
 def _same(a, b, name):
-    """Bit for bit on NumPy; on a GPU, where kernels for differently shaped arrays may round
-    differently, to float32 precision."""
+    """Bit for bit on NumPy. On a GPU the two models' gradients can differ in the last bit,
+    and Adam's m/√v turns a last-bit difference of a near-zero gradient into a visible one
+    (its first step is ±lr whatever the gradient's size): there, to a small share of the
+    4 · lr = 0.04 the parameters move."""
     if backend.device == "cpu":
         numpy.testing.assert_array_equal(a, b, err_msg=name)
     else:
-        numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
+        numpy.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def test_flat_adamw_falls_back_when_a_parameter_has_no_gradient_or_is_rebound():
