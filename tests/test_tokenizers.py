@@ -127,6 +127,32 @@ def test_encode_applies_merges_in_rank_order():
     assert BPETokenizer([(b"a", b"b")]).merge_ids == [(a, b)]
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.text(alphabet="aab c\ntheé😀", max_size=40))
+def test_fast_pretoken_encoder_equals_its_explicit_twin(text):
+    tok = BPETokenizer.train(ENGLISH + "aaaa aaa theéé 😀😀 " * 3, vocab_size=300)
+    for piece in [text, "aaaaaaa", "thethe", *text.split()]:  # repeats exercise the many-occurrence merge
+        assert tok._encode_pretoken_fast(piece) == tok.encode_pretoken(piece)
+
+
+def test_encoding_is_the_same_with_a_full_cache(trained, monkeypatch):
+    tok = trained["bpe"]
+    expected = BPETokenizer(tok.merge_ids).encode(ENGLISH + " unseen words here")
+    monkeypatch.setattr(tokenizers.bpe, "CACHE_LIMIT", 5)
+    full = BPETokenizer(tok.merge_ids)
+    assert full.encode(ENGLISH + " unseen words here") == expected
+    assert len(full._cache) == 5 and full.encode(ENGLISH + " unseen words here") == expected
+
+
+def test_ids_equal_tiktoken_with_the_same_merges(trained):
+    tiktoken = pytest.importorskip("tiktoken")
+    tok = BPETokenizer.train(ENGLISH, vocab_size=300)
+    ranks = {token: i for i, token in tok.vocab.items()}
+    enc = tiktoken.Encoding(name="minillm-test", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    text = ENGLISH + "Unseen: 3.14159 pizzas, cafés — and 😀 emoji!\n\n  spaced   out"
+    assert tok.encode(text) == enc.encode_ordinary(text)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="ab c\n", max_size=60), st.integers(1, 30))
 def test_fast_training_matches_the_naive_loop(text, n_merges):
