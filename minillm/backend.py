@@ -17,6 +17,10 @@ from typing import Any, Iterator
 import numpy
 
 DEVICES = ("cpu", "cuda")
+# The target id every cross entropy skips: the SFT batches write it at prompt, template and
+# padding positions, the losses read it. It lives here, in the module everything may
+# import, so data code and autograd code share one definition (PyTorch's value).
+IGNORE_INDEX = -100
 
 xp: Any = numpy               # the array module in use: numpy or cupy
 device: str = "cpu"
@@ -138,7 +142,11 @@ def manual_seed(seed: int) -> None:
 
 
 def make_rng(seed: int | None = None):
-    """An explicit generator (xp.random.Generator) for code that takes its own seed."""
+    """An explicit generator for code that takes its own seed.
+
+    On the CPU a NumPy `Generator`; on a GPU a `CupyGenerator`, which has the same methods
+    (random, standard_normal, uniform, integers, permutation) and a saveable state.
+    """
     if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
         raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
     return numpy.random.default_rng(seed) if xp is numpy else CupyGenerator(seed)

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "rlhf",
     "pipeline",
     "compare",
+    "hf",
 ]
 
 

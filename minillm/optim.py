@@ -206,6 +206,18 @@ class AdamW(Optimizer):
         p -= step_size * (m / denom)
 
 
+def _global_norm(grads):
+    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip."""
+    xp = backend.get_array_module(grads[0])
+    return xp.sqrt(sum((g * g).sum() for g in grads))
+
+
+def grad_norm(params) -> float:
+    """The global L2 norm of all gradients, without changing them (0.0 when there are none)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return backend.scalar(_global_norm(_flat_buffers(grads) or grads)) if grads else 0.0
+
+
 def clip_grad_norm(params, max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm.
 
@@ -216,7 +228,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
         return 0.0
     xp = backend.get_array_module(grads[0])
     grads = _flat_buffers(grads) or grads  # AdamW's flat buffers: a few large arrays, not many small
-    total = xp.sqrt(sum((g * g).sum() for g in grads))  # on the device: no per-tensor round trip
+    total = _global_norm(grads)
     scale = xp.minimum(1.0, max_norm / (total + 1e-6)).astype(grads[0].dtype)
     for g in grads:
         g *= scale  # multiplying by 1 when the norm is small enough avoids a host-side branch

@@ -18,29 +18,18 @@ import time
 
 from minillm import checkpoint
 from minillm.data.gold import gold_score
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
+from minillm.phases import PHASES, TITLES, read_done
+from minillm.safe_files import write_text_atomic
 from minillm.training import common
 from minillm.training.reward import score_responses
 
-PHASES = ("pretrain", "sft", "rm", "rlhf")
-TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetuning (SFT)",
-          "rm": "Phase 3a: reward model", "rlhf": "Phase 3b: RLHF"}
 PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"]}
 MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"))  # (phase, model name)
-DONE = "DONE.json"
 SIZE_NOTE = ("Tokens: pretraining, every token read; SFT, the response tokens the loss counted; reward model, "
              "the tokens of chosen and rejected responses read; RLHF, the response tokens sampled. FLOPs ≈ "
              "6·N·D plus attention; RLHF counts sampling, reference and reward-model passes as one more 6·N·D.")
 NOT_FINISHED = "not available: this phase has not finished (run `minillm pipeline` again with the same --out)"
-
-
-def read_done(out: str, phase: str) -> dict | None:
-    """The phase's DONE.json marker, or None while the phase has not finished."""
-    path = os.path.join(out, phase, DONE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 # ----- answering the same prompts with every model -------------------------------------
@@ -139,17 +128,24 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
                 ("held-out prompts", str(a["n"]))]
     if phase == "rm":
         base = s["baseline"]
-        return [("pairwise accuracy (s_w > s_l), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
+        return [("pairwise accuracy (s_w > s_l, a tie counts half), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
                 ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
                 ("agreement with the gold labeler on fresh SFT samples",
                  f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
     return [("reward-model score of held-out answers, SFT → RLHF", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
             ("gold score of held-out answers (greedy), SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
-            ("RLHF wins against SFT, greedy (ties excluded)",
-             f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']} wins, {s['rlhf_vs_sft_losses']} losses)"),
+            ("RLHF against SFT, greedy: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
             *_sampled_rows(s),
             ("KL(π ‖ π_SFT) per response (nats)", f"{s['kl_to_reference']:.3f}"),
             ("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def _wins(s: dict, prefix: str) -> str:
+    """Win rate with ties left out, and the counts it rests on: "100.0% (1 wins, 0 losses, 11 ties)"
+    says plainly that one prompt decided it."""
+    ties = s.get(f"{prefix}_ties")
+    counts = f"{s[f'{prefix}_wins']} wins, {s[f'{prefix}_losses']} losses" + ("" if ties is None else f", {ties} ties")
+    return f"{s[f'{prefix}_win_rate']:.1%} ({counts})"
 
 
 def _sampled_rows(s: dict) -> list[tuple[str, str]]:
@@ -158,8 +154,7 @@ def _sampled_rows(s: dict) -> list[tuple[str, str]]:
         return []
     return [("gold score of held-out answers (sampled, τ = 1), SFT → RLHF",
              _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
-            ("RLHF wins against SFT, sampled (ties excluded)",
-             f"{s['sampled_win_rate']:.1%} ({s['sampled_wins']} wins, {s['sampled_losses']} losses)"),
+            ("RLHF against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
             ("gold score on training prompts (greedy), SFT → RLHF", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
 
 
@@ -294,8 +289,6 @@ def write_report(out: str, prompts: list[str], settings: dict) -> dict:
              "answers": os.path.join(out, "answers.json")}
     texts = {"html": render_html(data, settings), "md": render_md(data, settings),
              "answers": json.dumps(data["answers"], indent=2)}
-    for key, path in paths.items():  # each file whole or not at all
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(texts[key])
-        os.replace(path + ".tmp", path)
+    for key, path in paths.items():
+        write_text_atomic(path, texts[key])
     return paths

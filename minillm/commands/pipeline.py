@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.pipeline import LAYOUT_HELP, PRESETS, Pipeline
+from minillm.data.folders import LAYOUT_HELP
+from minillm.pipeline import PRESETS, Pipeline
 
 
 def _describe(name: str) -> str:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy
 
 from minillm import backend, chat
-from minillm.data.sft import ResponseTooLong
 
 
 def encode_response(tokenizer, prompt: str, response: str, block_size: int) -> list[int]:
@@ -26,7 +25,7 @@ def encode_response(tokenizer, prompt: str, response: str, block_size: int) -> l
     plus one next-token target); the reward model has no targets, so its rows hold block_size.
 
     Raises:
-        ResponseTooLong: the template and response alone do not fit.
+        chat.ResponseTooLong: the template and response alone do not fit.
     """
     ids, _ = chat.encode_example(tokenizer, prompt, response, block_size - 1)
     return ids
@@ -56,7 +55,7 @@ def encode_pairs(tokenizer, records, block_size: int, skip_bad: bool = False) ->
             w = encode_response(tokenizer, r["prompt"], r["chosen"], block_size)
             l = encode_response(tokenizer, r["prompt"], r["rejected"], block_size)  # noqa: E741
             full_prompt = len(chat.encode_prompt(tokenizer, r["prompt"]))
-        except ResponseTooLong:
+        except chat.ResponseTooLong:
             out.skipped += 1
             continue
         except ValueError as err:

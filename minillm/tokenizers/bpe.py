@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import collections
 import itertools
+import os
 import warnings
 from typing import Any, Iterable
 
@@ -246,3 +247,28 @@ class BPETokenizer(Tokenizer):
                 raise ValueError(f"merge {i} is {merge!r}; expected [left id, right id, text]")
         return cls([tuple(m[:2]) for m in merges], pattern=data["pattern"])
 
+
+    # ----- other programs' files (minillm.tokenizers.hf_format) ---------------------------
+    @classmethod
+    def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike) -> "BPETokenizer":
+        """GPT-2's own tokenizer files (vocab.json, merges.txt) as a BPETokenizer.
+
+        The merges keep GPT-2's ranks, so every text is cut into GPT-2's pieces. GPT-2 numbers
+        its 256 byte tokens in its byte-to-unicode order, minillm by byte value: single-byte
+        tokens get other ids, merged tokens keep theirs (`minillm import-hf` reorders the
+        model's embedding rows to match).
+        """
+        from minillm.tokenizers.hf_format import read_gpt2_files  # it builds on this class
+        return read_gpt2_files(vocab_json, merges_txt)[0]
+
+    @classmethod
+    def from_hf_tokenizer_json(cls, path: str | os.PathLike) -> "BPETokenizer":
+        """A byte-level BPE from a `tokenizers` tokenizer.json (written by `minillm export` or by
+        the `tokenizers` library). Ids follow minillm's order: bytes by value, merges by rank,
+        then the added tokens; a file written by `minillm export` keeps every id."""
+        from minillm.tokenizers.hf_format import read_tokenizer_json  # it builds on this class
+        tokenizer = read_tokenizer_json(path)[0]
+        if not isinstance(tokenizer, cls):
+            raise ValueError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
+                             "use minillm.tokenizers.hf_format.read_tokenizer_json to read any kind")
+        return tokenizer

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from minillm import backend, checkpoint, optim
+from minillm.tensor import no_grad
 from minillm.training.progress import Progress
 
 
@@ -148,14 +149,14 @@ class Trainer:
                 f"updating. The last good checkpoint (if any) is in {self.out_dir}: lower the "
                 "learning rate or check the data")
         params = self.model.parameters()
-        grad_norm = optim.clip_grad_norm(params, self.config.grad_clip) if self.config.grad_clip else 0.0
+        clip = self.config.grad_clip
+        grad_norm = optim.clip_grad_norm(params, clip) if clip else optim.grad_norm(params)
         self.optimizer.step()
         return total, grad_norm, lr, tokens
 
     def _evaluate(self, progress) -> None:
         if self.evaluate is None:
             return
-        from minillm.tensor import no_grad
         self.model.eval()
         with no_grad():
             metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}

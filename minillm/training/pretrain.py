@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend
+from minillm.data.folders import shipped
 from minillm.data.pretrain import TokenWindows, split_train_val
 from minillm.data.readers import read_text
 from minillm.losses import sequence_cross_entropy
@@ -25,7 +26,6 @@ from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.training.loop import TrainConfig, Trainer
 
 ENDOFTEXT = "<|endoftext|>"
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
 @dataclass
@@ -72,8 +72,8 @@ def build_tokenizer(spec: str, train_text: str, all_text: str):
 def load_corpus(data: str | None, val: str | None):
     """(train text, validation text or None): the shipped tiny world when no data is given."""
     if data is None:
-        data = os.path.join(SHIPPED_DATA, "pretrain", "train.txt")
-        val = val or os.path.join(SHIPPED_DATA, "pretrain", "validation.txt")
+        layout = shipped()
+        data, val = layout.pretrain, val or layout.pretrain_val
     if not os.path.exists(data):
         raise FileNotFoundError(f"no such file or directory: {data}")
     text = read_text(data)

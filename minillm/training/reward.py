@@ -19,18 +19,18 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy
 
 from minillm import backend, chat, checkpoint
+from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.preferences import PreferenceBatches, encode_pairs, encode_response, pad_rows
 from minillm.data.readers import read_preferences, read_prompts
-from minillm.generate import generate
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
+from minillm.training.common import sample_responses
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: validation
-# accuracy 0.91-0.93 from step 100 on (about 2 epochs of the pairs that fit a block of 64).
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
+# epochs of the pairs that fit a block of 64 (results in the README and lesson 08).
 DEFAULT_TRAIN = TrainConfig(max_steps=250, batch_size=16, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=50)
 
@@ -68,7 +68,7 @@ def pair_scores(model: RewardModel, batches: PreferenceBatches, batch_size: int)
 
 
 def validation_metrics(model: RewardModel, batches: PreferenceBatches, batch_size: int) -> dict:
-    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l), val_margin (mean s_w - s_l)."""
+    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l, a tie counting half), val_margin (mean s_w - s_l)."""
     s_w, s_l = pair_scores(model, batches, batch_size)
     loss = pairwise_loss_stable(Tensor._wrap(s_w), Tensor._wrap(s_l)).item()
     return {"val_loss": loss, "val_accuracy": pairwise_accuracy(s_w, s_l), "val_margin": mean_margin(s_w, s_l)}
@@ -80,7 +80,7 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
                     batch_size: int = 32) -> list[float]:
     """r_θ(prompt, y) for each response y, each read at its <|end|> token."""
     rows = [encode_response(tokenizer, prompt, y, model.config.block_size) for y in responses]
-    pad_id = chat.chat_token_ids(tokenizer)[2]
+    pad_id = chat.chat_token_ids(tokenizer).pad
     scores = []
     model.eval()
     with no_grad():
@@ -88,25 +88,6 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
             ids, lengths = pad_rows(rows[start:start + batch_size], pad_id)
             scores += backend.to_numpy(model(ids, lengths).data).tolist()
     return scores
-
-
-def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperature: float = 1.0,
-                     seed: int = 0, batch_size: int = 64) -> list[list[str]]:
-    """n responses per prompt, sampled from a chat model with the template, cut at <|end|>.
-
-    Prompts keep at most half the block (cut on the left), so each response has room, and
-    a response is at most block/2 - 2 tokens, so it fits the reward model with its template.
-    """
-    block = model.config.block_size
-    end = chat.chat_token_ids(tokenizer)[2]
-    rows = [chat.encode_prompt(tokenizer, p, block // 2) for p in prompts for _ in range(n)]
-    texts = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        out = generate(model, chunk, block // 2 - 2, temperature=temperature, stop_ids=[end],
-                       seed=seed + start)
-        texts += [chat.response_text(tokenizer, o[len(r):]) for r, o in zip(chunk, out)]
-    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def gold_agreement(rm: RewardModel, tokenizer, prompts: list[str], responses: list[list[str]]) -> dict:
@@ -195,7 +176,7 @@ class RewardRun:
         lecture's data collection (labelers compare the model's responses), sample two answers
         per prompt from the init model and keep the pairs gold_score separates.
         """
-        path = self.on_policy_source or os.path.join(SHIPPED_DATA, "rl", "train.jsonl")
+        path = self.on_policy_source or shipped().rl
         prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.on_policy_prompts]
         self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
                   "with gold_score (on-policy preference pairs)")
@@ -208,8 +189,8 @@ class RewardRun:
         return pairs
 
     def _encode(self, tok, block_size: int, extra: list[dict] = ()):
-        data = self.data or os.path.join(SHIPPED_DATA, "preferences", "train.jsonl")
-        val = self.val or (os.path.join(SHIPPED_DATA, "preferences", "validation.jsonl") if self.data is None else None)
+        data = self.data or shipped().preferences
+        val = self.val or (shipped().preferences_val if self.data is None else None)
         train = encode_pairs(tok, read_preferences(data, self.skip_bad), block_size, self.skip_bad)
         if val is None:  # a user's file without --val: hold out every 10th pair
             valid = replace(train, chosen=train.chosen[::10], rejected=train.rejected[::10])
@@ -225,7 +206,7 @@ class RewardRun:
         self._say(f"data: {len(train.chosen)} training pairs ({train.truncated} with a prompt cut on the left, "
                   f"{train.skipped} skipped: a response longer than the block of {block_size}, "
                   f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs ({valid.skipped} skipped)")
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         counts = {"skipped": train.skipped, "truncated": train.truncated, "bad_records": train.bad_records,
                   "val_skipped": valid.skipped}
         return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts
@@ -234,7 +215,7 @@ class RewardRun:
         return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
     def _agreement(self, gpt, rm, tok, seed: int) -> dict:
-        path = self.prompts or os.path.join(SHIPPED_DATA, "rl", "heldout.jsonl")
+        path = self.prompts or shipped().held_out()
         prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.agreement_prompts]
         self._say(f"sampling 2 responses for each of {len(prompts)} held-out prompts from {self.init} "
                   "(temperature 1) to compare the RM with the gold labeler")
@@ -276,7 +257,7 @@ def write_report(out_dir: str, summary: dict, agreement: dict, margins, examples
     base = summary["baseline"]
     md = ["# Reward model", "", "| validation (pairs from the data) | before | after |", "| --- | ---: | ---: |"]
     md += [f"| {label} | {base[k]:.3f} | {summary.get(k, float('nan')):.3f} |" for k, label in
-           [("val_accuracy", "pairwise accuracy (s_w > s_l)"), ("val_margin", "mean margin s_w - s_l"),
+           [("val_accuracy", "pairwise accuracy (s_w > s_l, a tie counts half)"), ("val_margin", "mean margin s_w - s_l"),
             ("val_loss", "loss -log σ(s_w - s_l)")]]
     md += ["", f"Data: {summary['train_pairs']} training pairs ({summary['truncated']} with the prompt cut on the "
            f"left, {summary['skipped']} skipped: a response longer than the block); {summary['val_pairs']} "

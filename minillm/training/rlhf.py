@@ -17,18 +17,17 @@ import time
 from dataclasses import asdict, dataclass
 
 from minillm import backend, chat, checkpoint, optim, rl, rl_ppo
+from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
 from minillm.reward_model import RewardModel
 from minillm.training import common
+from minillm.training.common import sample_responses
 from minillm.training.loop import read_log
 from minillm.tensor import no_grad
 from minillm.training.progress import Progress
-from minillm.training.reward import sample_responses
 
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
-SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "data", "rl")
 
 
 @dataclass
@@ -86,7 +85,7 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
     it measures how far policy-gradient updates can take the policy with a perfect reward model,
     an upper bound for every learned one.
     """
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     responses = ro.responses()
     texts = [chat.response_text(tokenizer, r) for r in responses]
     gold = [gold_score(p, t) for p, t in zip(prompts, texts)]
@@ -142,7 +141,7 @@ def rl_step(models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, 
             beta: float, step: int) -> tuple[dict, rl.Rollouts, dict]:
     """Sample, score, compute advantages, update. Returns (log record, rollouts, scored batch)."""
     policy, reference, reward_model = models
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ro = rl.sample_rollouts(policy, reference, prompt_ids, cfg.k, cfg.max_new_tokens, end,
                             cfg.temperature, seed=cfg.seed + step)
     texts_prompts = [p for p in prompts for _ in range(cfg.k)]
@@ -164,7 +163,7 @@ def evaluate(policy, reward_model, tokenizer, prompts: list[str]) -> tuple[dict,
     gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
     if reward_model is None:
         return {"gold": sum(gold) / len(gold), "rm_score": sum(gold) / len(gold)}, answers
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ids = [chat.encode_prompt(tokenizer, p) for p in prompts]
     rm = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
     return {"gold": sum(gold) / len(gold), "rm_score": float(rm.mean())}, answers
@@ -173,7 +172,7 @@ def evaluate(policy, reward_model, tokenizer, prompts: list[str]) -> tuple[dict,
 def held_out_kl(policy, reference, tokenizer, prompt_ids: list, cfg: RLHFConfig, seed: int) -> float:
     """Mean KL(π ‖ π_ref) per response on held-out prompts: one sampled response each, the exact
     per-token KL of the two next-token distributions summed over it (`rl.exact_kl`)."""
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ro = rl.sample_rollouts(policy, reference, prompt_ids, 1, cfg.max_new_tokens, end, cfg.temperature, seed)
     with no_grad():
         logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
@@ -251,9 +250,9 @@ class RLHFRun:
         reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()
-        prompts = [r["prompt"] for r in read_prompts(self.prompts or os.path.join(SHIPPED_RL, "train.jsonl"))]
+        prompts = [r["prompt"] for r in read_prompts(self.prompts or shipped().rl)]
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(
-            self.heldout or os.path.join(SHIPPED_RL, "heldout.jsonl"))))
+            self.heldout or shipped().held_out())))
         prompt_ids = encode_prompts(tok, prompts, policy.config.block_size, cfg.max_new_tokens)
         optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         controller = rl.KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
