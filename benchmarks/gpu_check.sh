@@ -46,6 +46,9 @@ cp /tmp/gpu-check-pipeline/report.md "$out/pipeline_report.md" 2>/dev/null
 
 parallel=""
 python -c "import xdist" 2>/dev/null && parallel="-n 8"
-timeout "${SUITE_S:-300}" python -m pytest --device cuda -q -p no:cacheprovider $parallel > "$out/pytest_cuda.log" 2>&1
-echo "suite: exit $?"; tail -15 "$out/pytest_cuda.log"
+# -v prints each test's name as it finishes, so a run cut short by its time limit still names its failures
+timeout "${SUITE_S:-300}" python -m pytest --device cuda -v --tb=short -p no:cacheprovider $parallel \
+    > "$out/pytest_cuda.log" 2>&1
+echo "suite: exit $?"; grep -E "^(FAILED|ERROR)|(FAILED|ERROR) tests/" "$out/pytest_cuda.log" | head -30
+tail -3 "$out/pytest_cuda.log"
 exit "$status"
