@@ -180,3 +180,26 @@ def test_left_padded_batch_in_one_pass_matches_each_prompt_alone():
     assert not numpy.isnan(out).any()
     numpy.testing.assert_allclose(out[0, 2:], model([3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
     numpy.testing.assert_allclose(out[1], model([1, 2, 3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_float32_training_step_makes_no_float64_array(monkeypatch):
+    from minillm import optim, tensor
+    made = []
+    original = tensor.apply
+
+    def recording(fn_cls, *inputs, **kwargs):
+        out = original(fn_cls, *inputs, **kwargs)
+        made.append((fn_cls.__name__, out.data.dtype))
+        return out
+    monkeypatch.setattr(tensor, "apply", recording)
+    monkeypatch.setattr(F, "apply", recording)
+    model = make(n_layer=2)
+    opt = optim.AdamW(model.parameters())
+    x = ids(T=9)
+    F.cross_entropy(model(x[:, :-1]).reshape(-1, 13), x[:, 1:].reshape(-1)).backward()
+    optim.clip_grad_norm(model.parameters(), 1.0)
+    opt.step()
+    assert len(made) > 20 and not [name for name, dtype in made if dtype != numpy.float32]
+    arrays = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
+    arrays += [s[k] for s in opt.state for k in ("m", "v")]
+    assert {a.dtype for a in arrays} == {numpy.dtype(numpy.float32)}
