@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Iterator
 
 import numpy
+
+from minillm.errors import UserError
 
 DEVICES = ("cpu", "cuda")
 # The target id every cross entropy skips: the SFT batches write it at prompt, template and
@@ -31,18 +34,19 @@ _device_checks = os.environ.get("MINILLM_DEVICE_CHECKS", "") not in ("", "0")
 transfers = {"device_to_host": 0, "host_to_device": 0}
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError, RuntimeError):
     """The requested device cannot be used (unknown name, CuPy missing, no GPU)."""
 
 
 def _load_cupy():
     try:
         import cupy  # the one place CuPy is imported
-    except ImportError as err:
+    except ImportError:
+        # from None: the sentence says everything; a chained ModuleNotFoundError only adds scrolling
         raise DeviceError(
             "device 'cuda' needs CuPy, which is not installed: run "
             "pip install -e \".[gpu]\" (cupy-cuda12x) on a machine with an NVIDIA GPU"
-        ) from err
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDA driver missing or broken
@@ -148,7 +152,7 @@ def make_rng(seed: int | None = None):
     (random, standard_normal, uniform, integers, permutation) and a saveable state.
     """
     if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
-        raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
+        raise UserError(f"a seed must be a non-negative integer, got {seed!r}")
     return numpy.random.default_rng(seed) if xp is numpy else CupyGenerator(seed)
 
 
@@ -253,9 +257,26 @@ def debug_nan_enabled() -> bool:
 
 
 def _init_from_environment() -> None:
+    """Apply MINILLM_DEVICE; a bad value is a DeviceError, or one line and exit 2 in `minillm`."""
     name = os.environ.get("MINILLM_DEVICE", "").strip().lower()
-    if name:
+    if not name:
+        return
+    try:
         use_device(name)
+    except DeviceError as err:
+        if not _started_as_the_command():
+            raise
+        # The command imports this module before its own error handling exists, so it
+        # reports bad input here, the way it reports any other: one sentence, no traceback.
+        print(f"minillm: error: MINILLM_DEVICE={name}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _started_as_the_command() -> bool:
+    """True inside `minillm ...` or `python -m minillm ...`; False in a notebook or a script."""
+    script = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
+    argv = list(getattr(sys, "orig_argv", []))
+    return script == "minillm" or any(argv[i:i + 2] == ["-m", "minillm"] for i in range(len(argv)))
 
 
 _init_from_environment()

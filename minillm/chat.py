@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from minillm.errors import UserError
+
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
 
 
-class ResponseTooLong(ValueError):
+class ResponseTooLong(UserError):
     """A demonstration whose response (with the template) alone does not fit in the block."""
 
 
@@ -72,7 +74,7 @@ def chat_token_ids(tokenizer) -> ChatTokenIds:
     """The (user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
-        raise ValueError(f"the tokenizer has no chat tokens {missing}: call "
+        raise UserError(f"the tokenizer has no chat tokens {missing}: call "
                          "minillm.chat.add_chat_tokens(tokenizer, model) first")
     return ChatTokenIds(*(tokenizer.special_tokens[t] for t in CHAT_TOKENS))
 
@@ -88,7 +90,7 @@ def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list
     if max_tokens is not None:
         room = max_tokens - 2
         if room < 1:
-            raise ValueError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
+            raise UserError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
         prompt_ids = prompt_ids[-room:]
     return [user, *prompt_ids, assistant]
 

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from minillm import chat, checkpoint
+from minillm.errors import MissingFileError, UserError
 from minillm.hf_gpt2 import load_hf_gpt2, save_hf_gpt2
 from minillm.model import GPT
 from minillm.safe_files import read_json
@@ -37,17 +38,18 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """
     ckpt = checkpoint.load(run_dir)
     if ckpt.model_kind != "gpt":
-        raise ValueError(f"{run_dir} holds a reward model; export writes GPT2LMHeadModel directories, and "
+        raise UserError(f"{run_dir} holds a reward model; export writes GPT2LMHeadModel directories, and "
                          "its score head (a linear layer with a bias) fits neither that class nor "
                          "GPT2ForSequenceClassification (whose score layer has no bias): export a "
                          "pretrain, sft, rlhf or dpo run")
     if ckpt.tokenizer is None:
-        raise ValueError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
+        raise UserError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
                          "in another program; save the checkpoint with its tokenizer")
     tokenizer, config = ckpt.tokenizer, ckpt.model.config
     roles = special_token_roles(tokenizer, ckpt.meta)
-    ids = {f"{role}_id": tokenizer.special_tokens[token] for role, token in roles.items() if token}
-    ids["eos_token_id"] = stop_ids(tokenizer, ckpt.meta) or None
+    pad = roles["pad_token"]
+    ids = {"eos_token_id": stop_ids(tokenizer, ckpt.meta) or None,
+           "pad_token_id": tokenizer.special_tokens[pad] if pad else None}
     files = {"tokenizer.json": to_tokenizer_json(tokenizer),
              "tokenizer_config.json": tokenizer_config(tokenizer, roles, config.block_size),
              "special_tokens_map.json": special_tokens_map(tokenizer, roles)}
@@ -80,7 +82,7 @@ def tokenizer_config(tokenizer: Tokenizer, roles: dict, block_size: int) -> dict
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": block_size,
               "clean_up_tokenization_spaces": False, "add_bos_token": False, "add_eos_token": False,
               **{role: token for role, token in roles.items() if token}}
-    if all(token in tokenizer.special_tokens for token in chat.CHAT_TOKENS):
+    if all(token in tokenizer.special_tokens for token in (chat.USER, chat.ASSISTANT, chat.END)):
         config["chat_template"] = chat.HF_CHAT_TEMPLATE
     return config
 
@@ -108,11 +110,20 @@ def import_hf(hf_dir: str | os.PathLike, out_run: str | os.PathLike) -> Path:
     model = load_hf_gpt2(hf_dir)
     reorder_token_rows(model, file_ids)
     meta = {"phase": "import-hf", "source": str(hf_dir.resolve())}
-    config_path = hf_dir / "tokenizer_config.json"
-    if config_path.exists() and read_json(config_path).get("chat_template") == chat.HF_CHAT_TEMPLATE:
+    if read_chat_template(hf_dir) == chat.HF_CHAT_TEMPLATE:
         meta["chat_template"] = chat.TEMPLATE_NAME
     checkpoint.save(model, Path(out_run) / checkpoint.RUN_SUBDIRECTORY, tokenizer, meta=meta)
     return Path(out_run)
+
+
+def read_chat_template(hf_dir: Path) -> str | None:
+    """The Jinja chat template of a directory: in tokenizer_config.json, or in chat_template.jinja
+    (where transformers' save_pretrained puts it), or None."""
+    config_path, jinja_path = hf_dir / "tokenizer_config.json", hf_dir / "chat_template.jinja"
+    template = read_json(config_path).get("chat_template") if config_path.exists() else None
+    if template is None and jinja_path.exists():
+        template = jinja_path.read_text(encoding="utf-8")
+    return template
 
 
 def read_hf_tokenizer(hf_dir: Path) -> tuple[Tokenizer, list[int]]:
@@ -121,7 +132,7 @@ def read_hf_tokenizer(hf_dir: Path) -> tuple[Tokenizer, list[int]]:
         return read_tokenizer_json(hf_dir / "tokenizer.json")
     if (hf_dir / "vocab.json").exists() and (hf_dir / "merges.txt").exists():
         return read_gpt2_files(hf_dir / "vocab.json", hf_dir / "merges.txt")
-    raise FileNotFoundError(f"{hf_dir} holds no tokenizer: expected tokenizer.json, or GPT-2's "
+    raise MissingFileError(f"{hf_dir} holds no tokenizer: expected tokenizer.json, or GPT-2's "
                             "vocab.json and merges.txt")
 
 
@@ -133,7 +144,7 @@ def reorder_token_rows(model: GPT, file_ids: list[int]) -> None:
     """
     V = model.config.vocab_size
     if max(file_ids) >= V:
-        raise ValueError(f"the tokenizer uses id {max(file_ids)} but the model has only {V} embedding "
+        raise UserError(f"the tokenizer uses id {max(file_ids)} but the model has only {V} embedding "
                          "rows (config.json vocab_size): they do not belong together")
     taken = set(file_ids)
     order = file_ids + [j for j in range(V) if j not in taken]

@@ -17,6 +17,7 @@ import numpy
 from safetensors.numpy import save_file
 
 from minillm.checkpoint import build_model, load_tensors
+from minillm.errors import MissingFileError
 from minillm.model import GPT, GPTConfig
 from minillm.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 
@@ -175,4 +176,4 @@ def _explain_missing_weights(directory: Path) -> None:
         raise CheckpointError(f"{directory} holds only pytorch_model.bin, a pickle; minillm never "
                               "unpickles files (it can run code). Re-save it with transformers' "
                               "save_pretrained(..., safe_serialization=True)")
-    raise FileNotFoundError(f"{directory / 'model.safetensors'} is missing")
+    raise MissingFileError(f"{directory / 'model.safetensors'} is missing")

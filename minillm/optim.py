@@ -16,6 +16,7 @@ import math
 import numpy
 
 from minillm import backend, kernels
+from minillm.errors import UserError
 
 
 def _groups(params, defaults: dict) -> list[dict]:
@@ -271,7 +272,7 @@ class WarmupCosineSchedule:
 
     def __init__(self, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
         if total_steps < warmup_steps:
-            raise ValueError(f"total_steps ({total_steps}) must be at least warmup_steps ({warmup_steps})")
+            raise UserError(f"total_steps ({total_steps}) must be at least warmup_steps ({warmup_steps})")
         self.max_lr, self.warmup, self.total, self.min_lr = max_lr, warmup_steps, total_steps, min_lr
 
     def __call__(self, step: int) -> float:

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 
 from minillm import report
-from minillm.data.folders import DataLayout, resolve_data
+from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_prompts
 from minillm.data.tasks import find_task
+from minillm.errors import UserError
 from minillm.phases import PHASES, TITLES, read_done, write_done
 from minillm.safe_files import write_json_atomic, write_text_atomic
 from minillm.training.pretrain import PretrainRun
@@ -151,8 +152,9 @@ class Pipeline:
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         preset, layout = PRESETS[self.preset], resolve_data(self.data)
+        check_files(layout)  # every record read once before the first phase starts
         self._check_settings()
         heldout = self._heldout_file(layout, preset.eval_prompts)
         progress = PipelineProgress(preset.shares, self.quiet)
@@ -197,7 +199,7 @@ class Pipeline:
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
             if saved != settings:
-                raise ValueError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
+                raise UserError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
                                  f"{saved['seed']}, data {saved['data'] or 'shipped'}: rerun it with those "
                                  "settings to resume, or pass another --out")
             return

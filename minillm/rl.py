@@ -15,6 +15,7 @@ from typing import Any
 
 from minillm import backend
 from minillm import functional as F
+from minillm.errors import UserError
 from minillm.generate import generate
 from minillm.tensor import Tensor, no_grad
 
@@ -117,7 +118,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
     rows = [list(p) for p in prompt_ids for _ in range(group_size)]
     room = min(max_new_tokens, policy.config.block_size - max(len(r) for r in rows))
     if room < 1:
-        raise ValueError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
+        raise UserError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
                          f"in the block of {policy.config.block_size}; shorten the prompts")
     out, lps = generate(policy, rows, room, temperature=temperature, stop_ids=[end_id], seed=seed,
                         return_logprobs=True)
@@ -243,7 +244,7 @@ def leave_one_out_baseline(rewards, group_size: int):
     Example (G = 3): R = [1, 2, 6] -> b = [4, 3.5, 1.5].
     """
     if group_size < 2:
-        raise ValueError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
+        raise UserError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
     grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
     others = grouped.sum(axis=1, keepdims=True) - grouped
     return (others / (group_size - 1)).reshape(-1)                             # (B, G) -> (N,)

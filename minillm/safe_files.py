@@ -22,9 +22,10 @@ import numpy
 from safetensors.numpy import load_file
 
 from minillm import backend
+from minillm.errors import MissingFileError, UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file (minillm's or Hugging Face's) exists but does not hold what this code expects."""
 
 
@@ -44,7 +45,7 @@ def read_tensors(path: Path) -> dict[str, numpy.ndarray]:
     """Read a safetensors file as name -> NumPy array; refuse anything else, pickles above all."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+        raise MissingFileError(f"{path} is missing")
     with open(path, "rb") as f:
         head = f.read(8)
     for signature, kind in _PICKLE_SIGNATURES.items():
@@ -62,7 +63,7 @@ def read_json(path: Path) -> dict:
     """A JSON object from a file; a clear error if it is missing, malformed or not an object."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+        raise MissingFileError(f"{path} is missing")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

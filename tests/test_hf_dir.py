@@ -18,11 +18,12 @@ from minillm import backend, chat, checkpoint, cli, pipeline
 from minillm.hf_dir import export_run, import_hf
 from minillm.model import GPT, GPTConfig
 from minillm.reward_model import RewardModel
-from minillm.tokenizers import BPETokenizer, WordTokenizer
+from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers.hf_format import byte_text, bytes_to_unicode
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = (REPO / "data" / "pretrain" / "train.txt").read_text(encoding="utf-8")[:60_000]
+SFT_TEXT = "".join((REPO / "data" / "sft" / f"{name}.jsonl").read_text(encoding="utf-8") for name in ("train", "validation", "test"))
 PROMPTS = ["Where does Anna live?", "What is 3 times 4?", "How to make pasta", "Tell me about Sunvale.",
            "What is Rosa's favourite food? 😀"]
 
@@ -100,6 +101,18 @@ def test_the_commands_export_and_import(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("<|user|>Hi<|assistant|>")
 
 
+def test_an_imported_character_model_trains_on_with_minillm_sft(tmp_path):
+    tokenizer = CharTokenizer.train(CORPUS + SFT_TEXT, ["<|endoftext|>"])
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=1, n_head=2, n_embd=16))
+    checkpoint.save(model, tmp_path / "pretrain" / "checkpoint", tokenizer, meta={"phase": "pretrain"})
+    export_run(tmp_path / "pretrain", tmp_path / "hf")
+    back = import_hf(tmp_path / "hf", tmp_path / "back")
+    assert checkpoint.load(back).tokenizer.chars == tokenizer.chars
+    assert cli.main(["sft", "--init", str(back), "--out", str(tmp_path / "sft"), "--max-steps", "2",
+                     "--eval-prompts", "2", "--quiet"]) == 0
+    assert chat.uses_chat_template(checkpoint.load(tmp_path / "sft").meta)
+
+
 def test_a_reward_model_and_a_word_tokenizer_are_refused_in_one_sentence(tmp_path, capsys):
     tokenizer = BPETokenizer.train(CORPUS[:3000], 300)
     rm = RewardModel(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=1, n_embd=8))
@@ -175,6 +188,21 @@ def test_gpt2s_layout_gives_transformers_logits_after_import(tmp_path):
         rows = list(bytes_to_unicode()) + list(range(256, ckpt.tokenizer.vocab_size))  # GPT-2 id j = minillm rows[j]
         assert [rows[j] for j in hf_ids] == ids
         assert numpy.abs(ours[..., rows] - theirs).max() <= 1e-4
+
+
+def test_a_directory_saved_again_by_transformers_imports_as_the_same_chat_model(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    run = chat_run(tmp_path / "run")
+    exported = export_run(run, tmp_path / "hf")
+    transformers.AutoTokenizer.from_pretrained(exported).save_pretrained(tmp_path / "saved")
+    transformers.AutoModelForCausalLM.from_pretrained(exported).save_pretrained(tmp_path / "saved")
+    back = checkpoint.load(import_hf(tmp_path / "saved", tmp_path / "back"))
+    assert back.meta["chat_template"] == chat.TEMPLATE_NAME
+    original = checkpoint.load(run)
+    assert back.tokenizer.special_tokens == original.tokenizer.special_tokens
+    assert back.tokenizer.merges == original.tokenizer.merges
+    before, after = weights(run), weights(tmp_path / "back")
+    assert all(numpy.array_equal(before[k], after[k]) for k in before)
 
 
 @pytest.fixture(scope="module")

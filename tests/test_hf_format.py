@@ -117,6 +117,12 @@ def test_minillm_reads_back_what_it_writes(tmp_path, make):
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
 
 
+def test_two_tokens_with_the_same_bytes_are_refused():
+    tokenizer = BPETokenizer([(b"a", b"b"), (b"ab", b"c"), (b"b", b"c"), (b"a", b"bc")])  # 257 and 259: "abc"
+    with pytest.raises(ValueError, match="tokens 257 and 259 are both b'abc'; tokenizer.json holds one id"):
+        to_tokenizer_json(tokenizer)
+
+
 def test_a_word_tokenizer_is_refused_in_one_sentence():
     with pytest.raises(ValueError, match="no `tokenizers` decoder puts a space between two words only"):
         to_tokenizer_json(WordTokenizer.train(CORPUS))

@@ -90,7 +90,7 @@ def test_lesson_conventions(path):
         assert cells[i]["cell_type"] == "code" and cells[i]["metadata"].get("jupyter", {}).get("source_hidden")
         assert sources[i - 1].startswith("**Solution**"), f"{path.name}: solution cell {i} is not introduced"
         assert "assert" in sources[i], f"{path.name}: solution cell {i} asserts nothing"
-    summary = [i for i, s in enumerate(sources) if s.lstrip().startswith("## Summary")]
+    summary = [i for i, s in enumerate(sources) if re.search(r"^## Summary", s, re.MULTILINE)]
     assert summary, f"{path.name} has no Summary cell"
     if path != LESSONS[-1]:
         assert any("**Next:**" in s for s in sources[summary[0]:]), f"{path.name} does not point to the next lesson"

@@ -242,7 +242,8 @@ def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypat
     from minillm import checkpoint, chat
     init = checkpoint.load(run.init)
     chat.add_chat_tokens(init.tokenizer, init.model)
-    made = run._on_policy_pairs(init.model, init.tokenizer, seed=0)
+    prompts = run._read_prompts(pairs, run.on_policy_prompts)
+    made = run._on_policy_pairs(init.model, init.tokenizer, prompts, seed=0)
     assert len(made) == 3 and all(p["chosen"] == answers["polite"] and p["rejected"] == answers["rude"] for p in made)
     summary = run.run()
     base = reward.RewardRun(init=run.init, out=str(tiny_pretrain / "rm_op3"), data=pairs, val=pairs, prompts=pairs,

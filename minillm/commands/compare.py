@@ -12,6 +12,7 @@ import os
 import sys
 import textwrap
 
+from minillm.errors import MissingFileError, UserError
 from minillm.report import MODELS, answer_side_by_side, load_models
 
 COLOURS = {"pretrained": "\033[33m", "SFT": "\033[36m", "RLHF": "\033[35m"}
@@ -49,12 +50,12 @@ def format_answers(row: dict, colour: bool, width: int = 100) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.run_dir):
-        raise FileNotFoundError(f"no such run directory: {args.run_dir} (make one with minillm pipeline --out DIR)")
+        raise MissingFileError(f"no such run directory: {args.run_dir} (make one with minillm pipeline --out DIR)")
     if not args.prompt and not args.interactive:
-        raise ValueError("give --prompt TEXT (repeatable) or --interactive")
+        raise UserError("give --prompt TEXT (repeatable) or --interactive")
     models, reward = load_models(args.run_dir)
     if not models:
-        raise ValueError(f"{args.run_dir} holds no finished phase yet: run `minillm pipeline --out {args.run_dir}`")
+        raise UserError(f"{args.run_dir} holds no finished phase yet: run `minillm pipeline --out {args.run_dir}`")
     colour = sys.stdout.isatty()
     for prompt in args.prompt:
         print(format_answers(answer_side_by_side(models, reward, [prompt])[0], colour))

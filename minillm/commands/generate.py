@@ -12,6 +12,7 @@ import sys
 from typing import Iterable, TextIO
 
 from minillm import chat
+from minillm.errors import UserError
 from minillm.generate import stream
 
 HELD_BACK = "\ufffd"  # what a decoder prints for an incomplete UTF-8 sequence
@@ -85,15 +86,15 @@ def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:
     """Generate from a loaded checkpoint (anything with .model, .tokenizer, .meta); return new ids."""
     out = out or sys.stdout  # looked up now, so a redirected stdout is honoured
     if ckpt.tokenizer is None:
-        raise ValueError(f"the checkpoint {args.ckpt} has no tokenizer, so a text prompt cannot be "
+        raise UserError(f"the checkpoint {args.ckpt} has no tokenizer, so a text prompt cannot be "
                          "encoded: save it with checkpoint.save(..., tokenizer=tok)")
     tokenizer, model = ckpt.tokenizer, ckpt.model
     prompt_ids = tokenizer.encode(format_prompt_for_checkpoint(ckpt, args.prompt))
     if not prompt_ids:
-        raise ValueError("the prompt encodes to no tokens: give some text to continue")
+        raise UserError("the prompt encodes to no tokens: give some text to continue")
     block = model.config.block_size
     if len(prompt_ids) >= block:
-        raise ValueError(f"the prompt is {len(prompt_ids)} tokens but the model's block_size (its "
+        raise UserError(f"the prompt is {len(prompt_ids)} tokens but the model's block_size (its "
                          f"longest context) is {block}: shorten the prompt to leave room for new tokens")
     max_new = args.max_new_tokens if args.max_new_tokens is not None else block - len(prompt_ids)
     stop_ids = stop_ids_for(tokenizer, args.stop)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from minillm.data.readers import read_demonstrations, read_preferences, read_prompts, read_text
+from minillm.errors import MissingFileError, UserError
+
 # data/ of a source checkout: minillm/data/folders.py -> minillm/data -> minillm -> the checkout
 SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
@@ -47,7 +50,7 @@ def resolve_data(data_dir: str | None) -> DataLayout:
     root = data_dir or SHIPPED_DATA
     where = f"--data {root}" if data_dir else f"the shipped data folder {root} (it comes with a source checkout)"
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{where}: no such directory; {LAYOUT_HELP}")
+        raise MissingFileError(f"{where}: no such directory; {LAYOUT_HELP}")
     path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
     maybe = lambda *parts: path(*parts) if os.path.isfile(path(*parts)) else None  # noqa: E731
     pretrain_dir = path("pretrain")
@@ -56,7 +59,7 @@ def resolve_data(data_dir: str | None) -> DataLayout:
     missing += [name for name in ("sft/train.jsonl", "preferences/train.jsonl", "rl/train.jsonl")
                 if not maybe(*name.split("/"))]
     if missing:
-        raise FileNotFoundError(f"{where} is missing {', '.join(missing)}; {LAYOUT_HELP}")
+        raise MissingFileError(f"{where} is missing {', '.join(missing)}; {LAYOUT_HELP}")
     split = "train.txt" in texts and "validation.txt" in texts
     return DataLayout(pretrain=path("pretrain", "train.txt") if split else pretrain_dir,
                       pretrain_val=path("pretrain", "validation.txt") if split else None,
@@ -64,6 +67,19 @@ def resolve_data(data_dir: str | None) -> DataLayout:
                       sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
                       preferences_val=maybe("preferences", "validation.jsonl"),
                       rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
+
+
+def check_files(layout: DataLayout, skip_bad: bool = True) -> None:
+    """Read every file of the layout once, before any phase runs: a bad record (with skip_bad
+    False) or a file with no usable record stops the run now, not after an hour of training."""
+    if not read_text(layout.pretrain).strip():
+        raise UserError(f"{layout.pretrain} holds no text to pretrain on")
+    readers = [(layout.sft, read_demonstrations), (layout.sft_val, read_demonstrations),
+               (layout.sft_test, read_demonstrations), (layout.preferences, read_preferences),
+               (layout.preferences_val, read_preferences), (layout.rl, read_prompts), (layout.rl_heldout, read_prompts)]
+    for path, read in readers:
+        if path is not None and not read(path, skip_bad):
+            raise UserError(f"{path} holds no usable record ({len(read(path, True).skipped)} bad ones skipped)")
 
 
 def shipped() -> DataLayout:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from minillm import backend, chat
+from minillm.errors import UserError
 
 
 def encode_response(tokenizer, prompt: str, response: str, block_size: int) -> list[int]:
@@ -60,7 +61,7 @@ def encode_pairs(tokenizer, records, block_size: int, skip_bad: bool = False) ->
             continue
         except ValueError as err:
             if not skip_bad:
-                raise ValueError(f"preference pair {number} cannot be encoded by the model's tokenizer "
+                raise UserError(f"preference pair {number} cannot be encoded by the model's tokenizer "
                                  f"({err}); pass --skip-bad to skip such pairs") from None
             out.bad_records += 1
             continue
@@ -105,7 +106,7 @@ class PreferenceBatches:
 
     def __init__(self, pairs, pad_id: int):
         if not pairs.chosen:
-            raise ValueError("no preference pairs to train on: every pair was skipped or the file is empty")
+            raise UserError("no preference pairs to train on: every pair was skipped or the file is empty")
         T = max(len(r) for r in [*pairs.chosen, *pairs.rejected])
         self.chosen, self.chosen_len = pad_rows(pairs.chosen, pad_id, T)        # (N, T), (N,)
         self.rejected, self.rejected_len = pad_rows(pairs.rejected, pad_id, T)  # (N, T), (N,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from minillm import backend
 from minillm.backend import IGNORE_INDEX
+from minillm.errors import UserError
 
 
 def sft_samples(prompt_ids, response_ids) -> list[tuple[list[int], int]]:
@@ -76,7 +77,7 @@ class SFTBatches:
 
     def __init__(self, examples, pad_id: int):
         if not examples:
-            raise ValueError("no demonstrations to train on: every pair was skipped or the file is empty")
+            raise UserError("no demonstrations to train on: every pair was skipped or the file is empty")
         self.idx, self.targets = pad_batch(examples, pad_id)  # (N, T), (N, T)
 
     def __len__(self) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import regex
 
+from minillm.errors import UserError
 from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 from minillm.tokenizers.bpe_train import (GPT2_PATTERN, count_words, merge_pair,
                                           train_merges)
@@ -76,10 +77,10 @@ class BPETokenizer(Tokenizer):
         left, right = (self._bytes_to_id.get(p) if isinstance(p, bytes) else p for p in pair)
         for part in (left, right):
             if not isinstance(part, int) or not 0 <= part < new_id:
-                raise ValueError(f"merge {new_id - 256} is {tuple(pair)!r}: each side must be an "
+                raise UserError(f"merge {new_id - 256} is {tuple(pair)!r}: each side must be an "
                                  f"existing token (an id below {new_id}, or its bytes)")
         if (left, right) in self.ranks:
-            raise ValueError(f"merge {new_id - 256} repeats merge {self.ranks[(left, right)] - 256} "
+            raise UserError(f"merge {new_id - 256} repeats merge {self.ranks[(left, right)] - 256} "
                              f"({tuple(pair)!r}); each pair can be merged only once")
         self._merge_ids.append((left, right))
         self.ranks[(left, right)] = new_id
@@ -104,7 +105,7 @@ class BPETokenizer(Tokenizer):
             raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         minimum = 256 + len(special_tokens)
         if vocab_size < minimum:
-            raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs the "
+            raise UserError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs the "
                              f"256 byte tokens + {len(special_tokens)} special token(s) = "
                              f"{minimum} ids before it can learn any merge")
         splitter = cls(special_tokens={t: 256 + i for i, t in enumerate(special_tokens)})
@@ -204,7 +205,7 @@ class BPETokenizer(Tokenizer):
         """A lone surrogate (half of a UTF-16 pair) is not Unicode text: UTF-8 cannot hold it."""
         if _SURROGATE.search(piece):
             where = _SURROGATE.search(text if text is not None else piece)
-            raise ValueError(f"the text holds a lone surrogate {where.group()!r} at position "
+            raise UserError(f"the text holds a lone surrogate {where.group()!r} at position "
                              f"{start + where.start()}, which is not a Unicode character and "
                              "has no UTF-8 bytes; fix how the text was decoded")
 
@@ -244,7 +245,7 @@ class BPETokenizer(Tokenizer):
         merges = data["merges"]
         for i, merge in enumerate(merges):
             if not isinstance(merge, list) or len(merge) < 2:
-                raise ValueError(f"merge {i} is {merge!r}; expected [left id, right id, text]")
+                raise UserError(f"merge {i} is {merge!r}; expected [left id, right id, text]")
         return cls([tuple(m[:2]) for m in merges], pattern=data["pattern"])
 
 
@@ -269,6 +270,6 @@ class BPETokenizer(Tokenizer):
         from minillm.tokenizers.hf_format import read_tokenizer_json  # it builds on this class
         tokenizer = read_tokenizer_json(path)[0]
         if not isinstance(tokenizer, cls):
-            raise ValueError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
+            raise UserError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
                              "use minillm.tokenizers.hf_format.read_tokenizer_json to read any kind")
         return tokenizer

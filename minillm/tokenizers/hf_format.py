@@ -19,6 +19,7 @@ from typing import Any
 
 import regex
 
+from minillm.errors import UserError
 from minillm.tokenizers.base import Tokenizer
 from minillm.tokenizers.bpe import BPETokenizer
 from minillm.tokenizers.bpe_train import GPT2_PATTERN
@@ -62,7 +63,7 @@ def text_bytes(text: str, source: Any) -> bytes:
     try:
         return bytes(table[ch] for ch in text)
     except KeyError as err:
-        raise ValueError(f"{source}: token {text!r} holds {err.args[0]!r}, which is not a character "
+        raise UserError(f"{source}: token {text!r} holds {err.args[0]!r}, which is not a character "
                          "of GPT-2's byte alphabet, so this is not a byte-level BPE") from None
 
 
@@ -109,7 +110,7 @@ def _class_text(escape: str, in_class: bool, pattern: str) -> str:
     if not in_class:
         return ("[^" if negated else "[") + ranges + "]"
     if negated:
-        raise ValueError(f"the split pattern {pattern!r} holds {escape} inside [...], which cannot be "
+        raise UserError(f"the split pattern {pattern!r} holds {escape} inside [...], which cannot be "
                          "written as explicit ranges; write the class positively")
     return ranges
 
@@ -151,7 +152,7 @@ def to_tokenizer_json(tokenizer: Tokenizer) -> dict:
     elif isinstance(tokenizer, CharTokenizer):
         pipeline = _characters(tokenizer)
     else:
-        raise ValueError(f"a {type(tokenizer).__name__} cannot be exported: no `tokenizers` decoder puts "
+        raise UserError(f"a {type(tokenizer).__name__} cannot be exported: no `tokenizers` decoder puts "
                          f"a space between two words only, as it does; export supports {SUPPORTED}")
     added = [{"id": token_id, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
               "normalized": False, "special": True}
@@ -171,7 +172,7 @@ def _byte_level_bpe(tokenizer: BPETokenizer) -> dict:
     for token_id in range(256 + len(tokenizer.merge_ids)):
         text = byte_text(tokenizer.vocab[token_id])
         if text in vocab:  # two merges that spell the same bytes: a vocab maps text to one id
-            raise ValueError(f"tokens {vocab[text]} and {token_id} are both {tokenizer.vocab[token_id]!r}; "
+            raise UserError(f"tokens {vocab[text]} and {token_id} are both {tokenizer.vocab[token_id]!r}; "
                              "tokenizer.json holds one id per token text, so this BPE cannot be exported")
         vocab[text] = token_id
     merges = [[byte_text(left), byte_text(right)] for left, right in tokenizer.merges]
@@ -208,13 +209,13 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[Tokenizer, list[int]]:
     data = _read_json_object(path)
     model = data.get("model") or {}
     if model.get("type") != "BPE":
-        raise ValueError(f"{path}: the model is {model.get('type')!r}; minillm reads {SUPPORTED} (model 'BPE')")
+        raise UserError(f"{path}: the model is {model.get('type')!r}; minillm reads {SUPPORTED} (model 'BPE')")
     if data.get("normalizer") is not None:
-        raise ValueError(f"{path}: a normalizer ({data['normalizer'].get('type')}) changes text before "
+        raise UserError(f"{path}: a normalizer ({data['normalizer'].get('type')}) changes text before "
                          "tokenizing, which minillm does not do; it reads tokenizers without one")
     specials = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-    if data.get("decoder") == {"type": "Fuse"} and data.get("pre_tokenizer") is None and not model["merges"]:
-        return _read_characters(model, specials)
+    if data.get("decoder") == {"type": "Fuse"} and data.get("pre_tokenizer") is None and not model.get("merges"):
+        return _read_characters(model, specials, path)
     pattern = _byte_level_pattern(data, path)
     merges = [m.split(" ") if isinstance(m, str) else m for m in model.get("merges", [])]
     return _read_byte_level(model["vocab"], merges, specials, pattern, path)
@@ -229,7 +230,7 @@ def read_gpt2_files(vocab_json: str | os.PathLike, merges_txt: str | os.PathLike
     merges = [line.split(" ") for line in lines if line and not line.startswith("#version")]
     for number, merge in enumerate(merges):
         if len(merge) != 2:
-            raise ValueError(f"{merges_txt}: merge {number} is {' '.join(merge)!r}; expected two tokens "
+            raise UserError(f"{merges_txt}: merge {number} is {' '.join(merge)!r}; expected two tokens "
                              "separated by one space")
     made = {byte_text(bytes([b])) for b in range(256)} | {"".join(m) for m in merges}
     specials = {token: token_id for token, token_id in vocab.items() if token not in made}
@@ -240,9 +241,9 @@ def _read_json_object(path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
+        raise UserError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} should hold a JSON object, found {type(data).__name__}")
+        raise UserError(f"{path} should hold a JSON object, found {type(data).__name__}")
     return data
 
 
@@ -254,7 +255,7 @@ def _byte_level_pattern(data: dict, path) -> str:
     kinds = [step.get("type") for step in steps]
     decoder = (data.get("decoder") or {}).get("type")
     if kinds[-1:] != ["ByteLevel"] or decoder != "ByteLevel" or steps[-1].get("add_prefix_space"):
-        raise ValueError(f"{path}: pre-tokenizer {kinds} with decoder {decoder!r} is not a byte-level "
+        raise UserError(f"{path}: pre-tokenizer {kinds} with decoder {decoder!r} is not a byte-level "
                          f"BPE as GPT-2's (ByteLevel without a prefix space); minillm reads {SUPPORTED}")
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         return GPT2_PATTERN
@@ -263,7 +264,7 @@ def _byte_level_pattern(data: dict, path) -> str:
             and split.get("behavior") == "Isolated" and not split.get("invert") and "Regex" in split["pattern"]:
         pattern = split["pattern"]["Regex"]
         return GPT2_PATTERN if pattern == explicit_pattern(GPT2_PATTERN) else pattern
-    raise ValueError(f"{path}: pre-tokenizer {kinds} is not one minillm can copy; it reads GPT-2's "
+    raise UserError(f"{path}: pre-tokenizer {kinds} is not one minillm can copy; it reads GPT-2's "
                      "ByteLevel, or one Split (regex, isolated) followed by ByteLevel(use_regex=false)")
 
 
@@ -273,7 +274,7 @@ def _read_byte_level(vocab: dict[str, int], merges: list[list[str]], specials: d
     byte_tokens = [byte_text(bytes([b])) for b in range(256)]
     missing = [t for t in byte_tokens if t not in vocab]
     if missing:
-        raise ValueError(f"{source}: the vocabulary lacks {len(missing)} of the 256 byte tokens "
+        raise UserError(f"{source}: the vocabulary lacks {len(missing)} of the 256 byte tokens "
                          f"(e.g. {missing[0]!r}); minillm's byte-level BPE needs all of them")
     pieces = [(text_bytes(left, source), text_bytes(right, source)) for left, right in merges]
     tokenizer = BPETokenizer(pieces, pattern=pattern)
@@ -281,23 +282,23 @@ def _read_byte_level(vocab: dict[str, int], merges: list[list[str]], specials: d
     for left, right in merges:
         merged = left + right
         if merged not in vocab:
-            raise ValueError(f"{source}: the merge {left!r} + {right!r} makes {merged!r}, which is not in "
+            raise UserError(f"{source}: the merge {left!r} + {right!r} makes {merged!r}, which is not in "
                              "the vocabulary")
         file_ids.append(vocab[merged])
     extra = set(vocab) - set(byte_tokens) - {l + r for l, r in merges} - set(specials)
     if extra:
-        raise ValueError(f"{source}: {len(extra)} vocabulary token(s), e.g. {sorted(extra)[0]!r}, are "
+        raise UserError(f"{source}: {len(extra)} vocabulary token(s), e.g. {sorted(extra)[0]!r}, are "
                          "neither bytes, nor made by a merge, nor added tokens; BPE never produces them")
     return _with_specials(tokenizer, file_ids, specials, source)
 
 
-def _read_characters(model: dict, specials: dict[str, int]) -> tuple[CharTokenizer, list[int]]:
+def _read_characters(model: dict, specials: dict[str, int], source) -> tuple[CharTokenizer, list[int]]:
     """A character tokenizer as `_characters` writes it."""
     unk = model.get("unk_token")
     chars = sorted((t for t in model["vocab"] if t not in specials), key=model["vocab"].get)
     tokenizer = CharTokenizer(chars)
     tokenizer.unk_token = unk
-    return _with_specials(tokenizer, [model["vocab"][c] for c in chars], specials, "tokenizer.json")
+    return _with_specials(tokenizer, [model["vocab"][c] for c in chars], specials, source)
 
 
 def _with_specials(tokenizer: Tokenizer, file_ids: list[int], specials: dict[str, int],
@@ -307,6 +308,6 @@ def _with_specials(tokenizer: Tokenizer, file_ids: list[int], specials: dict[str
     tokenizer.add_special_tokens(ordered)
     file_ids = file_ids + [specials[t] for t in ordered]
     if len(set(file_ids)) != len(file_ids):
-        raise ValueError(f"{source}: two tokens share one id, so the file does not describe one "
+        raise UserError(f"{source}: two tokens share one id, so the file does not describe one "
                          "tokenizer")
     return tokenizer, file_ids

@@ -88,6 +88,20 @@ def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperatu
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
+def fit_new_tokens(max_new_tokens: int, block_size: int, say) -> int:
+    """`max_new_tokens`, or half the block when it would leave a prompt no room (with a notice).
+
+    A chat prompt needs its two template tokens and at least one token of its own, so a
+    response may take at most block_size - 3 positions. Example: 40 in a block of 32 -> 16.
+    """
+    if block_size - max_new_tokens >= 3:
+        return max_new_tokens
+    fitted = block_size // 2
+    say(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's block of "
+        f"{block_size} tokens: using {fitted} (any value up to {block_size - 3} works)")
+    return fitted
+
+
 def _normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 

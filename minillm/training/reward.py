@@ -23,6 +23,7 @@ from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.preferences import PreferenceBatches, encode_pairs, encode_response, pad_rows
 from minillm.data.readers import read_preferences, read_prompts
+from minillm.errors import UserError
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
@@ -133,15 +134,20 @@ class RewardRun:
         start = time.perf_counter()
         init = checkpoint.load(self.init)
         if init.tokenizer is None or init.model_kind != "gpt":
-            raise ValueError(f"{self.init} must hold a GPT with its tokenizer (an SFT or pretrained run)")
+            raise UserError(f"{self.init} must hold a GPT with its tokenizer (an SFT or pretrained run)")
         gpt, tok = init.model, init.tokenizer
         train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # new chat-token rows (pretrained init) are seeded too
         if not chat.uses_chat_template(init.meta):
             self._say("the init model knows no chat template: adding the chat tokens")
         chat.add_chat_tokens(tok, gpt)
-        extra = self._on_policy_pairs(gpt, tok, train_cfg.seed) if self.on_policy_prompts else []
-        train, val, counts = self._encode(tok, gpt.config.block_size, extra)
+        # Every input is read and checked before any sampling or training starts.
+        train_pairs, val_pairs = self._encode(tok, gpt.config.block_size)
+        agreement_prompts = self._read_prompts(self.prompts or shipped().held_out(), self.agreement_prompts)
+        on_policy_prompts = (self._read_prompts(self.on_policy_source or shipped().rl, self.on_policy_prompts)
+                             if self.on_policy_prompts else [])
+        extra = self._on_policy_pairs(gpt, tok, on_policy_prompts, train_cfg.seed) if on_policy_prompts else []
+        train, val, counts = self._batches(tok, train_pairs, val_pairs, extra, gpt.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train))
         rm = RewardModel.from_gpt(gpt)
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
@@ -156,7 +162,7 @@ class RewardRun:
         s_w, s_l = pair_scores(rm, val, train_cfg.batch_size)
         margins = backend.to_numpy(s_w - s_l)
         plot_margins(margins, os.path.join(self.out, "margins.png"))
-        agreement = self._agreement(gpt, rm, tok, train_cfg.seed)
+        agreement = self._agreement(gpt, rm, tok, agreement_prompts, train_cfg.seed)
         summary = {**result, "train_pairs": len(train), "val_pairs": len(val), "baseline": base,
                    **counts,
                    "rm_gold_agreement": agreement["agreement"], "agreement_pairs": agreement["pairs"],
@@ -168,7 +174,11 @@ class RewardRun:
                   f"({agreement['pairs']} pairs)\nreport.md, margins.png, loss.png and the checkpoint are in {self.out}")
         return summary
 
-    def _on_policy_pairs(self, gpt, tok, seed: int) -> list[dict]:
+    def _read_prompts(self, path: str, limit: int | None) -> list[str]:
+        """The first `limit` prompts of a prompts file (all of them when limit is None)."""
+        return [r["prompt"] for r in read_prompts(path, self.skip_bad)][:limit]
+
+    def _on_policy_pairs(self, gpt, tok, prompts: list[str], seed: int) -> list[dict]:
         """Preference pairs of the model's own answers, labelled by the simulated labeler.
 
         The curated pairs show the RM good and bad answers written by the data generator; the
@@ -176,8 +186,6 @@ class RewardRun:
         lecture's data collection (labelers compare the model's responses), sample two answers
         per prompt from the init model and keep the pairs gold_score separates.
         """
-        path = self.on_policy_source or shipped().rl
-        prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.on_policy_prompts]
         self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
                   "with gold_score (on-policy preference pairs)")
         gpt.eval()
@@ -188,7 +196,8 @@ class RewardRun:
                 pairs.append({"prompt": prompt, "chosen": a if ga > gb else b, "rejected": b if ga > gb else a})
         return pairs
 
-    def _encode(self, tok, block_size: int, extra: list[dict] = ()):
+    def _encode(self, tok, block_size: int):
+        """(training pairs, validation pairs) of the preference files, encoded for the block."""
         data = self.data or shipped().preferences
         val = self.val or (shipped().preferences_val if self.data is None else None)
         train = encode_pairs(tok, read_preferences(data, self.skip_bad), block_size, self.skip_bad)
@@ -198,6 +207,10 @@ class RewardRun:
             train.chosen, train.rejected = [train.chosen[i] for i in keep], [train.rejected[i] for i in keep]
         else:
             valid = encode_pairs(tok, read_preferences(val, self.skip_bad), block_size, self.skip_bad)
+        return train, valid
+
+    def _batches(self, tok, train, valid, extra: list[dict], block_size: int):
+        """PreferenceBatches of the training pairs plus the on-policy `extra` ones, and of validation."""
         if extra:
             on_policy = encode_pairs(tok, list(extra), block_size, skip_bad=True)
             train.chosen += on_policy.chosen
@@ -214,9 +227,7 @@ class RewardRun:
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
         return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
-    def _agreement(self, gpt, rm, tok, seed: int) -> dict:
-        path = self.prompts or shipped().held_out()
-        prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.agreement_prompts]
+    def _agreement(self, gpt, rm, tok, prompts: list[str], seed: int) -> dict:
         self._say(f"sampling 2 responses for each of {len(prompts)} held-out prompts from {self.init} "
                   "(temperature 1) to compare the RM with the gold labeler")
         gpt.eval()

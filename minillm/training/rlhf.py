@@ -14,12 +14,13 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from minillm import backend, chat, checkpoint, optim, rl, rl_ppo
 from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
+from minillm.errors import UserError
 from minillm.reward_model import RewardModel
 from minillm.training import common
 from minillm.training.common import sample_responses
@@ -61,7 +62,7 @@ def load_reward_model(path: str) -> RewardModel:
     """The reward model saved by `minillm reward`; a clear error for any other checkpoint."""
     model = checkpoint.load(path).model
     if not isinstance(model, RewardModel):
-        raise ValueError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
+        raise UserError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
                          "directory of `minillm reward --out` as --rm")
     return model
 
@@ -241,12 +242,14 @@ class RLHFRun:
     def run(self) -> dict:
         cfg, start = self.config, time.perf_counter()
         if cfg.algo not in rl.ALGORITHMS:
-            raise ValueError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
+            raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
         sft = checkpoint.load(self.policy)
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise ValueError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "RLHF starts from `minillm sft --out`")
         policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
+        if (fitted := common.fit_new_tokens(cfg.max_new_tokens, policy.config.block_size, self._say)) != cfg.max_new_tokens:
+            cfg = self.config = replace(cfg, max_new_tokens=fitted)
         reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()

@@ -19,6 +19,7 @@ from minillm import backend, chat, checkpoint
 from minillm.data.folders import shipped
 from minillm.data.readers import read_demonstrations
 from minillm.data.sft import IGNORE_INDEX, SFTBatches
+from minillm.errors import UserError
 from minillm.losses import NORMALIZATIONS, sft_loss
 from minillm.training import common
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
@@ -53,7 +54,7 @@ def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = 
             continue
         except ValueError as err:
             if not skip_bad:
-                raise ValueError(f"demonstration {number} cannot be encoded by the pretrained model's "
+                raise UserError(f"demonstration {number} cannot be encoded by the pretrained model's "
                                  f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
             out.bad_records += 1
             continue
@@ -93,19 +94,22 @@ class SFTRun:
 
     def run(self) -> dict:
         if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+            raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         start = time.perf_counter()
         pre = checkpoint.load(self.init)
         if pre.tokenizer is None:
-            raise ValueError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
+            raise UserError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
         model, tok = pre.model, pre.tokenizer
+        # Every input is read and checked before any work: the tokenizer gets the chat tokens
+        # now, the model only after it has answered as the pretrained model it is.
+        chat.add_chat_tokens(tok)
+        train, val = self._encode(tok, model.config.block_size)
         prompts, references = self._held_out()
         self._say(f"answering {len(prompts)} held-out prompts with the pretrained model (raw prompts)")
         before = common.answer_prompts(model, tok, prompts, use_template=chat.uses_chat_template(pre.meta))
         train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # the new embedding rows' noise is seeded too
         chat.add_chat_tokens(tok, model)
-        train, val = self._encode(tok, model.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train.examples))
         pad_id = chat.chat_token_ids(tok).pad
         train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
