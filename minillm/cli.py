@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "pipeline",
     "compare",
     "hf",
+    "chat",
 ]
 
 
