@@ -56,7 +56,7 @@ PRESETS = {
     "quick": PipelinePreset(
         "tiny", dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
         train_schedule(200, 8, lr=3e-3, min_lr=3e-4), train_schedule(60, 16), train_schedule(30, 16),
-        dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
+        dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
              checkpoint_interval=3),
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
     # the lecture demo, at most 10 minutes on a 2-core laptop (measured: 7:50). Byte-level BPE,
@@ -66,7 +66,7 @@ PRESETS = {
     "classroom": PipelinePreset(
         "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
         train_schedule(2000, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(150, 16),
-        dict(steps=40, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=10,
+        dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=10,
              eval_prompts=48, checkpoint_interval=10),
         eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), tokenizer="bpe:1024", rm_on_policy=1123),
     # the best this project does on a CPU in about an hour (estimated: 0.56 s per pretraining
@@ -74,7 +74,7 @@ PRESETS = {
     "full": PipelinePreset(
         "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
         train_schedule(5000, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(300, 16), train_schedule(250, 16),
-        dict(steps=60, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=20,
+        dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=20,
              eval_prompts=48, checkpoint_interval=20),
         eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), tokenizer="bpe:1024",
         rm_on_policy=1123),

@@ -115,7 +115,7 @@ def phase_size(phase: str, directory: str, summary: dict) -> dict:
     cfg = ckpt.meta["rlhf_config"]
     with open(os.path.join(directory, "log.jsonl"), encoding="utf-8") as f:
         lengths = [r["response_length"] for r in map(json.loads, f) if r.get("kind") == "train"]
-    tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["k"])
+    tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["group_size"])
     passes = 1 + (cfg["ppo_epochs"] if cfg["algo"] == "ppo" else 1)
     return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens * passes}
 

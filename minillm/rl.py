@@ -36,7 +36,6 @@ class Rollouts:
     response_mask: Any          # (N, T) 1.0 on response tokens (<|end|> included), 0.0 on padding
     logprobs: Any               # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
     ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding
-    group_size: int             # G samples per prompt
 
     def responses(self) -> list[list[int]]:
         """The real tokens of each response (padding dropped), N lists of ints."""
@@ -45,10 +44,10 @@ class Rollouts:
         return [row[:n] for row, n in zip(ids, lengths)]
 
     def select(self, rows) -> "Rollouts":
-        """The rollouts of some rows only (a PPO minibatch); `group_size` no longer describes them."""
+        """The rollouts of some rows only (a PPO minibatch)."""
         index = backend.to_numpy(rows).tolist()
         return Rollouts([self.prompt_ids[i] for i in index], self.response_ids[rows], self.response_mask[rows],
-                        self.logprobs[rows], self.ref_logprobs[rows], self.group_size)
+                        self.logprobs[rows], self.ref_logprobs[rows])
 
 
 def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
@@ -129,7 +128,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
         else:
             logprobs = response_logprobs(policy, rows, ids, temperature).data * mask
         ref = response_logprobs(reference, rows, ids, temperature).data * mask
-    return Rollouts(rows, ids, mask, logprobs, ref, group_size)
+    return Rollouts(rows, ids, mask, logprobs, ref)
 
 
 def reward_model_scores(reward_model, prompt_ids: list, responses: list[list[int]], end_id: int) -> Any:
@@ -170,14 +169,14 @@ def entropy(logp, mask) -> float:
 
 # ----- rewards: the reward model's score minus a KL penalty ----------------------------
 
-def kl_penalty(logprobs, ref_logprobs, mask, beta: float = 1.0):
-    """β·Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
+def kl_penalty(logprobs, ref_logprobs, mask):
+    """Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
 
-    With beta = 1 this is the sampled estimate of KL(π ‖ π_ref) of the whole response: its
-    expectation over y ~ π is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's
-    term can be negative.
+    The sampled estimate of KL(π ‖ π_ref) of the whole response: its expectation over y ~ π
+    is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's term can be negative.
+    β multiplies it where the reward is formed (`rlhf_rewards`).
     """
-    return beta * masked_sum(logprobs - ref_logprobs, mask, axis=-1)
+    return masked_sum(logprobs - ref_logprobs, mask, axis=-1)
 
 
 def exact_kl(logp, ref_logp, mask):
@@ -251,7 +250,8 @@ def leave_one_out_baseline(rewards, group_size: int):
 
 def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = False):
     """A = R − b, with b from `batch_mean_baseline` ("mean"), `leave_one_out_baseline`
-    ("leave_one_out") or no baseline ("none"); normalize: A ← (A − mean A) / (std A + 1e-8),
+    ("leave_one_out") or no baseline ("none": plain REINFORCE, which lesson 09's bandit compares
+    with the other two, and the unbiasedness test checks); normalize: A ← (A − mean A) / (std A + 1e-8),
     which fixes the step size whatever the reward scale (and biases the estimator slightly)."""
     if baseline == "mean":
         adv = rewards - batch_mean_baseline(rewards)

@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
 
 def rlhf_args(root, out, *extra):
     return ["rlhf", "--policy", str(root / "sft"), "--rm", str(root / "rm"), "--prompts", str(root / "pairs.jsonl"),
-            "--heldout", str(root / "pairs.jsonl"), "--out", str(out), "--k", "2", "--batch-prompts", "2",
+            "--heldout", str(root / "pairs.jsonl"), "--out", str(out), "--group-size", "2", "--batch-prompts", "2",
             "--max-new-tokens", "8", "--eval-interval", "2", "--checkpoint-interval", "2", "--quiet", *extra]
 
 

@@ -1,7 +1,7 @@
 """`minillm rlhf`: Phase 3, policy-gradient optimisation of the SFT model against a reward model.
 
     minillm rlhf --policy runs/sft --rm runs/rm --out runs/rlhf
-    minillm rlhf --policy runs/sft --rm runs/rm --algo ppo --k 4 --target-kl 6 --out runs/rlhf_ppo
+    minillm rlhf --policy runs/sft --rm runs/rm --algo ppo --group-size 4 --target-kl 6 --out runs/rlhf_ppo
     minillm rlhf --policy runs/sft --rm gold --kl-coef 0.03 --out runs/rlhf_oracle  # the ceiling
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from minillm.training.rlhf import RLHFConfig, RLHFRun
 
 DEFAULTS = RLHFConfig()
 FLAGS = [("steps", int, "rollout-then-update iterations"), ("batch_prompts", int, "B prompts per step"),
-         ("k", int, "G sampled responses per prompt"), ("lr", float, "AdamW learning rate (constant)"),
+         ("group_size", int, "G sampled responses per prompt"), ("lr", float, "AdamW learning rate (constant)"),
          ("kl_coef", float, "β of the KL penalty (the start value with --target-kl); 0 switches it off"),
          ("target_kl", float, "adapt β toward this mean KL per response, in nats (default: β fixed)"),
          ("kl_horizon", int, "horizon of the adaptive β controller, in responses"),

@@ -21,7 +21,7 @@ from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
 from minillm.reward_model import RewardModel
 from minillm.training import common
-from minillm.training.loop import read_log
+from minillm.training.loop import append_log, gradient_step, truncate_log
 from minillm.tensor import no_grad
 from minillm.training.progress import Progress
 from minillm.training.reward import sample_responses
@@ -36,7 +36,7 @@ class RLHFConfig:
     algo: str = "rloo"              # reinforce | rloo | ppo
     steps: int = 40                 # rollout-then-update iterations
     batch_prompts: int = 16         # B prompts per step
-    k: int = 4                      # G sampled responses per prompt
+    group_size: int = 4             # G sampled responses per prompt
     # AdamW, constant (no decay: RL steps are few). Small: the policy-gradient estimate is
     # noisy, and Adam turns noise into steps of about lr per weight; at 2e-4 the classroom
     # policy drifted (KL 1.6-2.2 nats in 40 steps) and lost held-out gold even with the oracle
@@ -98,19 +98,11 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
     return {"scores": scores, "rewards": rewards, "kl": kl, "gold": gold, "texts": texts}
 
 
-def baseline_for(algo: str, k: int) -> str:
-    """reinforce: the batch mean; rloo, and ppo when k >= 2: the leave-one-out mean of the prompt's others."""
-    if algo == "reinforce" or k < 2:
+def baseline_for(algo: str, group_size: int) -> str:
+    """reinforce: the batch mean; rloo, and ppo when G >= 2: the leave-one-out mean of the prompt's others."""
+    if algo == "reinforce" or group_size < 2:
         return "mean"
     return "leave_one_out"
-
-
-def gradient_step(policy, optimizer, loss, grad_clip: float) -> float:
-    optimizer.zero_grad()
-    loss.backward()
-    norm = optim.clip_grad_norm(policy.parameters(), grad_clip) if grad_clip else 0.0
-    optimizer.step()
-    return norm
 
 
 def update_policy(policy, optimizer, ro: rl.Rollouts, adv, cfg: RLHFConfig, step: int) -> dict:
@@ -118,7 +110,7 @@ def update_policy(policy, optimizer, ro: rl.Rollouts, adv, cfg: RLHFConfig, step
     if cfg.algo != "ppo":
         logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
         loss = rl.reinforce_loss(rl.token_logprobs(logp, ro.response_ids), adv, ro.response_mask)
-        norm = gradient_step(policy, optimizer, loss, cfg.grad_clip)
+        norm = gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
         return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(logp, ro.response_mask)}
     rng = backend.make_rng(cfg.seed + step)
     stats = {"loss": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
@@ -132,28 +124,28 @@ def update_policy(policy, optimizer, ro: rl.Rollouts, adv, cfg: RLHFConfig, step
             stats["clip_frac"] += rl_ppo.clip_fraction(lp, mb.logprobs, adv[rows], mb.response_mask, cfg.clip_eps)
             stats["approx_kl"] += rl_ppo.approx_kl(lp, mb.logprobs, mb.response_mask)
             stats["entropy"] += rl.entropy(logp, mb.response_mask)
-            stats["grad_norm"] += gradient_step(policy, optimizer, loss, cfg.grad_clip)
+            stats["grad_norm"] += gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
             stats["loss"] += loss.item()
             count += 1
     return {k: v / count for k, v in stats.items()}
 
 
 def rl_step(models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, cfg: RLHFConfig,
-            beta: float, step: int) -> tuple[dict, rl.Rollouts, dict]:
-    """Sample, score, compute advantages, update. Returns (log record, rollouts, scored batch)."""
+            beta: float, step: int) -> dict:
+    """Sample, score, compute advantages, update. Returns the step's log record."""
     policy, reference, reward_model = models
     end = chat.chat_token_ids(tokenizer)[2]
-    ro = rl.sample_rollouts(policy, reference, prompt_ids, cfg.k, cfg.max_new_tokens, end,
+    ro = rl.sample_rollouts(policy, reference, prompt_ids, cfg.group_size, cfg.max_new_tokens, end,
                             cfg.temperature, seed=cfg.seed + step)
-    texts_prompts = [p for p in prompts for _ in range(cfg.k)]
+    texts_prompts = [p for p in prompts for _ in range(cfg.group_size)]
     scored = score_rollouts(ro, reward_model, tokenizer, texts_prompts, beta)
-    adv = rl.advantages(scored["rewards"], baseline_for(cfg.algo, cfg.k), cfg.k, cfg.normalize_adv)
+    adv = rl.advantages(scored["rewards"], baseline_for(cfg.algo, cfg.group_size), cfg.group_size, cfg.normalize_adv)
     update = update_policy(policy, optimizer, ro, adv, cfg, step)
     record = {"reward": float(scored["rewards"].mean()), "rm_score": float(scored["scores"].mean()),
               "kl": float(scored["kl"].mean()), "beta": beta,
               "gold": sum(scored["gold"]) / len(scored["gold"]),
               "response_length": float(ro.response_mask.sum(axis=1).mean()), **update}
-    return record, ro, scored
+    return record
 
 
 # ----- evaluation on held-out prompts --------------------------------------------------
@@ -268,20 +260,20 @@ class RLHFRun:
             if os.path.exists(log_path):
                 os.remove(log_path)
             sft_eval, _ = evaluate(policy, reward_model, tok, heldout[:cfg.eval_prompts])
-            _append(log_path, {"kind": "eval", "step": 0, **sft_eval})
+            append_log(log_path, {"kind": "eval", "step": 0, **sft_eval})
         models = (policy, reference, reward_model)
         progress = Progress(cfg.steps, step, quiet=self.quiet, desc="rlhf")
         while step < cfg.steps:
             batch = choose_prompts(len(prompts), cfg.batch_prompts, cfg.seed, step)
-            record, _, _ = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
-                                   [prompt_ids[i] for i in batch], cfg, controller.beta, step)
-            controller.update(record["kl"], len(batch) * cfg.k)
+            record = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
+                             [prompt_ids[i] for i in batch], cfg, controller.beta, step)
+            controller.update(record["kl"], len(batch) * cfg.group_size)
             step += 1
-            _append(log_path, {"kind": "train", "step": step, **record, "elapsed": time.perf_counter() - start})
+            append_log(log_path, {"kind": "train", "step": step, **record, "elapsed": time.perf_counter() - start})
             progress.update(step, reward=record["reward"], rm=record["rm_score"], kl=record["kl"])
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 metrics, _ = evaluate(policy, reward_model, tok, heldout[:cfg.eval_prompts])
-                _append(log_path, {"kind": "eval", "step": step, **metrics})
+                append_log(log_path, {"kind": "eval", "step": step, **metrics})
                 progress.write(f"step {step}: held-out gold {metrics['gold']:.3f}, RM {metrics['rm_score']:.3f}")
             if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
                 checkpoint.save(policy, os.path.join(self.out, "checkpoint"), tokenizer=tok, optimizer=optimizer,
@@ -296,9 +288,7 @@ class RLHFRun:
         saved.model.eval()
         controller.beta = float(saved.meta["beta"])
         if os.path.exists(log_path):
-            kept = [r for r in read_log(log_path) if r["step"] <= saved.step]
-            with open(log_path, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
+            truncate_log(log_path, saved.step)
         self._say(f"resuming from step {saved.step} in {self.out}")
         return saved.model, saved.step
 
@@ -344,8 +334,3 @@ class RLHFRun:
     def _say(self, message: str) -> None:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
-
-
-def _append(path: str, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
