@@ -40,7 +40,7 @@ def rlhf_args(root, out, *extra):
             "--max-new-tokens", "8", "--eval-interval", "2", "--checkpoint-interval", "2", "--quiet", *extra]
 
 
-@pytest.mark.parametrize("algo", ["reinforce", "rloo", "ppo"])
+@pytest.mark.parametrize("algo", ["reinforce", "rloo", "ppo", "ppo-seq", "grpo"])
 def test_rlhf_command_on_a_tiny_run(runs, algo):
     out = runs / f"rl_{algo}"
     assert main(rlhf_args(runs, out, "--algo", algo, "--steps", "2", "--ppo-minibatch", "2")) == 0
@@ -48,7 +48,11 @@ def test_rlhf_command_on_a_tiny_run(runs, algo):
     train = [r for r in log if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2]
     assert {"reward", "rm_score", "kl", "beta", "gold", "response_length", "entropy", "loss"} <= set(train[0])
-    assert ("clip_frac" in train[0]) == (algo == "ppo")
+    assert ("clip_frac" in train[0]) == (algo in ("ppo", "ppo-seq", "grpo"))
+    assert ("value_loss" in train[0]) == (algo == "ppo") == (out / "value").is_dir()
+    header = log[0]
+    assert header["kind"] == "header" and set(header["models"]) == (
+        {"policy", "reference", "reward", "value"} if algo == "ppo" else {"policy", "reference", "reward"})
     assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 2]   # step 0 = the SFT model
     report = json.loads((out / "report.json").read_text())
     assert report["sft"]["n"] == 3 and {"kl_to_reference", "rlhf_vs_sft_win_rate"} <= set(report["summary"])
@@ -69,6 +73,32 @@ def test_resume_continues_exactly(runs):
     assert a.meta["beta"] == b.meta["beta"] != 0.05                     # β adapted, and restored
     drop_time = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa: E731
     assert drop_time(read_log(straight / "log.jsonl")) == drop_time(read_log(resumed / "log.jsonl"))
+
+
+def test_ppo_resume_restores_the_value_model_too(runs):
+    straight, resumed = runs / "ppo_straight", runs / "ppo_resumed"
+    args = ("--algo", "ppo", "--ppo-epochs", "2", "--ppo-minibatch", "2")
+    assert main(rlhf_args(runs, straight, "--steps", "4", *args)) == 0
+    assert main(rlhf_args(runs, resumed, "--steps", "2", *args)) == 0
+    assert main(rlhf_args(runs, resumed, "--steps", "4", "--resume", *args)) == 0
+    for directory in ("checkpoint", "value"):
+        a, b = checkpoint.load(straight / directory), checkpoint.load(resumed / directory)
+        for (name, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+            numpy.testing.assert_array_equal(p.data, q.data, err_msg=f"{directory}: {name}")
+
+
+def test_grpo_with_the_exact_reward_trains_on_verifiable_prompts_only(runs, capsys):
+    out = runs / "grpo_exact"
+    assert main(rlhf_args(runs, out, "--algo", "grpo", "--reward", "exact", "--steps", "1")) == 0
+    train = [r for r in read_log(out / "log.jsonl") if r["kind"] == "train"]
+    exact = 4 * train[0]["rm_score"]  # the mean of 0/1 rewards over 2 prompts × 2 samples
+    assert exact == pytest.approx(round(exact)) and 0 <= exact <= 4
+    how_to = runs / "howto.jsonl"
+    how_to.write_text(json.dumps({"prompt": "How to make pasta"}) + "\n")
+    args = rlhf_args(runs, runs / "bad_exact", "--algo", "grpo", "--reward", "exact", "--steps", "1")
+    args[args.index("--prompts") + 1] = str(how_to)
+    assert main(args) == 2
+    assert "one right answer" in capsys.readouterr().err
 
 
 def test_policy_must_be_an_sft_run_and_rm_a_reward_model(runs, capsys):
@@ -93,7 +123,7 @@ def test_the_oracle_run_uses_gold_score_as_the_reward(runs):
     args[args.index("--rm") + 1] = "gold"
     assert main(args + ["--kl-coef", "0"]) == 0
     log = read_log(out / "log.jsonl")
-    for record in log:
+    for record in log[1:]:  # after the header
         assert record["rm_score"] == pytest.approx(record["gold"], abs=1e-6)
     assert checkpoint.load(out).meta["reward_model"] == "gold"
 

@@ -1,10 +1,11 @@
 """How a model answers held-out prompts: greedy answers, gold scores, a before/after report.
 
 Lecture 5: every phase after pretraining changes how the model *responds*, so it is judged
-by its answers, not only by its loss. These helpers answer prompts greedily in batches,
+by its answers, not only by its loss. These helpers answer prompts greedily in batches (or
+sample several answers per prompt, for the reward model and RLHF to judge),
 score every answer with the simulated labeler `gold_score`, and write `report.json` and
 `report.md`. Phase files share them here, because phases never import each other.
-Left out: sampling several answers per prompt, human or model judges, confidence intervals.
+Left out: human or model judges, confidence intervals.
 """
 from __future__ import annotations
 
@@ -66,6 +67,25 @@ def answer_prompts(model, tokenizer, prompts: list[str], use_template: bool,
             cut = next((j for j, t in enumerate(new) if t in stop_ids), len(new))  # drop the stop token
             answers[i] = first_line(tokenizer.decode(new[:cut]))
     return answers
+
+
+def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperature: float = 1.0,
+                     seed: int = 0, batch_size: int = 64) -> list[list[str]]:
+    """n responses per prompt, sampled from a chat model with the template, cut at <|end|>.
+
+    Prompts keep at most half the block (cut on the left), so each response has room, and
+    a response is at most block/2 - 2 tokens, so it fits the reward model with its template.
+    """
+    block = model.config.block_size
+    end = chat.chat_token_ids(tokenizer)[2]
+    rows = [chat.encode_prompt(tokenizer, p, block // 2) for p in prompts for _ in range(n)]
+    texts = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        out = generate(model, chunk, block // 2 - 2, temperature=temperature, stop_ids=[end],
+                       seed=seed + start)
+        texts += [chat.response_text(tokenizer, o[len(r):]) for r, o in zip(chunk, out)]
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def _normalize(text: str) -> str:

@@ -22,10 +22,10 @@ from minillm import backend, chat, checkpoint
 from minillm.data.gold import gold_score
 from minillm.data.preferences import PreferenceBatches, encode_pairs, encode_response, pad_rows
 from minillm.data.readers import read_preferences, read_prompts
-from minillm.generate import generate
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
+from minillm.training.common import sample_responses
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
 SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
@@ -88,25 +88,6 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
             ids, lengths = pad_rows(rows[start:start + batch_size], pad_id)
             scores += backend.to_numpy(model(ids, lengths).data).tolist()
     return scores
-
-
-def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperature: float = 1.0,
-                     seed: int = 0, batch_size: int = 64) -> list[list[str]]:
-    """n responses per prompt, sampled from a chat model with the template, cut at <|end|>.
-
-    Prompts keep at most half the block (cut on the left), so each response has room, and
-    a response is at most block/2 - 2 tokens, so it fits the reward model with its template.
-    """
-    block = model.config.block_size
-    end = chat.chat_token_ids(tokenizer)[2]
-    rows = [chat.encode_prompt(tokenizer, p, block // 2) for p in prompts for _ in range(n)]
-    texts = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        out = generate(model, chunk, block // 2 - 2, temperature=temperature, stop_ids=[end],
-                       seed=seed + start)
-        texts += [chat.response_text(tokenizer, o[len(r):]) for r, o in zip(chunk, out)]
-    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def gold_agreement(rm: RewardModel, tokenizer, prompts: list[str], responses: list[list[str]]) -> dict:
