@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "sft",
     "reward",
     "rlhf",
+    "dpo",
     "pipeline",
     "compare",
 ]

@@ -77,28 +77,32 @@ def response_log_softmax(model, prompt_ids: list, response_ids, temperature: flo
     Returns:
         (N, T, V) Tensor of log-probabilities (differentiable when grad is enabled).
     """
-    inputs, rows, positions = response_inputs(prompt_ids, response_ids)
+    inputs, rows, positions = response_inputs(prompt_ids, response_ids, model.config.block_size)
     logits = model(inputs)                                                   # (N, L-1, V)
     picked = logits[rows, positions]                                         # (N, L-1, V) -> (N, T, V)
     return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
 
 
-def response_inputs(prompt_ids: list, response_ids) -> tuple[list, Any, Any]:
+def response_inputs(prompt_ids: list, response_ids, block_size: int | None = None) -> tuple[list, Any, Any]:
     """The model inputs of prompt + response rows, and where each response token is predicted.
 
     Row i is prompt_i + response_i without its last token, right-padded to L − 1 (causal
     attention: padding after a token never changes it). The state that predicts response token
-    t of row i is position P_i − 1 + t. Returns (inputs (N, L-1) lists, rows (N, 1), positions
-    (N, T)): index an (N, L-1, ...) output with [rows, positions] to get (N, T, ...).
+    t of row i is position P_i − 1 + t. A short prompt beside a long response of another row
+    can push a row's padding past the block: with block_size, rows are cut to it and positions
+    clamped inside it, which touches padding only when every prompt + its real response fits.
+    Returns (inputs (N, L-1) lists, rows (N, 1), positions (N, T)): index an (N, L-1, ...)
+    output with [rows, positions] to get (N, T, ...).
     """
     xp = backend.xp
     responses = backend.to_numpy(response_ids).tolist()
     full = [p + r for p, r in zip(prompt_ids, responses)]
-    L = max(len(r) for r in full)
-    inputs = [r[:-1] + [0] * (L - len(r)) for r in full]                     # (N, L-1)
+    L = max(len(r) for r in full) if block_size is None else min(max(len(r) for r in full), block_size + 1)
+    inputs = [r[:L - 1] + [0] * (L - 1 - len(r[:L - 1])) for r in full]     # (N, L-1)
     starts = xp.asarray([len(p) - 1 for p in prompt_ids])                    # (N,)
     N, T = len(full), len(responses[0])
-    return inputs, xp.arange(N)[:, None], starts[:, None] + xp.arange(T)[None, :]
+    positions = xp.minimum(starts[:, None] + xp.arange(T)[None, :], L - 2)   # (N, T)
+    return inputs, xp.arange(N)[:, None], positions
 
 
 def token_logprobs(logp: Tensor, response_ids) -> Tensor:

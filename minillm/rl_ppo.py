@@ -92,7 +92,7 @@ def response_values(value_model, prompt_ids: list, response_ids) -> Tensor:
     score head is read at every position instead of the last one: the state that predicts
     y_t is the one whose value is V_t.
     """
-    inputs, rows, positions = response_inputs(prompt_ids, response_ids)
+    inputs, rows, positions = response_inputs(prompt_ids, response_ids, value_model.config.block_size)
     return value_model.token_scores(inputs)[rows, positions]                    # (N, L-1) -> (N, T)
 
 

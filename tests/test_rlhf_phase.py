@@ -136,3 +136,27 @@ def test_the_report_compares_sampled_answers_too(runs):
     assert n == 3 * 4  # 4 samples for each of the 3 held-out prompts
     assert -1 <= summary["sampled_gold_sft"] <= 1 and -1 <= summary["sampled_gold_rlhf"] <= 1
     assert summary["seen_n"] == 3 and summary["seen_wins"] + summary["seen_losses"] + summary["seen_ties"] == 3
+
+
+PREFS = [{"prompt": "where does anna live?", "chosen": "anna lives in rivertown.", "rejected": "no idea."},
+         {"prompt": "what is two plus two?", "chosen": "four.", "rejected": "three."},
+         {"prompt": "add two and three.", "chosen": "five.", "rejected": "what?"}]
+
+
+def test_dpo_command_on_a_tiny_run(runs):
+    prefs = runs / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps(r) + "\n" for r in PREFS), encoding="utf-8")
+    out = runs / "dpo"
+    args = ["dpo", "--policy", str(runs / "sft"), "--data", str(prefs), "--val", str(prefs), "--heldout",
+            str(runs / "pairs.jsonl"), "--rm", str(runs / "rm"), "--out", str(out), "--max-steps", "4",
+            "--batch-size", "2", "--lr", "1e-3", "--eval-interval", "2", "--max-new-tokens", "8", "--quiet"]
+    assert main(args) == 0
+    evals = [r for r in read_log(out / "log.jsonl") if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert {"val_loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp",
+            "chosen_logp_change", "rejected_logp_change"} <= set(evals[0])
+    assert evals[-1]["reward_margin"] > 0 and evals[-1]["val_loss"] < numpy.log(2)  # it learned the pairs
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "dpo" and {"kl_to_reference", "rlhf_vs_sft_win_rate", "rm_score_rlhf"} <= set(summary)
+    assert checkpoint.load(out).meta["phase"] == "dpo"
+    assert main(args[:-1] + ["--beta", "0", "--quiet"]) == 2
