@@ -160,3 +160,16 @@ def test_dpo_command_on_a_tiny_run(runs):
     assert summary["method"] == "dpo" and {"kl_to_reference", "rlhf_vs_sft_win_rate", "rm_score_rlhf"} <= set(summary)
     assert checkpoint.load(out).meta["phase"] == "dpo"
     assert main(args[:-1] + ["--beta", "0", "--quiet"]) == 2
+
+
+def test_generate_best_of_n_prints_the_reward_models_favourite(runs, capsys):
+    args = ["generate", "--ckpt", str(runs / "sft"), "--prompt", "where does anna live?", "--max-new-tokens", "8",
+            "--seed", "3"]
+    assert main(args + ["--best-of", "3", "--rm", str(runs / "rm")]) == 0
+    captured = capsys.readouterr()
+    ranked = [line for line in captured.err.splitlines() if line[:2] in ("1.", "2.", "3.")]
+    assert len(ranked) == 3 and "log 3 − 2/3 = 0.432 nats" in captured.err
+    assert captured.out.strip() == ranked[0].split("  ", 1)[1].strip()
+    assert main(args + ["--best-of", "3"]) == 2 and "go together" in capsys.readouterr().err
+    assert main(args + ["--best-of", "3", "--rm", str(runs / "sft")]) == 2
+    assert "not a reward model" in capsys.readouterr().err
