@@ -202,16 +202,17 @@ RL_PANELS = [("reward-model score", [("train", "rm_score", "RM score of samples"
                                      ("train", "reward", "reward r − β·KL"),
                                      ("eval", "rm_score", "RM score, held-out greedy")]),
              ("KL to the SFT model (nats)", [("train", "kl", "KL per response"), ("train", "beta", "β")]),
-             ("gold score", [("train", "gold", "gold of samples"), ("eval", "gold", "gold, held-out greedy")])]
+             ("gold score", [("train", "gold", "gold of samples"), ("eval", "gold", "gold, held-out greedy")]),
+             ("policy entropy (nats/token)", [("train", "entropy", "entropy on samples")])]
 
 
 def plot_rl_curves(log_path: str, png_path: str, title: str = "RLHF") -> str:
-    """Three panels from an RLHF log against step: RM score and reward, KL and β, gold score."""
+    """Four panels from an RL log against step: RM score and reward, KL and β, gold score, entropy."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's plotting backend is left alone
 
     with open(log_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    fig = Figure(figsize=(13, 3.5), dpi=100)
+    fig = Figure(figsize=(16, 3.5), dpi=100)
     axes = fig.subplots(1, len(RL_PANELS))
     for ax, (label, curves) in zip(axes, RL_PANELS):
         for kind, key, name in curves:

@@ -108,8 +108,9 @@ def reference_logps(reference, pairs: EncodedPairs, batch_size: int = 32):
 
 
 def dpo_metrics(model, pairs: EncodedPairs, ref: tuple, beta: float, batch_size: int = 32) -> dict:
-    """Loss, implicit-reward accuracy and margin, and the mean log-probs of chosen and rejected responses,
-    with their change from π_ref (negative: the policy finds them less likely than the SFT model did)."""
+    """Loss, implicit-reward accuracy and margin, the mean log-probs of chosen and rejected responses
+    with their change from π_ref (negative: the policy finds them less likely than the SFT model did),
+    and the policy's mean next-token entropy on chosen responses (does DPO sharpen the policy?)."""
     xp = backend.xp
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
@@ -118,12 +119,15 @@ def dpo_metrics(model, pairs: EncodedPairs, ref: tuple, beta: float, batch_size:
         rejected.append(r.data)
     chosen, rejected = xp.concatenate(chosen), xp.concatenate(rejected)
     s_w, s_l = implicit_rewards(chosen, ref[0], beta), implicit_rewards(rejected, ref[1], beta)
+    rows = list(range(min(batch_size, len(pairs))))  # the policy's entropy on the first chosen responses
+    ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows])
+    entropy = rl.entropy(rl.response_log_softmax(model, [pairs.prompts[i] for i in rows], ids), mask)
     loss = dpo_loss(Tensor(chosen), Tensor(rejected), ref[0], ref[1], beta)
     return {"val_loss": loss.item(), "reward_accuracy": pairwise_accuracy(s_w, s_l),
             "reward_margin": mean_margin(s_w, s_l),
             "chosen_logp": float(backend.scalar(chosen.mean())), "rejected_logp": float(backend.scalar(rejected.mean())),
             "chosen_logp_change": float(backend.scalar((chosen - ref[0]).mean())),
-            "rejected_logp_change": float(backend.scalar((rejected - ref[1]).mean()))}
+            "rejected_logp_change": float(backend.scalar((rejected - ref[1]).mean())), "entropy": entropy}
 
 
 @dataclass
@@ -179,6 +183,7 @@ class DPORun:
         summary, notes, scores = judge.judge_policy(
             self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),
             sampling, {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
+                       "tokens_seen": trainer.tokens_seen,
                        **{f"final_{k}": v for k, v in trainer.last_eval.items()}})
         summary["seconds"] = time.perf_counter() - start
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", "DPO")) + "\n" + notes

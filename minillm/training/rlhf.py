@@ -276,7 +276,7 @@ class RLHFRun:
             if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
                 self._save(models, optimizer, tok, step, {**meta, "beta": controller.beta})
         progress.close()
-        common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"))
+        common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"), title=f"RLHF ({cfg.algo})")
         return self._report(models.policy, reference, reward_model, tok, heldout, prompts, start)
 
     def _prompts(self, cfg: RLHFConfig) -> tuple[list[str], list[str]]:
