@@ -74,7 +74,7 @@ def main() -> int:
     tok = build_tokenizer(args.tokenizer, train_records)
     print(f"{len(records)} pairs; tokenizer {args.tokenizer} ({tok.vocab_size} tokens) in "
           f"{time.perf_counter() - start:.1f} s")
-    pad = chat.chat_token_ids(tok)[2]
+    pad = chat.chat_token_ids(tok).pad
     train = encode_pairs(tok, train_records, args.block_size, skip_bad=True)
     val = encode_pairs(tok, val_records, args.block_size, skip_bad=True)
     print(f"train {len(train.chosen)} pairs ({train.truncated} prompts cut, {train.skipped} skipped: a response "

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Iterator
 
 import numpy
 
+from minillm.errors import UserError
+
 DEVICES = ("cpu", "cuda")
+# The target id every cross entropy skips: the SFT batches write it at prompt, template and
+# padding positions, the losses read it. It lives here, in the module everything may
+# import, so data code and autograd code share one definition (PyTorch's value).
+IGNORE_INDEX = -100
 
 xp: Any = numpy               # the array module in use: numpy or cupy
 device: str = "cpu"
@@ -27,18 +34,19 @@ _device_checks = os.environ.get("MINILLM_DEVICE_CHECKS", "") not in ("", "0")
 transfers = {"device_to_host": 0, "host_to_device": 0}
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError, RuntimeError):
     """The requested device cannot be used (unknown name, CuPy missing, no GPU)."""
 
 
 def _load_cupy():
     try:
         import cupy  # the one place CuPy is imported
-    except ImportError as err:
+    except ImportError:
+        # from None: the sentence says everything; a chained ModuleNotFoundError only adds scrolling
         raise DeviceError(
             "device 'cuda' needs CuPy, which is not installed: run "
             "pip install -e \".[gpu]\" (cupy-cuda12x) on a machine with an NVIDIA GPU"
-        ) from err
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDA driver missing or broken
@@ -138,9 +146,13 @@ def manual_seed(seed: int) -> None:
 
 
 def make_rng(seed: int | None = None):
-    """An explicit generator (xp.random.Generator) for code that takes its own seed."""
+    """An explicit generator for code that takes its own seed.
+
+    On the CPU a NumPy `Generator`; on a GPU a `CupyGenerator`, which has the same methods
+    (random, standard_normal, uniform, integers, permutation) and a saveable state.
+    """
     if seed is not None and (not isinstance(seed, (int, numpy.integer)) or seed < 0):
-        raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
+        raise UserError(f"a seed must be a non-negative integer, got {seed!r}")
     return numpy.random.default_rng(seed) if xp is numpy else CupyGenerator(seed)
 
 
@@ -245,9 +257,26 @@ def debug_nan_enabled() -> bool:
 
 
 def _init_from_environment() -> None:
+    """Apply MINILLM_DEVICE; a bad value is a DeviceError, or one line and exit 2 in `minillm`."""
     name = os.environ.get("MINILLM_DEVICE", "").strip().lower()
-    if name:
+    if not name:
+        return
+    try:
         use_device(name)
+    except DeviceError as err:
+        if not _started_as_the_command():
+            raise
+        # The command imports this module before its own error handling exists, so it
+        # reports bad input here, the way it reports any other: one sentence, no traceback.
+        print(f"minillm: error: MINILLM_DEVICE={name}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _started_as_the_command() -> bool:
+    """True inside `minillm ...` or `python -m minillm ...`; False in a notebook or a script."""
+    script = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
+    argv = list(getattr(sys, "orig_argv", []))
+    return script == "minillm" or any(argv[i:i + 2] == ["-m", "minillm"] for i in range(len(argv)))
 
 
 _init_from_environment()

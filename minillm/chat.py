@@ -4,17 +4,24 @@ Lecture 5 §Phase 2: after SFT the model answers a prompt instead of continuing 
 that on sequences in one fixed layout, and must be shown the same layout when asked later:
     <|user|>{prompt}<|assistant|>{response}<|end|>
 This module is the single place the layout lives; SFT, the reward model, RLHF and
-`minillm generate` all format and encode through it. The three special tokens are added to
-whichever tokenizer the pretrained model used, and the model's embedding grows to match.
+`minillm generate` all format and encode through it, and it imports nothing else from
+minillm (data/ builds batches on it). The three special tokens are added to whichever
+tokenizer the pretrained model used, and the model's embedding grows to match.
 Left out: multi-turn conversations, system prompts, escaping special-token text typed by users.
 """
 from __future__ import annotations
 
-from minillm.data.sft import build_sequence
+from typing import NamedTuple
+
+from minillm.errors import UserError
 
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
+
+
+class ResponseTooLong(UserError):
+    """A demonstration whose response (with the template) alone does not fit in the block."""
 
 
 def format_prompt(prompt: str) -> str:
@@ -51,13 +58,25 @@ def add_chat_tokens(tokenizer, model=None) -> list[int]:
     return ids
 
 
-def chat_token_ids(tokenizer) -> tuple[int, int, int]:
-    """(user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
+class ChatTokenIds(NamedTuple):
+    """The ids of the three chat tokens in one tokenizer, by name."""
+    user: int
+    assistant: int
+    end: int
+
+    @property
+    def pad(self) -> int:
+        """The id that pads batches: <|end|>, because nothing after a response's end is read."""
+        return self.end
+
+
+def chat_token_ids(tokenizer) -> ChatTokenIds:
+    """The (user, assistant, end) ids; a clear error if the tokenizer has no chat tokens yet."""
     missing = [t for t in CHAT_TOKENS if t not in tokenizer.special_tokens]
     if missing:
-        raise ValueError(f"the tokenizer has no chat tokens {missing}: call "
+        raise UserError(f"the tokenizer has no chat tokens {missing}: call "
                          "minillm.chat.add_chat_tokens(tokenizer, model) first")
-    return tuple(tokenizer.special_tokens[t] for t in CHAT_TOKENS)
+    return ChatTokenIds(*(tokenizer.special_tokens[t] for t in CHAT_TOKENS))
 
 
 def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
@@ -71,9 +90,32 @@ def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list
     if max_tokens is not None:
         room = max_tokens - 2
         if room < 1:
-            raise ValueError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
+            raise UserError(f"max_tokens={max_tokens} leaves no room for the prompt inside the template")
         prompt_ids = prompt_ids[-room:]
     return [user, *prompt_ids, assistant]
+
+
+def build_sequence(prompt_ids, response_ids, block_size: int, head=(), separator=()) -> tuple[list[int], list[int]]:
+    """head + prompt + separator + response as one sequence, with its loss mask.
+
+    The sequence may hold block_size + 1 ids (block_size inputs, each predicting the next).
+    Truncation rule: when it is longer, the prompt loses tokens from its LEFT (the start of
+    the question) until it fits; head, separator and response are never cut. If not even
+    one prompt token fits, the pair cannot be trained on: ResponseTooLong.
+
+    Returns:
+        (ids, loss_mask): lists of equal length L <= block_size + 1; mask 1 on the response.
+    """
+    head, separator = list(head), list(separator)
+    response = [int(i) for i in response_ids]
+    room = block_size + 1 - len(head) - len(separator) - len(response)  # prompt tokens that fit
+    if room < 1:
+        raise ResponseTooLong(f"the response ({len(response)} tokens) and the template "
+                              f"({len(head) + len(separator)} tokens) leave no room for the prompt "
+                              f"in a block of {block_size}")
+    prompt = [int(i) for i in prompt_ids][-room:]
+    context = head + prompt + separator
+    return context + response, [0] * len(context) + [1] * len(response)
 
 
 def encode_example(tokenizer, prompt: str, response: str, block_size: int) -> tuple[list[int], list[int]]:
@@ -91,7 +133,7 @@ def encode_example(tokenizer, prompt: str, response: str, block_size: int) -> tu
     Returns:
         (ids, loss_mask), two lists of length L <= block_size + 1.
     Raises:
-        minillm.data.sft.ResponseTooLong: the template and response alone exceed the block.
+        ResponseTooLong: the template and response alone exceed the block.
     """
     user, assistant, end = chat_token_ids(tokenizer)
     return build_sequence(tokenizer.encode(prompt), tokenizer.encode(response) + [end],
@@ -104,3 +146,23 @@ def response_text(tokenizer, new_ids: list[int]) -> str:
     if end is not None and end in new_ids:
         new_ids = new_ids[:new_ids.index(end)]
     return tokenizer.decode(new_ids)
+
+
+# ----- the same layout for other programs -------------------------------------------------------
+
+_SYSTEM = "<|system|>"  # the system turn's token (a conversation's optional first turn)
+
+# transformers renders a list of {"role", "content"} messages with this Jinja template
+# (tokenizer_config.json's "chat_template"): the layout above, turn after turn,
+#   system (first only): <|system|>{text}<|end|>   user: <|user|>{text}
+#   assistant: <|assistant|>{text}<|end|>           generation prompt: <|assistant|>
+# so that one turn is exactly `format_example` and `apply_chat_template` gives minillm's ids.
+HF_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' and loop.first -%}" + _SYSTEM + "{{ message['content'] }}" + END
+    + "{%- elif message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
+    + "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT + "{{ message['content'] }}" + END
+    + "{%- else -%}{{ raise_exception('minillm chat turns are system (first only), user and assistant, "
+      "not ' ~ message['role']) }}"
+    + "{%- endif -%}{%- endfor -%}"
+    + "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from safetensors.numpy import save_file
 
 from minillm import backend
+from minillm.errors import MissingFileError, UserError
 from minillm.model import GPT, GPTConfig
 from minillm.nn import Module
 from minillm.reward_model import RewardModel
@@ -74,7 +75,7 @@ def save(model: Module, directory: str | os.PathLike, tokenizer: Tokenizer | Non
     except (TypeError, ValueError) as err:
         raise TypeError(f"meta must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from err
     if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+        raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                          f"{model.config.vocab_size} (config.vocab_size): its ids would not fit")
     with atomic_directory(directory, CHECKPOINT_FILES) as tmp:
         _write_config(model, tmp / "config.json", step, meta)
@@ -117,7 +118,7 @@ def _write_optimizer(model: Module, optimizer, directory: Path, step: int) -> No
         group_names = []
         for p in group["params"]:
             if id(p) not in names:
-                raise ValueError("the optimizer updates a parameter that is not part of the model "
+                raise UserError("the optimizer updates a parameter that is not part of the model "
                                  "being saved; build the optimizer from model.parameters()")
             group_names.append(names[id(p)])
             for slot, array in state["state"][i].items():
@@ -188,7 +189,7 @@ def _existing_directory(directory) -> Path:
     aside = sorted(directory.parent.glob(f".{directory.name}.old-*"))
     if aside:  # a crash between the two renames of `_swap_into_place`
         hint = f"; a save was interrupted, and the previous checkpoint is intact at {aside[-1]}: rename it back"
-    raise FileNotFoundError(f"checkpoint directory {directory} does not exist{hint}")
+    raise MissingFileError(f"checkpoint directory {directory} does not exist{hint}")
 
 
 def _read_checkpoint_config(directory: Path) -> dict:
@@ -261,7 +262,7 @@ def load_tensors(model: Module, tensors: dict, source: str, display=lambda name:
 def _restore_training_state(directory: Path, model: Module, optimizer) -> None:
     state_path = directory / "trainer_state.json"
     if not state_path.exists():
-        raise FileNotFoundError(f"{state_path} is missing: this checkpoint was saved without an "
+        raise MissingFileError(f"{state_path} is missing: this checkpoint was saved without an "
                                 "optimizer, so training cannot resume exactly; load it without one")
     trainer = read_json(state_path)
     saved = trainer["optimizer"]

@@ -2,6 +2,9 @@
 
 Each command group lives in its own module under `minillm.commands` and adds its
 subcommands with `register(subparsers)`; a subcommand stores its handler in `func`.
+Bad input (a `minillm.errors.UserError`, or an OS error such as a missing file) prints one
+sentence and exits with status 2; any other exception is a bug and shows its traceback.
+`--debug` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import importlib
 import sys
 
 import minillm
+from minillm.errors import UserError
 
 # Modules under minillm.commands, each exposing register(subparsers).
 COMMAND_MODULES = [
@@ -23,6 +27,7 @@ COMMAND_MODULES = [
     "dpo",
     "pipeline",
     "compare",
+    "hf",
 ]
 
 
@@ -33,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(tokens, pretraining, SFT, reward model, RLHF).",
     )
     parser.add_argument("--version", action="version", version=f"minillm {minillm.__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error, bad input included (for bug reports)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"minillm.commands.{name}").register(subparsers)
@@ -50,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
-        # Bad input: one clear sentence, no traceback.
+    except (UserError, OSError) as err:
+        if args.debug:
+            raise
         print(f"minillm {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -165,7 +165,7 @@ def _check_targets(logits: Tensor, targets):
     return targets
 
 
-def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+def cross_entropy(logits: Tensor, targets, ignore_index: int = backend.IGNORE_INDEX) -> Tensor:
     """Mean over counted rows of -log softmax(logits)[target]; one fused, stable node.
 
     Args:
@@ -184,12 +184,22 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     return apply(fused.CrossEntropy, logits, targets, ignore_index=ignore_index)
 
 
-def cross_entropy_composed(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
-    """The same cross entropy from primitives: -Σ_counted log_softmax(z)[y] / n_counted."""
+def cross_entropy_composed(logits: Tensor, targets, ignore_index: int = backend.IGNORE_INDEX,
+                           reduction: str = "mean") -> Tensor:
+    """The same cross entropy from primitives: CE_n = -log_softmax(z_n)[y_n] on counted rows.
+
+    reduction "mean": Σ_counted CE_n / n_counted, the fused `cross_entropy`'s value.
+    reduction "none": the (N,) losses CE_n, 0 on ignored rows (for weighted sums of them).
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"unknown reduction {reduction!r}: expected 'mean' or 'none'")
     targets = backend.asarray(_check_targets(logits, targets))
     xp = backend.get_array_module(targets)
     counted = targets != ignore_index
     rows = xp.arange(len(targets))
     picked = log_softmax_composed(logits)[rows, xp.where(counted, targets, 0)]  # (N,)
+    per_row = -picked * counted.astype(logits.dtype)                            # (N,), 0 where ignored
+    if reduction == "none":
+        return per_row
     n = xp.maximum(counted.sum(), 1).astype(logits.dtype)  # stays on the device
-    return -(picked * counted.astype(logits.dtype)).sum() / Tensor._wrap(n)
+    return per_row.sum() / Tensor._wrap(n)

@@ -140,7 +140,7 @@ class CrossEntropy(Function):
     on counted rows, 0 on ignored rows. Logits (N, V), targets (N,).
     """
 
-    def forward(self, logits, targets, ignore_index=-100):
+    def forward(self, logits, targets, ignore_index):
         xp = get_array_module(logits)
         counted = targets != ignore_index
         safe_targets = xp.where(counted, targets, 0)

@@ -6,6 +6,8 @@ append it, and ask again. How we draw is a choice: greedy (the argmax), temperat
 policy's log π(y_t) of each sampled token, so this module returns those too.
 Left out: beam search, repetition penalties, speculative decoding, sliding the context past
 block_size (a request that does not fit raises ValueError instead).
+The array-taking functions accept host (NumPy) or device arrays: they go through
+`backend.asarray`, so an n-gram model's NumPy probabilities sample on a GPU too.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Iterator, Sequence
 
 from minillm import backend
 from minillm import functional as F
+from minillm.errors import UserError
 from minillm.kv_cache import KVCache
 from minillm.tensor import Tensor, no_grad
 
@@ -22,11 +25,12 @@ from minillm.tensor import Tensor, no_grad
 
 def log_probs(logits):
     """log softmax of raw logits (B, V) -> (B, V): the model's log P(v | context) at τ = 1."""
-    return F.log_softmax(Tensor._wrap(logits), axis=-1).data
+    return F.log_softmax(Tensor._wrap(backend.asarray(logits)), axis=-1).data
 
 
 def pick(matrix, columns):
     """matrix (B, V), columns (B,) -> (B,): matrix[b, columns[b]] for every row b."""
+    matrix, columns = backend.asarray(matrix), backend.asarray(columns)
     return backend.xp.take_along_axis(matrix, columns[:, None], axis=-1)[:, 0]
 
 
@@ -41,7 +45,7 @@ def sampling_probs(logits, temperature: float = 1.0, top_k: int | None = None,
     Ties are broken by the sort order, so top_k keeps exactly k tokens.
     """
     xp = backend.xp
-    z = logits.astype(xp.float64) / temperature                  # (B, V)
+    z = backend.asarray(logits).astype(xp.float64) / temperature  # (B, V), on the device
     p = xp.exp(z - z.max(axis=-1, keepdims=True))                # subtract the max: no overflow
     p /= p.sum(axis=-1, keepdims=True)
     if top_k is None and top_p is None:
@@ -62,6 +66,7 @@ def sampling_probs(logits, temperature: float = 1.0, top_k: int | None = None,
 def sample(probs, rng):
     """One token per row from (B, V) probabilities, by inverting the cumulative distribution."""
     xp = backend.xp
+    probs = backend.asarray(probs)
     cdf = xp.cumsum(probs, axis=-1)                                # (B, V)
     u = (1.0 - rng.random((probs.shape[0], 1))) * cdf[:, -1:]     # in (0, total]: never a p = 0 token
     return xp.minimum((cdf < u).sum(axis=-1), probs.shape[-1] - 1)  # (B,)
@@ -69,6 +74,7 @@ def sample(probs, rng):
 
 def choose(logits, temperature, top_k, top_p, rng):
     """(B, V) logits -> (B,) token ids: argmax when temperature is 0, else a sample."""
+    logits = backend.asarray(logits)
     if temperature == 0:
         return logits.argmax(axis=-1)
     return sample(sampling_probs(logits, temperature, top_k, top_p), rng)
@@ -153,27 +159,27 @@ def _as_rows(prompt_ids) -> tuple[list[list[int]], bool]:
     single = not prompt_ids or not hasattr(prompt_ids[0], "__len__")  # ints, not rows
     rows = [prompt_ids] if single else [list(r) for r in prompt_ids]
     if not rows or any(len(r) == 0 for r in rows):
-        raise ValueError("the prompt is empty: give at least one token id to condition on "
+        raise UserError("the prompt is empty: give at least one token id to condition on "
                          "(e.g. a newline or <|endoftext|> token)")
     for r in rows:
         if any(isinstance(i, (float, bool)) for i in r):
-            raise ValueError(f"prompt token ids must be integers, got {r[:5]}...")
+            raise UserError(f"prompt token ids must be integers, got {r[:5]}...")
     return [[int(i) for i in r] for r in rows], single
 
 
 def _check_settings(model, rows, max_new_tokens, temperature, top_k, top_p) -> None:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        raise UserError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     if not temperature >= 0 or math.isinf(temperature):
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+        raise UserError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer (or None for no limit), got {top_k!r}")
+        raise UserError(f"top_k must be a positive integer (or None for no limit), got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (1 keeps every token), got {top_p}")
+        raise UserError(f"top_p must lie in (0, 1] (1 keeps every token), got {top_p}")
     block = model.config.block_size
     longest = max(len(r) for r in rows)
     if longest + max_new_tokens > block:
-        raise ValueError(f"a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} needs "
+        raise UserError(f"a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} needs "
                          f"{longest + max_new_tokens} positions, but the model's block_size is "
                          f"{block}: ask for at most {max(block - longest, 0)} new tokens or "
                          f"shorten the prompt")
@@ -296,7 +302,7 @@ def sequence_logprobs(model, prompt_ids, response_ids):
     for x, y in zip(prompts, responses):
         y = [int(t) for t in y]
         if len(x) + len(y) > model.config.block_size:
-            raise ValueError(f"prompt ({len(x)}) + response ({len(y)}) tokens exceed the model's "
+            raise UserError(f"prompt ({len(x)}) + response ({len(y)}) tokens exceed the model's "
                              f"block_size ({model.config.block_size})")
         if not y:
             out.append([])

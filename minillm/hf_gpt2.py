@@ -4,7 +4,8 @@ Lecture: minillm's GPT is GPT-2's architecture with GPT-2's parameter names, so 
 released weights (as Hugging Face stores them: `model.safetensors` + `config.json`) load
 into it, and a model trained here can be opened with `transformers`. Only the names and a
 few config keys need translating; no array needs a transpose except an untied LM head.
-Left out: sharded and pickled (`pytorch_model.bin`) files, bfloat16, the HF tokenizer files.
+Left out: sharded and pickled (`pytorch_model.bin`) files, bfloat16. The tokenizer files and
+whole run directories: hf_dir.py.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import numpy
 from safetensors.numpy import save_file
 
 from minillm.checkpoint import build_model, load_tensors
+from minillm.errors import MissingFileError
 from minillm.model import GPT, GPTConfig
 from minillm.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 
-# The files an export writes; other files in the directory (tokenizer files) are kept.
+# The files an export writes; other files already in the directory are kept.
 HF_FILES = ("config.json", "model.safetensors", "generation_config.json")
 
 # Weight layout, checked against transformers' GPT-2 code (pytorch_utils.Conv1D and
@@ -50,23 +52,39 @@ def load_hf_gpt2(directory: str | os.PathLike) -> GPT:
     return model
 
 
-def save_hf_gpt2(model: GPT, directory: str | os.PathLike) -> Path:
+def save_hf_gpt2(model: GPT, directory: str | os.PathLike, token_ids: dict | None = None,
+                 extra_files: dict[str, dict] | None = None) -> Path:
     """Write `model` as a Hugging Face GPT-2 directory that
     `transformers.GPT2LMHeadModel.from_pretrained(directory)` opens.
+
+    Args:
+        model: the GPT.
+        directory: where to write (created; an existing model directory is replaced).
+        token_ids: {"bos_token_id", "eos_token_id", "pad_token_id"} for config.json and
+            generation_config.json (eos may be a list: generation stops at any of them);
+            default: GPT-2's <|endoftext|> (50256) for a 50,257-token vocabulary, else none.
+        extra_files: more JSON files to write in the same step, name -> data (the tokenizer's).
 
     Written atomically (see `safe_files.atomic_directory`). A model without biases
     (config.bias False) is written with zero biases, which compute the same function.
     """
     hf_config = config_to_hf(model.config, str(model.wte.weight.dtype))
+    hf_config.update(token_ids or {})
+    generation = {key: hf_config[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")
+                  if hf_config.get(key) is not None}
     tensors = {_hf_name(name): host_array(array.T if name == "lm_head.weight" else array)
                for name, array in model.state_dict().items()}
     if not model.config.bias:
         tensors.update({_hf_name(name): numpy.zeros(shape, model.wte.weight.dtype)
                         for name, shape in _bias_shapes(model.config).items()})
-    with atomic_directory(directory, HF_FILES) as tmp:
+    extra_files = extra_files or {}
+    with atomic_directory(directory, HF_FILES + tuple(extra_files)) as tmp:
         # transformers reads the "format" metadata to know the arrays follow torch's layout.
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         write_json(hf_config, tmp / "config.json")
+        write_json(generation, tmp / "generation_config.json")
+        for name, data in extra_files.items():
+            write_json(data, tmp / name)
     return Path(directory)
 
 
@@ -158,4 +176,4 @@ def _explain_missing_weights(directory: Path) -> None:
         raise CheckpointError(f"{directory} holds only pytorch_model.bin, a pickle; minillm never "
                               "unpickles files (it can run code). Re-save it with transformers' "
                               "save_pretrained(..., safe_serialization=True)")
-    raise FileNotFoundError(f"{directory / 'model.safetensors'} is missing")
+    raise MissingFileError(f"{directory / 'model.safetensors'} is missing")

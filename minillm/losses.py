@@ -11,10 +11,11 @@ tests prove the two equal in value and gradient. Later phases add their losses h
 from __future__ import annotations
 
 from minillm import backend
+from minillm.backend import IGNORE_INDEX
 from minillm import functional as F
+from minillm.errors import UserError
 from minillm.tensor import Tensor
 
-IGNORE_INDEX = -100  # a target that does not count (prompt, template and padding positions in SFT)
 NORMALIZATIONS = ("token", "sequence")  # how SFT averages the response tokens of a batch
 
 
@@ -46,7 +47,7 @@ def one_hot_cross_entropy(logits: Tensor, targets) -> Tensor:
     return per_sample.mean()
 
 
-def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+def cross_entropy(logits: Tensor, targets, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Mean over counted targets of -log softmax(logits)[target], fused and stable.
 
     Args:
@@ -57,7 +58,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     return F.cross_entropy(logits, targets, ignore_index=ignore_index)
 
 
-def sequence_cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+def sequence_cross_entropy(logits: Tensor, targets, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """cross_entropy for sequences: logits (B, T, V), targets (B, T) -> the mean over counted tokens."""
     B, T, V = logits.shape
     targets = backend.asarray(targets)
@@ -72,16 +73,13 @@ def token_losses(logits: Tensor, targets) -> Tensor:
     Args:
         logits: (B, T, V). targets: (B, T) ids, IGNORE_INDEX where a position does not count.
     Returns:
-        (B, T) Tensor of per-token losses.
+        (B, T) Tensor of per-token losses: the composed cross entropy with reduction "none".
     """
-    xp = backend.xp
+    B, T, V = logits.shape
     targets = backend.asarray(targets)
-    counted = targets != IGNORE_INDEX                                  # (B, T) the loss mask m
-    safe = xp.where(counted, targets, 0)  # any valid id; the mask zeroes these terms below
-    B, T = targets.shape
-    logp = F.log_softmax(logits, axis=-1)                              # (B, T, V)
-    picked = logp[xp.arange(B)[:, None], xp.arange(T)[None, :], safe]  # (B, T, V) -> (B, T)
-    return -picked * counted.astype(logits.dtype)
+    per_token = F.cross_entropy_composed(logits.reshape(B * T, V), targets.reshape(B * T),
+                                         reduction="none")               # (B·T,)
+    return per_token.reshape(B, T)
 
 
 def loss_weights(targets, normalize: str = "token", dtype=None):
@@ -98,7 +96,7 @@ def loss_weights(targets, normalize: str = "token", dtype=None):
     if normalize == "sequence":
         per_row = m.sum(axis=1, keepdims=True)                         # (B, 1) tokens per answer
         return m / xp.maximum(per_row, 1) / xp.maximum((per_row > 0).sum(), 1)
-    raise ValueError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
+    raise UserError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
 
 
 def sft_loss(logits: Tensor, targets, normalize: str = "token") -> Tensor:
@@ -136,25 +134,16 @@ def pairwise_loss(s_w: Tensor, s_l: Tensor) -> Tensor:
     return -sigma.log().mean()
 
 
-def pairwise_loss_stable(s_w: Tensor, s_l: Tensor, margin: float = 0.0,
-                         center_coef: float = 0.0) -> Tensor:
-    """The same loss in its stable form: -log σ(d) = softplus(-d), with d = s_w - s_l.
+def pairwise_loss_stable(s_w: Tensor, s_l: Tensor) -> Tensor:
+    """The same loss in its stable form: mean of -log σ(d) = softplus(-d), with d = s_w - s_l.
 
     softplus(z) = log(1 + e^z) is computed as logaddexp(0, z), finite for any z, and its
     gradient σ(z) never underflows to a wrong 0.
 
     Args:
         s_w, s_l: (N,) scores of the chosen and the rejected responses.
-        margin: optional m >= 0: -log σ(d - m) asks the winner to lead by at least m (off by default).
-        center_coef: optional λ: adds λ·mean((s_w + s_l)²), which keeps rewards centred near
-            zero, since the pairwise loss alone cannot see their offset (off by default).
     """
-    d = s_w - s_l
-    loss = (-(d - margin)).softplus().mean() if margin else (-d).softplus().mean()
-    if center_coef:
-        total = s_w + s_l
-        loss = loss + center_coef * (total * total).mean()
-    return loss
+    return (-(s_w - s_l)).softplus().mean()
 
 
 # ----- Phase 3 without a reward model: DPO ------------------------------------------------
@@ -192,9 +181,15 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_cho
 
 
 def pairwise_accuracy(s_w, s_l) -> float:
-    """Share of pairs the reward model orders correctly: mean of [s_w > s_l]."""
+    """Share of pairs the reward model orders correctly, a tie counting half:
+
+        accuracy = mean( [s_w > s_l] + 0.5 · [s_w = s_l] )
+
+    A reward model that gives every response the same score (an untrained one, whose head
+    starts at zero) orders no pair and is at chance, 0.5, not at 0.
+    """
     d = _data(s_w) - _data(s_l)
-    return float(backend.scalar((d > 0).mean()))
+    return float(backend.scalar((d > 0).mean() + 0.5 * (d == 0).mean()))
 
 
 def mean_margin(s_w, s_l) -> float:

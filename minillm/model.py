@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from minillm import backend, nn
 from minillm import functional as F
+from minillm.errors import UserError
 from minillm.kv_cache import KVCache
 from minillm.tensor import Tensor, concatenate, no_grad
 
@@ -35,11 +36,11 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {getattr(self, name)}")
+                raise UserError(f"GPTConfig.{name} must be a positive integer, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -188,7 +189,7 @@ class GPT(nn.Module):
                              f"context it can read) is {self.config.block_size}: crop the input")
         bad = backend.out_of_range(ids, 0, self.config.vocab_size)
         if bad:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
+            raise UserError(f"token ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
                              f"got values from {bad[0]} to {bad[1]}")
         return backend.asarray(ids)
 

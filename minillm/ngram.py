@@ -13,6 +13,8 @@ import math
 
 import numpy
 
+from minillm.errors import UserError
+
 SMOOTHINGS = ("add-k", "interpolated")
 
 
@@ -38,13 +40,13 @@ class NGramLM:
 
     def __init__(self, n: int, smoothing: str = "add-k", k: float = 1.0, lam: float = 0.8):
         if not isinstance(n, (int, numpy.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be an integer >= 1 (1 = unigram, 2 = bigram, ...), got {n!r}")
+            raise UserError(f"n must be an integer >= 1 (1 = unigram, 2 = bigram, ...), got {n!r}")
         if smoothing not in SMOOTHINGS:
-            raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
+            raise UserError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
         if not k > 0:
-            raise ValueError(f"k must be > 0 (k = 0 would give unseen tokens probability 0), got {k}")
+            raise UserError(f"k must be > 0 (k = 0 would give unseen tokens probability 0), got {k}")
         if not 0 <= lam < 1:
-            raise ValueError(f"lam must lie in [0, 1) so lower orders keep some weight, got {lam}")
+            raise UserError(f"lam must lie in [0, 1) so lower orders keep some weight, got {lam}")
         self.n, self.smoothing, self.k, self.lam = int(n), smoothing, float(k), float(lam)
         self.vocab_size: int | None = None
         self._keys: dict[int, numpy.ndarray] = {}    # order m -> sorted m-gram keys
@@ -56,14 +58,14 @@ class NGramLM:
     def fit(self, ids, vocab_size: int) -> "NGramLM":
         """Count every m-gram (m = 1..n) of `ids` (a 1-D sequence of ints in [0, vocab_size))."""
         if not isinstance(vocab_size, (int, numpy.integer)) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+            raise UserError(f"vocab_size must be a positive integer, got {vocab_size!r}")
         if vocab_size ** self.n >= 2 ** 63:
-            raise ValueError(f"n={self.n} with vocab_size={vocab_size} has more possible n-grams "
+            raise UserError(f"n={self.n} with vocab_size={vocab_size} has more possible n-grams "
                              "than 64-bit keys can number: use a smaller n")
         self.vocab_size = int(vocab_size)
         ids = self._check_ids(ids, "fit")
         if len(ids) == 0:
-            raise ValueError("fit needs at least one token id")
+            raise UserError("fit needs at least one token id")
         for m in range(1, self.n + 1):
             keys, counts = numpy.unique(self._ngram_keys(ids, m), return_counts=True)
             self._keys[m], self._counts[m] = keys, counts
@@ -88,7 +90,7 @@ class NGramLM:
         self._check_fitted()
         ngram = list(ngram)
         if not 1 <= len(ngram) <= self.n:
-            raise ValueError(f"an n-gram of this model has 1 to {self.n} tokens, got {len(ngram)}")
+            raise UserError(f"an n-gram of this model has 1 to {self.n} tokens, got {len(ngram)}")
         key = self._ngram_keys(self._check_ids(ngram, "count"), len(ngram))
         return int(_lookup(self._keys[len(ngram)], self._counts[len(ngram)], key)[0])
 
@@ -159,7 +161,7 @@ class NGramLM:
         """
         lp = self.token_log_probs(ids)
         if len(lp) == 0:
-            raise ValueError("loss needs at least 2 tokens (the first one is never predicted)")
+            raise UserError("loss needs at least 2 tokens (the first one is never predicted)")
         return float(-lp.mean())
 
     def perplexity(self, ids) -> float:
@@ -176,9 +178,9 @@ class NGramLM:
         if arr.size == 0:
             return arr.astype(numpy.int64).reshape(0)
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise ValueError(f"{where} expects a 1-D sequence of integer token ids, got {arr.dtype} {arr.shape}")
+            raise UserError(f"{where} expects a 1-D sequence of integer token ids, got {arr.dtype} {arr.shape}")
         if arr.min() < 0 or arr.max() >= self.vocab_size:
-            raise ValueError(f"{where}: token ids must lie in [0, {self.vocab_size}) (the vocabulary "
+            raise UserError(f"{where}: token ids must lie in [0, {self.vocab_size}) (the vocabulary "
                              f"given to fit), got values from {arr.min()} to {arr.max()}")
         return arr.astype(numpy.int64)
 

@@ -2,7 +2,7 @@
 
 Lecture: an LLM is a function with parameters phi; a Module holds some of them and knows
 how to compute its output. Parameters are found by walking the module's attributes in the
-order they were set, so names such as `blocks.0.attn.c_attn.weight` are stable and a
+order they were set, so names such as `h.0.attn.c_attn.weight` (the GPT's first block) are stable and a
 state dict can be saved and loaded by name.
 Left out: hooks, buffers other than parameters, automatic device moves.
 """

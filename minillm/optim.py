@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from minillm import backend
+from minillm.errors import UserError
 
 
 def _groups(params, defaults: dict) -> list[dict]:
@@ -119,6 +120,18 @@ class AdamW(Optimizer):
             p.data -= step_size * (m / denom)
 
 
+def _global_norm(grads):
+    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip."""
+    xp = backend.get_array_module(grads[0])
+    return xp.sqrt(sum((g * g).sum() for g in grads))
+
+
+def grad_norm(params) -> float:
+    """The global L2 norm of all gradients, without changing them (0.0 when there are none)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return backend.scalar(_global_norm(grads)) if grads else 0.0
+
+
 def clip_grad_norm(params, max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm.
 
@@ -128,7 +141,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
     if not grads:
         return 0.0
     xp = backend.get_array_module(grads[0])
-    total = xp.sqrt(sum((g * g).sum() for g in grads))  # on the device: no per-tensor round trip
+    total = _global_norm(grads)
     scale = xp.minimum(1.0, max_norm / (total + 1e-6)).astype(grads[0].dtype)
     for g in grads:
         g *= scale  # multiplying by 1 when the norm is small enough avoids a host-side branch
@@ -155,7 +168,7 @@ class WarmupCosineSchedule:
 
     def __init__(self, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
         if total_steps < warmup_steps:
-            raise ValueError(f"total_steps ({total_steps}) must be at least warmup_steps ({warmup_steps})")
+            raise UserError(f"total_steps ({total_steps}) must be at least warmup_steps ({warmup_steps})")
         self.max_lr, self.warmup, self.total, self.min_lr = max_lr, warmup_steps, total_steps, min_lr
 
     def __call__(self, step: int) -> float:

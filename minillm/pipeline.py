@@ -17,12 +17,15 @@ import time
 from dataclasses import dataclass, field
 
 from minillm import report
+from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_prompts
 from minillm.data.tasks import find_task
-from minillm.report import DEFAULT_METHODS, DONE, TITLES, phases_for, read_done
-from minillm.training.pretrain import SHIPPED_DATA, PretrainRun
+from minillm.errors import UserError
+from minillm.phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
+from minillm.safe_files import write_json_atomic, write_text_atomic
 from minillm.training.best_of_n import BestOfNRun
 from minillm.training.dpo import DPORun
+from minillm.training.pretrain import PretrainRun
 from minillm.training.reward import RewardRun
 from minillm.training.rlhf import RLHFConfig, RLHFRun
 from minillm.training.sft import SFTRun
@@ -34,16 +37,16 @@ LECTURE_PROMPT = "How to make pasta"
 class PipelinePreset:
     """Sizes and step counts of every phase; each dict overrides that phase's own defaults."""
 
-    pretrain_preset: str            # a `minillm pretrain` preset the model and schedule start from
-    model: dict                     # GPTConfig fields over the pretrain preset's
-    pretrain: dict                  # TrainConfig fields of each phase
+    pretrain_preset: str            # the `minillm pretrain` preset whose evaluation size and n-gram orders it keeps
+    tokenizer: str                  # a `minillm pretrain --tokenizer` spec: char, word[:MAX_VOCAB], bpe[:VOCAB]
+    model: dict                     # GPTConfig fields (all but vocab_size, which the tokenizer sets)
+    pretrain: dict                  # TrainConfig fields of each supervised phase
     sft: dict
     rm: dict
     rlhf: dict                      # RLHFConfig fields (the rlhf method; ppo and grpo start from them too)
     eval_prompts: int               # held-out prompts each phase evaluates (SFT, RM agreement, RLHF)
     report_prompts: int = 8         # prompts in the report's side-by-side table
     shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
-    tokenizer: str | None = None    # a `minillm pretrain --tokenizer` spec (None: the pretrain preset's)
     rm_on_policy: int = 0           # training prompts whose 2 sampled SFT answers gold labels for the RM
     ppo: dict = field(default_factory=dict)    # RLHFConfig fields over `rlhf` for --methods ppo
     grpo: dict = field(default_factory=dict)   # ... for --methods grpo
@@ -58,91 +61,49 @@ def train_schedule(steps: int, batch: int, **more) -> dict:
             "eval_interval": every, "checkpoint_interval": every, "log_interval": max(1, steps // 50), **more}
 
 
+# Times and results of each preset are in the README (they are measured, and change with the code).
 PRESETS = {
-    # about a minute: tests and notebooks (measured here: 23 s, one BLAS thread); the model is too small to answer well
+    # for tests and notebooks: about a minute; the model is too small to answer well
     "quick": PipelinePreset(
-        "tiny", dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
-        train_schedule(200, 8, lr=3e-3, min_lr=3e-4), train_schedule(60, 16), train_schedule(30, 16),
-        dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
-             checkpoint_interval=3),
+        pretrain_preset="tiny", tokenizer="char",
+        model=dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
+        pretrain=train_schedule(steps=200, batch=8, lr=3e-3, min_lr=3e-4),
+        sft=train_schedule(steps=60, batch=16),
+        rm=train_schedule(steps=30, batch=16),
+        rlhf=dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
+                  checkpoint_interval=3),
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
         ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
         dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
-    # the lecture demo, at most 10 minutes on a 2-core laptop (measured: 7:50). Byte-level BPE,
-    # not characters: a word is one token, so the same compute reads about 4x more text and the
-    # model learns the world's facts (held-out gold after SFT: -0.58 with characters, +0.16
-    # with BPE, both with the earlier, perfect demonstrations)
+    # the lecture demo, at most 10 minutes on a 2-core laptop. Byte-level BPE, not characters:
+    # a word of the tiny world is one token, so the same compute reads more text and the model
+    # learns the world's facts (docs/architecture.md tells the story)
     "classroom": PipelinePreset(
-        "shakespeare-char", dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
-        train_schedule(2000, 8, lr=2e-3, min_lr=2e-4), train_schedule(200, 16), train_schedule(150, 16),
-        dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=10,
-             eval_prompts=48, checkpoint_interval=10),
-        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), tokenizer="bpe:1024", rm_on_policy=1123,
+        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
+        model=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
+        pretrain=train_schedule(steps=2000, batch=8, lr=2e-3, min_lr=2e-4),
+        sft=train_schedule(steps=200, batch=16),
+        rm=train_schedule(steps=150, batch=16),
+        rlhf=dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=10, eval_prompts=48, checkpoint_interval=10),
+        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123,
         ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
         dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1)),
-    # the best this project does on a CPU in about an hour (estimated: 0.56 s per pretraining
-    # step on the 2-core development machine; not measured end to end)
+    # the best this project does on a CPU in about an hour
     "full": PipelinePreset(
-        "shakespeare-char", dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
-        train_schedule(5000, 8, lr=1.5e-3, min_lr=1.5e-4), train_schedule(300, 16), train_schedule(250, 16),
-        dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=20,
-             eval_prompts=48, checkpoint_interval=20),
-        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), tokenizer="bpe:1024",
-        rm_on_policy=1123, ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
+        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
+        model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
+        pretrain=train_schedule(steps=5000, batch=8, lr=1.5e-3, min_lr=1.5e-4),
+        sft=train_schedule(steps=300, batch=16),
+        rm=train_schedule(steps=250, batch=16),
+        rlhf=dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=20, eval_prompts=48, checkpoint_interval=20),
+        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
+        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
         dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1)),
 }
-
-
-# ----- the data layout -----------------------------------------------------------------
-
-@dataclass
-class DataLayout:
-    """The files each phase reads; optional ones are None. See `LAYOUT_HELP`."""
-
-    pretrain: str                   # a text file, or a directory of .txt files
-    pretrain_val: str | None
-    sft: str
-    sft_val: str | None
-    sft_test: str | None
-    preferences: str
-    preferences_val: str | None
-    rl: str
-    rl_heldout: str | None
-
-    def held_out(self) -> str:
-        """The file held-out prompts come from: rl/heldout, else sft/test, else rl/train."""
-        return self.rl_heldout or self.sft_test or self.rl
-
-
-LAYOUT_HELP = ("expected DIR/pretrain/ (train.txt [+ validation.txt], or any .txt files), "
-               "DIR/sft/train.jsonl [+ validation.jsonl, test.jsonl], "
-               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl] "
-               "(the layout of the shipped data/ folder)")
-
-
-def resolve_data(data_dir: str | None) -> DataLayout:
-    """Check a data directory before any work starts; one error lists everything missing."""
-    root = data_dir or SHIPPED_DATA
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data {root}: no such directory; {LAYOUT_HELP}")
-    path = lambda *parts: os.path.join(root, *parts)  # noqa: E731
-    maybe = lambda *parts: path(*parts) if os.path.isfile(path(*parts)) else None  # noqa: E731
-    pretrain_dir = path("pretrain")
-    texts = sorted(f for f in os.listdir(pretrain_dir) if f.endswith(".txt")) if os.path.isdir(pretrain_dir) else []
-    missing = [] if texts else ["pretrain/ with .txt files"]
-    missing += [name for name in ("sft/train.jsonl", "preferences/train.jsonl", "rl/train.jsonl")
-                if not maybe(*name.split("/"))]
-    if missing:
-        raise FileNotFoundError(f"--data {root} is missing {', '.join(missing)}; {LAYOUT_HELP}")
-    split = "train.txt" in texts and "validation.txt" in texts
-    return DataLayout(pretrain=path("pretrain", "train.txt") if split else pretrain_dir,
-                      pretrain_val=path("pretrain", "validation.txt") if split else None,
-                      sft=path("sft", "train.jsonl"), sft_val=maybe("sft", "validation.jsonl"),
-                      sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
-                      preferences_val=maybe("preferences", "validation.jsonl"),
-                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
 
 
 def pick_prompts(path: str, n: int) -> list[str]:
@@ -165,16 +126,6 @@ def pick_prompts(path: str, n: int) -> list[str]:
 
 
 # ----- the marker and progress ------------------------------------------------------------
-
-def write_json_atomic(path: str, data: dict) -> None:
-    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 class PipelineProgress:
     """One line per phase start and end, with elapsed time and an ETA for the whole run.
@@ -218,9 +169,10 @@ class Pipeline:
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         phases = phases_for(self.methods)
         preset, layout = PRESETS[self.preset], resolve_data(self.data)
+        check_files(layout)  # every record read once before the first phase starts
         self._check_settings()
         heldout = self._heldout_file(layout, preset.eval_prompts)
         shares = preset.shares + (preset.shares[-1],) * (len(phases) - len(preset.shares))
@@ -256,7 +208,7 @@ class Pipeline:
         seconds = before + time.perf_counter() - start
         marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
                   "size": report.phase_size(phase, directory, summary), "summary": summary}
-        write_json_atomic(os.path.join(directory, DONE), marker)  # only now is the phase finished
+        write_done(self.out, phase, marker)  # only now is the phase finished
         progress.phase_end(index, phase, seconds, report.headline(phase, summary))
 
     def _check_settings(self) -> None:
@@ -268,7 +220,7 @@ class Pipeline:
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
             if saved != settings:
-                raise ValueError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
+                raise UserError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
                                  f"{saved['seed']}, data {saved['data'] or 'shipped'}: rerun it with those "
                                  "settings to resume, or pass another --out")
             return
@@ -280,9 +232,7 @@ class Pipeline:
         path = os.path.join(self.out, "heldout_prompts.jsonl")
         if not os.path.exists(path):
             prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(layout.held_out(), skip_bad=True)))
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"prompt": p}) + "\n" for p in prompts[:n])
-            os.replace(path + ".tmp", path)
+            write_text_atomic(path, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts[:n]))
         return path
 
 

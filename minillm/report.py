@@ -18,49 +18,20 @@ import time
 
 from minillm import chat, checkpoint, rl
 from minillm.data.gold import gold_score
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
+from minillm.phases import CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, read_done
+from minillm.safe_files import write_text_atomic
 from minillm.training import common
 from minillm.training.reward import score_responses
 
-CORE = ("pretrain", "sft", "rm")
-METHODS = ("rlhf", "ppo", "dpo", "best-of-n", "grpo")  # phase 3's methods, each from the same SFT model
-DEFAULT_METHODS = ("rlhf",)
-PHASES = CORE + DEFAULT_METHODS  # the lecture's run; `minillm pipeline --methods` adds others
-
-
-def phases_for(methods) -> tuple:
-    """The phases of a run with these phase-3 methods: the core three, then each method once."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(METHODS)}")
-    return CORE + tuple(dict.fromkeys(methods))
-
-
-def finished_methods(out: str) -> tuple:
-    """The phase-3 methods of a run directory that have finished, in METHODS order."""
-    return tuple(m for m in METHODS if read_done(out, m) is not None)
-TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetuning (SFT)",
-          "rm": "Phase 3a: reward model", "rlhf": "Phase 3b: RLHF (RLOO)",
-          "ppo": "Phase 3b: PPO with a value model and GAE", "dpo": "Phase 3b': DPO (no reward model)",
-          "best-of-n": "Phase 3b'': best-of-n (no training)", "grpo": "Phase 3b: GRPO on the exact reward"}
 PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"],
          "ppo": ["rlhf.png"], "dpo": ["loss.png"], "best-of-n": [], "grpo": ["rlhf.png"]}
 MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"), ("ppo", "PPO"), ("dpo", "DPO"),
           ("best-of-n", "best-of-n"), ("grpo", "GRPO"))  # (phase, model name)
-DONE = "DONE.json"
 SIZE_NOTE = ("Tokens: pretraining, every token read; SFT, the response tokens the loss counted; reward model, "
              "the tokens of chosen and rejected responses read; RLHF, the response tokens sampled. FLOPs ≈ "
              "6·N·D plus attention; RLHF counts sampling, reference and reward-model passes as one more 6·N·D.")
 NOT_FINISHED = "not available: this phase has not finished (run `minillm pipeline` again with the same --out)"
-
-
-def read_done(out: str, phase: str) -> dict | None:
-    """The phase's DONE.json marker, or None while the phase has not finished."""
-    path = os.path.join(out, phase, DONE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 # ----- answering the same prompts with every model -------------------------------------
@@ -128,7 +99,7 @@ def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int
     block = model.config.block_size
     room = block // 2
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
-    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer)[2], seed=seed)
+    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, seed=seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
 
 
@@ -180,20 +151,27 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
                 ("held-out prompts", str(a["n"]))]
     if phase == "rm":
         base = s["baseline"]
-        return [("pairwise accuracy (s_w > s_l), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
+        return [("pairwise accuracy (s_w > s_l, a tie counts half), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
                 ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
                 ("agreement with the gold labeler on fresh SFT samples",
                  f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
     name = METHOD_NAMES.get(phase, "RLHF")
     rows = [(f"reward-model score of held-out answers, SFT → {name}", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
             (f"gold score of held-out answers, SFT → {name}", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
-            (f"{name} wins against SFT (ties excluded)",
-             f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']} wins, {s['rlhf_vs_sft_losses']} losses)"),
+            (f"{name} against SFT: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
             *_sampled_rows(s, name),
             (f"KL({name} ‖ SFT) per response (nats)", f"{s['kl_to_reference']:.3f}")]
     if phase == "best-of-n":
         return rows + [("KL, closed form log n − (n−1)/n", f"{s['kl_formula']:.3f}"), ("n", str(s["n"]))]
     return rows + [("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def _wins(s: dict, prefix: str) -> str:
+    """Win rate with ties left out, and the counts it rests on: "100.0% (1 wins, 0 losses, 11 ties)"
+    says plainly that one prompt decided it."""
+    ties = s.get(f"{prefix}_ties")
+    counts = f"{s[f'{prefix}_wins']} wins, {s[f'{prefix}_losses']} losses" + ("" if ties is None else f", {ties} ties")
+    return f"{s[f'{prefix}_win_rate']:.1%} ({counts})"
 
 
 def _sampled_rows(s: dict, name: str) -> list[tuple[str, str]]:
@@ -202,8 +180,7 @@ def _sampled_rows(s: dict, name: str) -> list[tuple[str, str]]:
         return []
     return [(f"gold score of held-out answers (sampled, τ = 1), SFT → {name}",
              _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
-            (f"{name} wins against SFT, sampled (ties excluded)",
-             f"{s['sampled_win_rate']:.1%} ({s['sampled_wins']} wins, {s['sampled_losses']} losses)"),
+            (f"{name} against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
             (f"gold score on training prompts (greedy), SFT → {name}", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
 
 
@@ -380,8 +357,6 @@ def write_report(out: str, prompts: list[str], settings: dict) -> dict:
              "answers": os.path.join(out, "answers.json")}
     texts = {"html": render_html(data, settings), "md": render_md(data, settings),
              "answers": json.dumps(data["answers"], indent=2)}
-    for key, path in paths.items():  # each file whole or not at all
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(texts[key])
-        os.replace(path + ".tmp", path)
+    for key, path in paths.items():
+        write_text_atomic(path, texts[key])
     return paths

@@ -17,6 +17,7 @@ from typing import Any
 
 from minillm import backend
 from minillm import functional as F
+from minillm.errors import UserError
 from minillm.generate import generate
 from minillm.tensor import Tensor, no_grad
 
@@ -133,7 +134,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
     rows = [list(p) for p in prompt_ids for _ in range(group_size)]
     room = min(max_new_tokens, policy.config.block_size - max(len(r) for r in rows))
     if room < 1:
-        raise ValueError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
+        raise UserError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
                          f"in the block of {policy.config.block_size}; shorten the prompts")
     out, lps = generate(policy, rows, room, temperature=temperature, stop_ids=[end_id], seed=seed,
                         return_logprobs=True)
@@ -259,7 +260,7 @@ def leave_one_out_baseline(rewards, group_size: int):
     Example (G = 3): R = [1, 2, 6] -> b = [4, 3.5, 1.5].
     """
     if group_size < 2:
-        raise ValueError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
+        raise UserError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
     grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
     others = grouped.sum(axis=1, keepdims=True) - grouped
     return (others / (group_size - 1)).reshape(-1)                             # (B, G) -> (N,)
@@ -294,9 +295,9 @@ def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, nor
     Example (G = 2): R = [1, 0, 1, 1] -> A ≈ [1, −1, 0, 0].
     """
     if group_size < 2:
-        raise ValueError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
+        raise UserError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
     if rewards.shape[0] % group_size:
-        raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
+        raise UserError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
     grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
     centred = grouped - grouped.mean(axis=1, keepdims=True)
     if normalize_by_std:
@@ -320,7 +321,7 @@ def best_of_n(policy, reward_model, prompt_ids: list, n: int, max_new_tokens: in
         (B lists of response ids (the winners, <|end|> kept), (B, n) reward-model scores of all).
     """
     if n < 1:
-        raise ValueError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
+        raise UserError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
     ro = sample_rollouts(policy, policy, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
     responses = ro.responses()
     scores = reward_model_scores(reward_model, ro.prompt_ids, responses, end_id).reshape(-1, n)  # (B, n)

@@ -1,10 +1,11 @@
-"""Files that are safe to read and to write: safetensors without pickles, JSON, atomic directories.
+"""Files that are safe to read and to write: safetensors without pickles, JSON, atomic files and directories.
 
 Lecture: a checkpoint is hours of training, so writing it must never leave half a file
 behind, and reading one must never run code. Arrays are read only from safetensors (a
 pickle, which can run any code when loaded, is refused by name); a directory is written in
-a temporary sibling, flushed to disk and swapped into place, so a crash leaves the old one whole.
-Used by checkpoint.py (minillm checkpoints) and hf_gpt2.py (Hugging Face GPT-2 files).
+a temporary sibling, flushed to disk and swapped into place, so a crash leaves the old one whole;
+a single file (a marker, a report) is written the same way. Used by checkpoint.py (minillm
+checkpoints), hf_gpt2.py (Hugging Face GPT-2 files), the pipeline's markers and its report.
 Left out: file locking between processes, network filesystems' weaker rename guarantees.
 """
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy
 from safetensors.numpy import load_file
 
 from minillm import backend
+from minillm.errors import MissingFileError, UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file (minillm's or Hugging Face's) exists but does not hold what this code expects."""
 
 
@@ -43,7 +45,7 @@ def read_tensors(path: Path) -> dict[str, numpy.ndarray]:
     """Read a safetensors file as name -> NumPy array; refuse anything else, pickles above all."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+        raise MissingFileError(f"{path} is missing")
     with open(path, "rb") as f:
         head = f.read(8)
     for signature, kind in _PICKLE_SIGNATURES.items():
@@ -61,7 +63,7 @@ def read_json(path: Path) -> dict:
     """A JSON object from a file; a clear error if it is missing, malformed or not an object."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+        raise MissingFileError(f"{path} is missing")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -74,6 +76,30 @@ def read_json(path: Path) -> dict:
 def write_json(data: dict, path: Path) -> None:
     """Write a dict as indented UTF-8 JSON (call it inside `atomic_directory` for an atomic save)."""
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write one UTF-8 file atomically: a reader sees the old file or the whole new one, never half.
+
+    The text goes to a temporary sibling, is flushed to disk, and is renamed over `path`.
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> None:
+    """`write_text_atomic` of indented JSON."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 @contextlib.contextmanager

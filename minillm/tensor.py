@@ -32,10 +32,6 @@ def no_grad() -> Iterator[None]:
         _grad_enabled = previous
 
 
-def is_grad_enabled() -> bool:
-    return _grad_enabled
-
-
 def _check_nan(out, fn) -> None:
     xp = backend.get_array_module(out)
     if out.dtype.kind == "f" and bool(xp.isnan(out).any()):

@@ -8,7 +8,7 @@ import pytest
 
 from minillm import backend, chat
 from minillm.commands.generate import format_prompt_for_checkpoint, run
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
 from minillm.generate import generate
 from minillm.model import GPT, GPTConfig
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
@@ -66,6 +66,8 @@ def test_encode_example_matches_encoding_the_formatted_text(make):
     assert mask == [0] * (len(ids) - n_response) + [1] * n_response and ids[-1] == end
     assert ids[0] == user and ids[len(ids) - n_response - 1] == assistant
     assert chat.encode_prompt(tok, prompt) == tok.encode(chat.format_prompt(prompt))
+    named = chat.chat_token_ids(tok)
+    assert (named.user, named.assistant, named.end, named.pad) == (user, assistant, end, end)
 
 
 def test_too_long_pairs_cut_the_prompt_from_the_left_or_raise():

@@ -279,3 +279,18 @@ def test_bad_arguments_to_save(tmp_path):
     with pytest.raises(ValueError, match="the tokenizer has .* tokens but the model only 5"):
         checkpoint.save(GPT(tiny_config(vocab_size=5)), tmp_path / "b", tokenizer=CharTokenizer.train(TEXT))
     assert not os.listdir(tmp_path)
+
+
+def test_a_single_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from minillm import safe_files
+    path = tmp_path / "DONE.json"
+    safe_files.write_json_atomic(path, {"phase": "sft"})
+    assert json.loads(path.read_text()) == {"phase": "sft"} and os.listdir(tmp_path) == ["DONE.json"]
+
+    def crash(src, dst):
+        raise OSError("disk gone")
+    monkeypatch.setattr(safe_files.os, "replace", crash)
+    with pytest.raises(OSError):
+        safe_files.write_text_atomic(path, "half")
+    assert json.loads(path.read_text()) == {"phase": "sft"}, "the old file is untouched"
+    assert os.listdir(tmp_path) == ["DONE.json"], "no temporary file is left behind"

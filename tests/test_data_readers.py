@@ -98,7 +98,7 @@ GOOD_PAIR = '{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
     (read_demonstrations, '{"messages": [{"role": "user", "content": "x"}]}\n', "last message"),
     (read_demonstrations, '["not", "an", "object"]\n', "expected a JSON object"),
     (read_preferences, '{"prompt": "p", "chosen": "same", "rejected": "same"}\n', "the same text"),
-    (read_preferences, '{"prompt": "p", "chosen": "a"}\n', "missing field 'rejected'"),
+    (read_preferences, '{"prompt": "p", "chosen": "a"}\n', "'chosen' field but no 'rejected'"),
     (read_prompts, '{"text": "no prompt here"}\n', "no 'prompt'"),
 ])
 def test_bad_record_names_file_and_line(tmp_path, reader, bad_line, problem):

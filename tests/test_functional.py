@@ -61,6 +61,11 @@ def test_cross_entropy_fused_equals_composed(float64):
     numpy.testing.assert_allclose(v1, v2, rtol=1e-12)
     numpy.testing.assert_allclose(g1[0], g2[0], rtol=1e-10, atol=1e-14)
     assert numpy.all(g1[0][[1, 5]] == 0), "ignored rows get no gradient"
+    per_row = F.cross_entropy_composed(Tensor(z.data), targets, reduction="none").numpy()  # (N,)
+    assert per_row.shape == (6,) and numpy.all(per_row[[1, 5]] == 0)
+    numpy.testing.assert_allclose(per_row.sum() / 4, v1, rtol=1e-12)  # 4 counted rows
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy_composed(Tensor(z.data), targets, reduction="sum")
 
 
 @pytest.mark.parametrize("fn", [F.softmax, F.softmax_composed, F.log_softmax, F.log_softmax_composed],

@@ -1,14 +1,38 @@
-"""Every lesson notebook runs top to bottom in a real Jupyter kernel (fast mode).
+"""The lesson notebooks: each runs top to bottom in a real Jupyter kernel (fast mode), follows
+the lesson conventions, and is stored with the outputs of one full run.
 
-The notebooks read MINILLM_FAST=1 to shrink their training runs, so each takes about
-30 seconds; a broken lesson fails the suite like any other broken code. Under
-`pytest --device cuda` the kernels run on the GPU too (MINILLM_DEVICE).
+The notebooks read MINILLM_FAST=1 to shrink their training runs; a broken lesson fails the
+suite like any other broken code, and so does a solution cell whose assert no longer holds.
+Under `pytest --device cuda` the kernels run on the GPU too (MINILLM_DEVICE). The stored
+outputs are made by `python lessons/run.py` (full mode); the checks here read them as stored.
 """
+import importlib.util
+import json
 import pathlib
+import re
 
 import pytest
 
-LESSONS = sorted((pathlib.Path(__file__).parent.parent / "lessons").glob("*.ipynb"))
+ROOT = pathlib.Path(__file__).parent.parent
+LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+# a cell that calls one of these draws a figure, so its stored outputs must hold an image
+DRAWS = re.compile(r"\bplt\.(show|subplots|figure|hist|plot|bar|imshow|scatter)\(")
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("lesson_runner", ROOT / "lessons" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells(path, kind=None):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [c for c in cells if kind is None or c["cell_type"] == kind]
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"])
 
 
 def test_there_are_lessons():
@@ -26,7 +50,47 @@ def test_lesson_executes(path, tmp_path, monkeypatch, request):
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError naming the failing cell
+    client.execute()  # raises CellExecutionError naming the failing cell; solution cells run too
     errors = [o for cell in notebook.cells if cell.cell_type == "code"
               for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_stored_outputs_come_from_one_full_run(path):
+    meta = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("minillm")
+    assert meta and meta.get("fast") is False and meta.get("seconds", 0) > 0, \
+        f"{path.name}: no full-run metadata; run `python lessons/run.py {path.stem[:2]}`"
+    code = _cells(path, "code")
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), \
+        f"{path.name}: code cells not executed once each, in order"
+    for index, cell in enumerate(code):
+        outputs = cell.get("outputs", [])
+        assert not [o for o in outputs if o["output_type"] == "error"], f"{path.name}: code cell {index} stored an error"
+        if DRAWS.search(_source(cell)):
+            assert any("image/png" in o.get("data", {}) for o in outputs), \
+                f"{path.name}: code cell {index} draws a figure but stores no image"
+    first = _source(_cells(path)[0])
+    assert _runner().time_line(meta["seconds"]) in first, f"{path.name}: the time at its top is not the measured one"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_conventions(path):
+    cells = _cells(path)
+    sources = [_source(c) for c in cells]
+    assert any('os.environ.get("MINILLM_FAST"' in s for s in sources), f"{path.name} does not read MINILLM_FAST"
+    assert not any("%matplotlib" in s or "matplotlib.use(" in s for s in sources), \
+        f"{path.name} switches the plotting back-end (the runner and the tests set it)"
+    by_hand = [s for c, s in zip(cells, sources) if c["cell_type"] == "markdown"
+               and "<details><summary>Solution</summary>" in s]
+    solutions = [i for i, c in enumerate(cells) if "solution" in c["metadata"].get("tags", [])]
+    assert by_hand, f"{path.name}: no exercise with a hidden worked solution (<details>)"
+    assert solutions, f"{path.name}: no code exercise with a solution cell"
+    for i in solutions:
+        assert cells[i]["cell_type"] == "code" and cells[i]["metadata"].get("jupyter", {}).get("source_hidden")
+        assert sources[i - 1].startswith("**Solution**"), f"{path.name}: solution cell {i} is not introduced"
+        assert "assert" in sources[i], f"{path.name}: solution cell {i} asserts nothing"
+    summary = [i for i, s in enumerate(sources) if re.search(r"^## Summary", s, re.MULTILINE)]
+    assert summary, f"{path.name} has no Summary cell"
+    if path != LESSONS[-1]:
+        assert any("**Next:**" in s for s in sources[summary[0]:]), f"{path.name} does not point to the next lesson"

@@ -152,6 +152,8 @@ def test_clip_grad_norm_returns_norm_before_clipping():
     assert optim.clip_grad_norm([a, b], 1.0) == pytest.approx(5.0)
     assert math.hypot(float(a.grad[0]), float(b.grad[0])) == pytest.approx(1.0, rel=1e-5)
     assert optim.clip_grad_norm([a, b], 10.0) == pytest.approx(1.0, rel=1e-5)
+    b.grad = backend.asarray([0.0])
+    assert optim.grad_norm([a, b]) == pytest.approx(0.6, rel=1e-5) and float(a.grad[0]) == pytest.approx(0.6)
 
 
 def test_schedules_at_their_corners():

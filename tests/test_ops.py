@@ -133,6 +133,8 @@ def test_cross_entropy_gradcheck(float64):
     targets = numpy.array([0, 6, -100, 3, 3])
     assert gradcheck(lambda z: F.cross_entropy(z, targets), [logits])
     assert gradcheck(lambda z: F.cross_entropy_composed(z, targets), [logits])
+    weights = rand(5, seed=2, requires_grad=False)  # a weighted sum of per-row losses, as SFT's "sequence" mode
+    assert gradcheck(lambda z: (F.cross_entropy_composed(z, targets, reduction="none") * weights).sum(), [logits])
 
 
 def test_dropout_gradcheck_with_fixed_mask(float64):

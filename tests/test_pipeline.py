@@ -14,7 +14,8 @@ import tempfile
 
 import pytest
 
-from minillm import cli, pipeline, report
+from minillm import cli, phases, pipeline
+from minillm.data.folders import shipped
 from minillm.training import loop
 
 PHASES = ("pretrain", "sft", "rm", "rlhf")
@@ -66,11 +67,11 @@ def test_an_interrupted_pipeline_resumes_without_redoing_finished_phases(run):
 def test_every_phase_finished_with_its_summary_and_size(run):
     out, _ = run
     for phase in PHASES:
-        marker = report.read_done(str(out), phase)
+        marker = phases.read_done(str(out), phase)
         assert marker["phase"] == phase and marker["seconds"] > 0
         assert marker["size"]["parameters"] > 0 and marker["size"]["tokens"] > 0 and marker["size"]["flops"] > 0
-    assert report.read_done(str(out), "pretrain")["summary"]["baseline_val_loss"] > 0
-    assert "after" in report.read_done(str(out), "sft")["summary"]
+    assert phases.read_done(str(out), "pretrain")["summary"]["baseline_val_loss"] > 0
+    assert "after" in phases.read_done(str(out), "sft")["summary"]
 
 
 def test_rerunning_a_finished_pipeline_changes_no_phase(run, capsys):
@@ -95,10 +96,10 @@ def test_report_is_self_contained_and_holds_every_phase_and_the_answers(run):
     assert "<link" not in page and "<script" not in page and "url(" not in page
     assert page.count("<img") == 5  # pretrain, SFT, RM loss + margins, RLHF
     for phase in PHASES:
-        assert f"id='{phase}'" in page and report.TITLES[phase] in page
+        assert f"id='{phase}'" in page and phases.TITLES[phase] in page
     assert "id='answers'" in page and "How to make pasta" in page and "<th>RLHF</th>" in page
     md = (out / "report.md").read_text(encoding="utf-8")
-    for title in (report.TITLES[p] for p in PHASES):
+    for title in (phases.TITLES[p] for p in PHASES):
         assert f"## {title}" in md
     answers = json.loads((out / "answers.json").read_text())
     assert answers[0]["prompt"] == "How to make pasta" and len(answers) == pipeline.PRESETS["quick"].report_prompts
@@ -192,7 +193,7 @@ def test_a_custom_layout_resolves_optional_files(tmp_path):
 
 
 def test_held_out_prompts_start_with_the_lecture_prompt_and_mix_kinds():
-    prompts = pipeline.pick_prompts(os.path.join(pipeline.SHIPPED_DATA, "rl", "heldout.jsonl"), 8)
+    prompts = pipeline.pick_prompts(shipped().held_out(), 8)
     from minillm.data.tasks import find_task
     assert prompts[0] == "How to make pasta" and len(set(prompts)) == 8
     assert len({find_task(p).kind for p in prompts}) >= 5

@@ -9,7 +9,7 @@ from minillm import backend, chat, checkpoint
 from minillm.cli import main
 from minillm.data.preferences import (EncodedPairs, PreferenceBatches, encode_pairs, encode_response,
                                       pad_rows)
-from minillm.data.sft import ResponseTooLong
+from minillm.chat import ResponseTooLong
 from minillm.model import GPT, GPTConfig
 from minillm.optim import AdamW
 from minillm.reward_model import RewardModel
@@ -99,7 +99,7 @@ def test_one_batched_forward_equals_two_separate_forwards():
     assert loss.item() == pytest.approx(numpy.mean(numpy.logaddexp(0, -d)), rel=1e-5)
     assert int(tokens) == sum(map(len, pairs.chosen + pairs.rejected))
     metrics = validation_metrics(rm, PreferenceBatches(pairs, 0), batch_size=3)
-    assert metrics["val_accuracy"] == pytest.approx(numpy.mean(d > 0))
+    assert metrics["val_accuracy"] == pytest.approx(numpy.mean(d > 0) + 0.5 * numpy.mean(d == 0))
     assert metrics["val_margin"] == pytest.approx(d.mean(), rel=1e-5, abs=1e-6)
     assert metrics["val_loss"] == pytest.approx(loss.item(), rel=1e-5)
 
@@ -242,7 +242,8 @@ def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypat
     from minillm import checkpoint, chat
     init = checkpoint.load(run.init)
     chat.add_chat_tokens(init.tokenizer, init.model)
-    made = run._on_policy_pairs(init.model, init.tokenizer, seed=0)
+    prompts = run._read_prompts(pairs, run.on_policy_prompts)
+    made = run._on_policy_pairs(init.model, init.tokenizer, prompts, seed=0)
     assert len(made) == 3 and all(p["chosen"] == answers["polite"] and p["rejected"] == answers["rude"] for p in made)
     summary = run.run()
     base = reward.RewardRun(init=run.init, out=str(tiny_pretrain / "rm_op3"), data=pairs, val=pairs, prompts=pairs,

@@ -124,7 +124,7 @@ def toy_rollouts(policy, reference=None, group_size=3, max_new_tokens=12, seed=1
     tok = chat_tokenizer()
     prompts = [chat.encode_prompt(tok, p) for p in ["where does anna live?", "add two and two."]]
     return rl.sample_rollouts(policy, reference or policy, prompts, group_size, max_new_tokens,
-                              chat.chat_token_ids(tok)[2], seed=seed)
+                              chat.chat_token_ids(tok).end, seed=seed)
 
 
 def parameter_grads(model, loss):
@@ -173,7 +173,7 @@ def test_sampled_kl_estimates_the_exact_kl(float64):
 
 def test_rollout_logprobs_equal_a_fresh_forward_pass_and_padding_never_counts():
     tok = chat_tokenizer()
-    end = chat.chat_token_ids(tok)[2]
+    end = chat.chat_token_ids(tok).end
     model = tiny_model(tok.vocab_size)
     ro = toy_rollouts(model, group_size=8, max_new_tokens=30, seed=3)
     responses = ro.responses()
@@ -195,7 +195,7 @@ def test_rollout_logprobs_equal_a_fresh_forward_pass_and_padding_never_counts():
 
 def test_reward_model_reads_prompt_response_and_end():
     tok = chat_tokenizer()
-    end = chat.chat_token_ids(tok)[2]
+    end = chat.chat_token_ids(tok).end
     backend.manual_seed(0)
     rm = RewardModel(GPTConfig(vocab_size=tok.vocab_size, block_size=40, n_layer=1, n_head=2, n_embd=16))
     rm.score_head.weight.data[...] = backend.get_rng().standard_normal(rm.score_head.weight.shape)

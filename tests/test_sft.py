@@ -9,8 +9,8 @@ import pytest
 import minillm
 from minillm import backend, chat, checkpoint
 from minillm.cli import main
-from minillm.data.sft import (IGNORE_INDEX, ResponseTooLong, SFTBatches, build_sequence, masked_samples,
-                              pad_batch, sft_samples, shift_targets)
+from minillm.chat import ResponseTooLong, build_sequence
+from minillm.data.sft import IGNORE_INDEX, SFTBatches, masked_samples, pad_batch, sft_samples, shift_targets
 from minillm.losses import cross_entropy
 from minillm.model import GPT, GPTConfig
 from minillm.tensor import Tensor

@@ -40,6 +40,12 @@ def test_a_tiny_run_learns_and_writes_its_files(tmp_path, corpus):
     assert summary["training_flops"] == summary["tokens_seen"] * checkpoint.load(tmp_path / "run").model.flops_per_token()
 
 
+def test_grad_norm_is_logged_when_clipping_is_off(tmp_path, corpus):
+    tiny_run(tmp_path / "run", corpus, max_steps=5, log_interval=1, grad_clip=0.0).run()
+    norms = [r["grad_norm"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "train"]
+    assert len(norms) == 5 and all(n > 0 for n in norms)
+
+
 def test_resume_is_exact(tmp_path, corpus, monkeypatch):
     straight = tiny_run(tmp_path / "a", corpus, max_steps=12, checkpoint_interval=6).run()
 

@@ -12,7 +12,9 @@ import os
 import sys
 import textwrap
 
-from minillm.report import CORE, MODELS, answer_side_by_side, load_models
+from minillm.errors import MissingFileError, UserError
+from minillm.phases import CORE
+from minillm.report import MODELS, answer_side_by_side, load_models
 
 COLOURS = {"pretrained": "\033[33m", "SFT": "\033[36m", "RLHF": "\033[35m", "PPO": "\033[34m", "DPO": "\033[32m",
            "best-of-n": "\033[31m", "GRPO": "\033[95m"}
@@ -50,12 +52,12 @@ def format_answers(row: dict, colour: bool, width: int = 100, names: list[str] |
 
 def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.run_dir):
-        raise FileNotFoundError(f"no such run directory: {args.run_dir} (make one with minillm pipeline --out DIR)")
+        raise MissingFileError(f"no such run directory: {args.run_dir} (make one with minillm pipeline --out DIR)")
     if not args.prompt and not args.interactive:
-        raise ValueError("give --prompt TEXT (repeatable) or --interactive")
+        raise UserError("give --prompt TEXT (repeatable) or --interactive")
     models, reward = load_models(args.run_dir)
     if not models:
-        raise ValueError(f"{args.run_dir} holds no finished phase yet: run `minillm pipeline --out {args.run_dir}`")
+        raise UserError(f"{args.run_dir} holds no finished phase yet: run `minillm pipeline --out {args.run_dir}`")
     colour = sys.stdout.isatty()
     shown = [name for phase, name in MODELS if phase in CORE + ("rlhf",) or name in models]  # every method present
     for prompt in args.prompt:

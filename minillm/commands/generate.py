@@ -13,6 +13,7 @@ import sys
 from typing import Iterable, TextIO
 
 from minillm import backend, chat
+from minillm.errors import UserError
 from minillm.generate import stream
 
 HELD_BACK = "\ufffd"  # what a decoder prints for an incomplete UTF-8 sequence
@@ -90,15 +91,15 @@ def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:
     """Generate from a loaded checkpoint (anything with .model, .tokenizer, .meta); return new ids."""
     out = out or sys.stdout  # looked up now, so a redirected stdout is honoured
     if ckpt.tokenizer is None:
-        raise ValueError(f"the checkpoint {args.ckpt} has no tokenizer, so a text prompt cannot be "
+        raise UserError(f"the checkpoint {args.ckpt} has no tokenizer, so a text prompt cannot be "
                          "encoded: save it with checkpoint.save(..., tokenizer=tok)")
     tokenizer, model = ckpt.tokenizer, ckpt.model
     prompt_ids = tokenizer.encode(format_prompt_for_checkpoint(ckpt, args.prompt))
     if not prompt_ids:
-        raise ValueError("the prompt encodes to no tokens: give some text to continue")
+        raise UserError("the prompt encodes to no tokens: give some text to continue")
     block = model.config.block_size
     if len(prompt_ids) >= block:
-        raise ValueError(f"the prompt is {len(prompt_ids)} tokens but the model's block_size (its "
+        raise UserError(f"the prompt is {len(prompt_ids)} tokens but the model's block_size (its "
                          f"longest context) is {block}: shorten the prompt to leave room for new tokens")
     max_new = args.max_new_tokens if args.max_new_tokens is not None else block - len(prompt_ids)
     stop_ids = stop_ids_for(tokenizer, args.stop)
@@ -120,14 +121,14 @@ def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, e
     from minillm import rl  # loaded only when the command runs
     out, err = out or sys.stdout, err or sys.stderr
     if not chat.uses_chat_template(ckpt.meta):
-        raise ValueError(f"--best-of needs a chat model (an SFT or RLHF run); {args.ckpt} has no chat template")
+        raise UserError(f"--best-of needs a chat model (an SFT or RLHF run); {args.ckpt} has no chat template")
     if args.top_k is not None or args.top_p is not None:
-        raise ValueError("--best-of samples at --temperature only: leave out --top-k and --top-p")
+        raise UserError("--best-of samples at --temperature only: leave out --top-k and --top-p")
     tok, model = ckpt.tokenizer, ckpt.model
     prompt_ids = chat.encode_prompt(tok, args.prompt)
     room = model.config.block_size - len(prompt_ids)
     max_new = min(args.max_new_tokens or room, room)
-    end = chat.chat_token_ids(tok)[2]
+    end = chat.chat_token_ids(tok).end
     n = args.best_of
     samples = rl.sample_rollouts(model, model, [prompt_ids], n, max_new, end, args.temperature, args.seed)
     responses = samples.responses()
@@ -146,16 +147,16 @@ def handler(args: argparse.Namespace) -> int:
     from minillm import checkpoint  # loaded only when the command runs
 
     if (args.best_of is None) != (args.rm is None):
-        raise ValueError("--best-of N and --rm RM_RUN go together: the reward model picks the best of N samples")
+        raise UserError("--best-of N and --rm RM_RUN go together: the reward model picks the best of N samples")
     if args.best_of is not None and args.best_of < 1:
-        raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
+        raise UserError(f"--best-of must be at least 1, got {args.best_of}")
     ckpt = checkpoint.load(args.ckpt)
     if args.best_of is None:
         run(ckpt, args)
         return 0
     reward = checkpoint.load(args.rm)
     if reward.model_kind != "reward_model":
-        raise ValueError(f"{args.rm} holds a {reward.model_kind} checkpoint, not a reward model: pass the run "
+        raise UserError(f"{args.rm} holds a {reward.model_kind} checkpoint, not a reward model: pass the run "
                          "directory of `minillm reward --out` as --rm")
     best_of(ckpt, reward.model.eval(), args)
     return 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.pipeline import LAYOUT_HELP, PRESETS, Pipeline
-from minillm.report import DEFAULT_METHODS, METHODS
+from minillm.data.folders import LAYOUT_HELP
+from minillm.phases import DEFAULT_METHODS, METHODS
+from minillm.pipeline import PRESETS, Pipeline
 
 
 def _describe(name: str) -> str:

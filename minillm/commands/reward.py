@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from minillm import checkpoint
+from minillm.errors import UserError
 from minillm.training.reward import DEFAULT_TRAIN, RewardRun, score_responses
 from minillm.commands.train_flags import add_train_flags, train_overrides
 
@@ -65,7 +66,7 @@ def run_reward(args: argparse.Namespace) -> int:
 def run_score(args: argparse.Namespace) -> int:
     ckpt = checkpoint.load(args.rm)
     if ckpt.model_kind != "reward_model":
-        raise ValueError(f"{args.rm} holds a {ckpt.model_kind} checkpoint, not a reward model: "
+        raise UserError(f"{args.rm} holds a {ckpt.model_kind} checkpoint, not a reward model: "
                          "train one with `minillm reward --init RUN --out DIR` and pass --rm DIR")
     scores = score_responses(ckpt.model, ckpt.tokenizer, args.prompt, args.response)
     if len(scores) == 1:

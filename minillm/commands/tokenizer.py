@@ -9,6 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
+from minillm.errors import MissingFileError, UserError
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load
 
 
@@ -37,11 +38,11 @@ def register(subparsers) -> None:
 
 def train_handler(args: argparse.Namespace) -> int:
     if not args.input.is_file():
-        raise FileNotFoundError(f"--input {args.input}: no such file")
+        raise MissingFileError(f"--input {args.input}: no such file")
     start = time.perf_counter()
     if args.kind == "bpe":
         if args.vocab_size is None:
-            raise ValueError("--vocab-size is required for a bpe tokenizer (e.g. --vocab-size 4096)")
+            raise UserError("--vocab-size is required for a bpe tokenizer (e.g. --vocab-size 4096)")
         tok = BPETokenizer.train(args.input, args.vocab_size, special_tokens=args.special,
                                  verbose=True)
     elif args.kind == "word":
@@ -58,7 +59,7 @@ def train_handler(args: argparse.Namespace) -> int:
 
 def encode_handler(args: argparse.Namespace) -> int:
     if not args.tok.is_file():
-        raise FileNotFoundError(f"--tok {args.tok}: no such file")
+        raise MissingFileError(f"--tok {args.tok}: no such file")
     tok = load(args.tok)
     ids = tok.encode(args.text)
     print(f"ids:    {ids}")

@@ -9,12 +9,39 @@ Left out: tool calls, images, and any layout not listed above.
 """
 from __future__ import annotations
 
+import difflib
+
+from minillm.errors import UserError
+
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
+KNOWN_FIELDS = ("prompt", "response", "completion", "instruction", "input", "output", "context",
+                "messages", "chosen", "rejected")
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError):
     """A record that does not fit any known layout (readers turn this into a DataError)."""
+
+
+def check_fields(obj: dict) -> None:
+    """Refuse a record whose fields look like a mistake, instead of reading it as another layout.
+
+    Half a preference pair ('chosen' without 'rejected', or the reverse) and a misspelled
+    known field ('respone', 'choosen') are errors; fields unlike any known one (an id, a
+    source) are left alone. Example: {"prompt": "a", "chosen": "b"} -> LayoutError.
+    """
+    if not isinstance(obj, dict):
+        raise LayoutError(f"a record should be a JSON object, got {type(obj).__name__}")
+    pair = [f for f in ("chosen", "rejected") if f in obj]
+    if len(pair) == 1:
+        other = "rejected" if pair == ["chosen"] else "chosen"
+        raise LayoutError(f"has a {pair[0]!r} field but no {other!r} (a preference pair needs both)")
+    for name in obj:
+        if name in KNOWN_FIELDS:
+            continue
+        close = [f for f in difflib.get_close_matches(name, KNOWN_FIELDS, n=1, cutoff=0.85) if f not in obj]
+        if close:
+            raise LayoutError(f"unknown field {name!r}: did you mean {close[0]!r}?")
 
 
 def _text(obj: dict, field: str) -> str:
@@ -46,6 +73,7 @@ def demonstration_layout(obj: dict) -> str:
 
 def to_demonstration(obj: dict) -> tuple[dict, str]:
     """One record as ({"prompt", "response"}, layout name)."""
+    check_fields(obj)
     layout = demonstration_layout(obj)
     if layout == "messages":
         prompt, response = from_messages(obj["messages"])
@@ -85,6 +113,7 @@ def from_messages(messages) -> tuple[str, str]:
 
 def to_preference(obj: dict) -> tuple[dict, str]:
     """One record as ({"prompt", "chosen", "rejected"}, layout name); empty responses are fine."""
+    check_fields(obj)
     chosen, rejected = _text(obj, "chosen"), _text(obj, "rejected")
     if "prompt" in obj:
         record, layout = {"prompt": _text(obj, "prompt"), "chosen": chosen, "rejected": rejected}, "prompt/chosen/rejected"
@@ -133,6 +162,7 @@ def _common_prefix(a: str, b: str) -> str:
 
 def to_prompt(obj: dict) -> tuple[dict, str]:
     """The prompt of any record: a `prompt` field, or that of a demonstration or HH pair."""
+    check_fields(obj)
     if "prompt" in obj:
         return {"prompt": _text(obj, "prompt")}, "prompt"
     if "chosen" in obj and "rejected" in obj:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from minillm import backend, chat
-from minillm.data.sft import ResponseTooLong
+from minillm.errors import UserError
 
 
 def encode_response(tokenizer, prompt: str, response: str, block_size: int) -> list[int]:
@@ -26,7 +26,7 @@ def encode_response(tokenizer, prompt: str, response: str, block_size: int) -> l
     plus one next-token target); the reward model has no targets, so its rows hold block_size.
 
     Raises:
-        ResponseTooLong: the template and response alone do not fit.
+        chat.ResponseTooLong: the template and response alone do not fit.
     """
     ids, _ = chat.encode_example(tokenizer, prompt, response, block_size - 1)
     return ids
@@ -56,12 +56,12 @@ def encode_pairs(tokenizer, records, block_size: int, skip_bad: bool = False) ->
             w = encode_response(tokenizer, r["prompt"], r["chosen"], block_size)
             l = encode_response(tokenizer, r["prompt"], r["rejected"], block_size)  # noqa: E741
             full_prompt = len(chat.encode_prompt(tokenizer, r["prompt"]))
-        except ResponseTooLong:
+        except chat.ResponseTooLong:
             out.skipped += 1
             continue
         except ValueError as err:
             if not skip_bad:
-                raise ValueError(f"preference pair {number} cannot be encoded by the model's tokenizer "
+                raise UserError(f"preference pair {number} cannot be encoded by the model's tokenizer "
                                  f"({err}); pass --skip-bad to skip such pairs") from None
             out.bad_records += 1
             continue
@@ -106,7 +106,7 @@ class PreferenceBatches:
 
     def __init__(self, pairs, pad_id: int):
         if not pairs.chosen:
-            raise ValueError("no preference pairs to train on: every pair was skipped or the file is empty")
+            raise UserError("no preference pairs to train on: every pair was skipped or the file is empty")
         T = max(len(r) for r in [*pairs.chosen, *pairs.rejected])
         self.chosen, self.chosen_len = pad_rows(pairs.chosen, pad_id, T)        # (N, T), (N,)
         self.rejected, self.rejected_len = pad_rows(pairs.rejected, pad_id, T)  # (N, T), (N,)

@@ -10,6 +10,7 @@ x_1..x_t). `window_samples` spells that out, and the tests prove the two agree.
 from __future__ import annotations
 
 from minillm import backend
+from minillm.errors import UserError
 
 
 def next_token_samples(ids) -> list[tuple[list[int], int]]:
@@ -30,7 +31,7 @@ def window_samples(inputs, targets) -> list[tuple[list[int], int]]:
 def split_train_val(ids, val_fraction: float = 0.1):
     """Split a token sequence by position: the first (1 - val_fraction) trains, the rest validates."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise UserError(f"val_fraction must be in (0, 1), got {val_fraction}")
     cut = int(len(ids) * (1.0 - val_fraction))
     return ids[:cut], ids[cut:]
 
@@ -46,9 +47,9 @@ class TokenWindows:
     def __init__(self, ids, block_size: int):
         self.tokens = backend.asarray(ids).astype("int64")
         if self.tokens.ndim != 1:
-            raise ValueError(f"expected a 1-D token sequence, got shape {self.tokens.shape}")
+            raise UserError(f"expected a 1-D token sequence, got shape {self.tokens.shape}")
         if len(self.tokens) < block_size + 1:
-            raise ValueError(f"the text has {len(self.tokens)} tokens, fewer than one block of "
+            raise UserError(f"the text has {len(self.tokens)} tokens, fewer than one block of "
                              f"block_size + 1 = {block_size + 1}: use a longer text or a smaller block")
         self.block_size = block_size
 

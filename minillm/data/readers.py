@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 from minillm.data.layouts import LayoutError, to_demonstration, to_preference, to_prompt
+from minillm.errors import UserError
 
 DOC_SEPARATOR = "\n<|endoftext|>\n"  # between documents, and between the files of a folder
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file that cannot be read as asked: says which file, which line, and why."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str):

@@ -12,6 +12,7 @@ import random
 
 from minillm.data import phrases
 from minillm.data.tasks import Task, all_tasks, arithmetic_facts
+from minillm.errors import UserError
 
 REJECTIONS = ("wrong", "dodge", "question", "rude", "ramble", "repeat", "garble")
 REJECTION_WEIGHTS = (10, 16, 16, 16, 16, 13, 13)
@@ -44,7 +45,7 @@ def bad_response(rng: random.Random, task: Task, how: str) -> str:
         return " ".join([answer] * rng.randint(3, 4))
     if how == "garble":
         return garble(rng, answer)
-    raise ValueError(f"unknown kind of bad response {how!r}; expected one of {REJECTIONS}")
+    raise UserError(f"unknown kind of bad response {how!r}; expected one of {REJECTIONS}")
 
 
 def imperfect_demonstration(rng: random.Random, answer: str, how: str) -> str:
@@ -60,7 +61,7 @@ def imperfect_demonstration(rng: random.Random, answer: str, how: str) -> str:
         return f"{rng.choice(phrases.HEDGES)} {answer}"
     if how == "question":
         return f"{answer} {rng.choice(phrases.AFTERTHOUGHTS)}"
-    raise ValueError(f"unknown demonstration habit {how!r}; expected 'hedge' or 'question'")
+    raise UserError(f"unknown demonstration habit {how!r}; expected 'hedge' or 'question'")
 
 
 _SENTENCE_STARTS = {"The", "A", "An", "First,", "You", "It", "Its", "There", "Sure,", "Sorry,"}

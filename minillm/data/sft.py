@@ -5,18 +5,14 @@ gather the ingredients ..." come the samples (x, "First"), (x + "First", "gather
 the context is the prompt plus a growing prefix of the response, the target the next
 response token, and no prompt token is ever a target. `sft_samples` lists them literally.
 The trainer's form puts x and y in ONE sequence with a loss mask that is 1 on response
-positions, so one causal forward pass scores all |y| samples at once (tests prove the two
-equal). Left out: packing several pairs into one row, multi-turn conversations.
+positions (`minillm.chat.encode_example` lays it out), so one causal forward pass scores all
+|y| samples at once (tests prove the two equal). Left out: packing several pairs into one row, multi-turn conversations.
 """
 from __future__ import annotations
 
 from minillm import backend
-
-IGNORE_INDEX = -100  # a target the cross entropy skips (see minillm.losses.cross_entropy)
-
-
-class ResponseTooLong(ValueError):
-    """A demonstration whose response (with the template) alone does not fit in the block."""
+from minillm.backend import IGNORE_INDEX
+from minillm.errors import UserError
 
 
 def sft_samples(prompt_ids, response_ids) -> list[tuple[list[int], int]]:
@@ -39,29 +35,6 @@ def masked_samples(ids, loss_mask) -> list[tuple[list[int], int]]:
     return [(ids[:t], ids[t]) for t in range(1, len(ids)) if loss_mask[t]]
 
 
-def build_sequence(prompt_ids, response_ids, block_size: int, head=(), separator=()) -> tuple[list[int], list[int]]:
-    """head + prompt + separator + response as one sequence, with its loss mask.
-
-    The sequence may hold block_size + 1 ids (block_size inputs, each predicting the next).
-    Truncation rule: when it is longer, the prompt loses tokens from its LEFT (the start of
-    the question) until it fits; head, separator and response are never cut. If not even
-    one prompt token fits, the pair cannot be trained on: ResponseTooLong.
-
-    Returns:
-        (ids, loss_mask): lists of equal length L <= block_size + 1; mask 1 on the response.
-    """
-    head, separator = list(head), list(separator)
-    response = [int(i) for i in response_ids]
-    room = block_size + 1 - len(head) - len(separator) - len(response)  # prompt tokens that fit
-    if room < 1:
-        raise ResponseTooLong(f"the response ({len(response)} tokens) and the template "
-                              f"({len(head) + len(separator)} tokens) leave no room for the prompt "
-                              f"in a block of {block_size}")
-    prompt = [int(i) for i in prompt_ids][-room:]
-    context = head + prompt + separator
-    return context + response, [0] * len(context) + [1] * len(response)
-
-
 def shift_targets(ids, loss_mask, ignore_index: int = IGNORE_INDEX) -> tuple[list[int], list[int]]:
     """(inputs, targets) of one sequence: inputs = ids[:-1]; targets[t] = ids[t+1] where
     loss_mask[t+1] = 1, else ignore_index (prompt and template positions do not count).
@@ -81,7 +54,7 @@ def pad_batch(examples, pad_id: int, length: int | None = None, ignore_index: in
     targets are ignore_index, so it adds nothing to the loss or its gradient.
 
     Args:
-        examples: list of (ids, loss_mask) pairs, as `build_sequence` returns.
+        examples: list of (ids, loss_mask) pairs, as `chat.encode_example` returns.
         pad_id: any valid token id (the input at padded positions; never scored).
         length: T, pad to this many positions (default: the longest example's inputs).
     Returns:
@@ -104,7 +77,7 @@ class SFTBatches:
 
     def __init__(self, examples, pad_id: int):
         if not examples:
-            raise ValueError("no demonstrations to train on: every pair was skipped or the file is empty")
+            raise UserError("no demonstrations to train on: every pair was skipped or the file is empty")
         self.idx, self.targets = pad_batch(examples, pad_id)  # (N, T), (N, T)
 
     def __len__(self) -> int:

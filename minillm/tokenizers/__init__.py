@@ -6,7 +6,7 @@
 
 All share `encode`, `decode`, `tokens`, `vocab_size`, `token_to_id`, `id_to_token`,
 `add_special_tokens`, `save`; `load(path)` restores whichever kind was saved. This package
-imports nothing from the rest of minillm.
+imports nothing from the rest of minillm but `minillm.errors` (its bad-input error type).
 """
 from minillm.tokenizers.base import Tokenizer
 from minillm.tokenizers.bpe import BPETokenizer

@@ -17,6 +17,8 @@ from typing import Any, Iterable, Iterator
 
 import regex
 
+from minillm.errors import UserError
+
 FORMAT_NAME = "minillm-tokenizer"
 FORMAT_VERSION = 1
 
@@ -111,7 +113,7 @@ class Tokenizer:
         """Read a file written by `save`; the result encodes exactly as the saved one."""
         data = read_tokenizer_file(path)
         if cls is not Tokenizer and data["kind"] != cls.kind:
-            raise ValueError(f"{path} holds a {data['kind']!r} tokenizer, not a {cls.kind!r} one; "
+            raise UserError(f"{path} holds a {data['kind']!r} tokenizer, not a {cls.kind!r} one; "
                              "use minillm.tokenizers.load(path) to load any kind")
         return tokenizer_class(data["kind"])._from_file_dict(data, path)
 
@@ -119,20 +121,20 @@ class Tokenizer:
     def _from_file_dict(cls, data: dict[str, Any], path: Any) -> "Tokenizer":
         specials = data.get("special_tokens", {})
         if not isinstance(specials, dict):
-            raise ValueError(f"{path}: 'special_tokens' must map token text to id")
+            raise UserError(f"{path}: 'special_tokens' must map token text to id")
         try:
             tokenizer = cls._from_dict(data)
             for token, token_id in specials.items():
                 tokenizer._register_special(token, token_id)
         except (KeyError, TypeError, IndexError) as err:
-            raise ValueError(f"{path} is not a valid {cls.kind!r} tokenizer file "
+            raise UserError(f"{path} is not a valid {cls.kind!r} tokenizer file "
                              f"({type(err).__name__}: {err}); it may be truncated or edited") from None
         tokenizer._check_special_ids(path)
         unk_token = getattr(tokenizer, "unk_token", None)
         if unk_token is not None and unk_token not in tokenizer.special_tokens:
-            raise ValueError(f"{path}: unk_token {unk_token!r} is not among its special tokens")
+            raise UserError(f"{path}: unk_token {unk_token!r} is not among its special tokens")
         if data.get("vocab_size", tokenizer.vocab_size) != tokenizer.vocab_size:
-            raise ValueError(f"{path} says vocab_size={data['vocab_size']} but holds "
+            raise UserError(f"{path} says vocab_size={data['vocab_size']} but holds "
                              f"{tokenizer.vocab_size} tokens; the file may be truncated or edited")
         return tokenizer
 
@@ -143,7 +145,7 @@ class Tokenizer:
         if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
             raise TypeError(f"special token {token!r} has id {token_id!r}; ids are ints >= 0")
         if token_id in self._special_by_id:
-            raise ValueError(f"id {token_id} is given to two special tokens: "
+            raise UserError(f"id {token_id} is given to two special tokens: "
                              f"{self._special_by_id[token_id]!r} and {token!r}")
         self.special_tokens[token] = token_id
         self._special_by_id[token_id] = token
@@ -154,7 +156,7 @@ class Tokenizer:
     def _check_special_ids(self, path: Any) -> None:
         expected = set(range(self._ordinary_size(), self.vocab_size))
         if set(self._special_by_id) != expected:
-            raise ValueError(f"{path}: special token ids {sorted(self._special_by_id)} should be "
+            raise UserError(f"{path}: special token ids {sorted(self._special_by_id)} should be "
                              f"exactly the ids after the {self._ordinary_size()} ordinary tokens")
 
     def _split_special(self, text: str) -> Iterator[tuple[int, str, bool]]:
@@ -185,7 +187,7 @@ class Tokenizer:
             raise TypeError(f"token ids are ints, got {token_id!r} "
                             f"({type(token_id).__name__})") from None
         if not 0 <= token_id < self.vocab_size:
-            raise ValueError(f"token id {token_id} is outside the vocabulary: valid ids are "
+            raise UserError(f"token id {token_id} is outside the vocabulary: valid ids are "
                              f"0..{self.vocab_size - 1} (vocab_size={self.vocab_size})")
         return token_id
 
@@ -299,17 +301,17 @@ def read_tokenizer_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a UTF-8 text file, so not a tokenizer file") from None
+        raise UserError(f"{path} is not a UTF-8 text file, so not a tokenizer file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); "
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); "
                          "the file may be truncated or hand-edited") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is not a minillm tokenizer file "
+        raise UserError(f"{path} is not a minillm tokenizer file "
                          f"(expected a JSON object with \"format\": \"{FORMAT_NAME}\")")
     if data.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {data.get('version')!r}; "
+        raise UserError(f"{path} has format version {data.get('version')!r}; "
                          f"this minillm reads version {FORMAT_VERSION}")
     tokenizer_class(data.get("kind"))  # fails early on an unknown kind
     return data
@@ -319,7 +321,7 @@ def tokenizer_class(kind: Any) -> type[Tokenizer]:
     """The Tokenizer subclass whose `kind` is `kind` ('char', 'word' or 'bpe')."""
     classes = {c.kind: c for c in _all_subclasses(Tokenizer)}
     if kind not in classes:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {sorted(classes)}")
+        raise UserError(f"unknown tokenizer kind {kind!r}; expected one of {sorted(classes)}")
     return classes[kind]
 
 

@@ -10,11 +10,13 @@ in the order they were learned. Deliberately left out: GPT-2's byte-to-unicode t
 from __future__ import annotations
 
 import codecs
+import os
 import warnings
 from typing import Any, Iterable
 
 import regex
 
+from minillm.errors import UserError
 from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 from minillm.tokenizers.bpe_train import (GPT2_PATTERN, count_words, merge_pair,
                                           train_merges)
@@ -72,10 +74,10 @@ class BPETokenizer(Tokenizer):
         left, right = (self._bytes_to_id.get(p) if isinstance(p, bytes) else p for p in pair)
         for part in (left, right):
             if not isinstance(part, int) or not 0 <= part < new_id:
-                raise ValueError(f"merge {new_id - 256} is {tuple(pair)!r}: each side must be an "
+                raise UserError(f"merge {new_id - 256} is {tuple(pair)!r}: each side must be an "
                                  f"existing token (an id below {new_id}, or its bytes)")
         if (left, right) in self.ranks:
-            raise ValueError(f"merge {new_id - 256} repeats merge {self.ranks[(left, right)] - 256} "
+            raise UserError(f"merge {new_id - 256} repeats merge {self.ranks[(left, right)] - 256} "
                              f"({tuple(pair)!r}); each pair can be merged only once")
         self._merge_ids.append((left, right))
         self.ranks[(left, right)] = new_id
@@ -100,7 +102,7 @@ class BPETokenizer(Tokenizer):
             raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         minimum = 256 + len(special_tokens)
         if vocab_size < minimum:
-            raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs the "
+            raise UserError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs the "
                              f"256 byte tokens + {len(special_tokens)} special token(s) = "
                              f"{minimum} ids before it can learn any merge")
         splitter = cls(special_tokens={t: 256 + i for i, t in enumerate(special_tokens)})
@@ -173,7 +175,7 @@ class BPETokenizer(Tokenizer):
         """A lone surrogate (half of a UTF-16 pair) is not Unicode text: UTF-8 cannot hold it."""
         if _SURROGATE.search(piece):
             where = _SURROGATE.search(text if text is not None else piece)
-            raise ValueError(f"the text holds a lone surrogate {where.group()!r} at position "
+            raise UserError(f"the text holds a lone surrogate {where.group()!r} at position "
                              f"{start + where.start()}, which is not a Unicode character and "
                              "has no UTF-8 bytes; fix how the text was decoded")
 
@@ -213,6 +215,31 @@ class BPETokenizer(Tokenizer):
         merges = data["merges"]
         for i, merge in enumerate(merges):
             if not isinstance(merge, list) or len(merge) < 2:
-                raise ValueError(f"merge {i} is {merge!r}; expected [left id, right id, text]")
+                raise UserError(f"merge {i} is {merge!r}; expected [left id, right id, text]")
         return cls([tuple(m[:2]) for m in merges], pattern=data["pattern"])
 
+
+    # ----- other programs' files (minillm.tokenizers.hf_format) ---------------------------
+    @classmethod
+    def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike) -> "BPETokenizer":
+        """GPT-2's own tokenizer files (vocab.json, merges.txt) as a BPETokenizer.
+
+        The merges keep GPT-2's ranks, so every text is cut into GPT-2's pieces. GPT-2 numbers
+        its 256 byte tokens in its byte-to-unicode order, minillm by byte value: single-byte
+        tokens get other ids, merged tokens keep theirs (`minillm import-hf` reorders the
+        model's embedding rows to match).
+        """
+        from minillm.tokenizers.hf_format import read_gpt2_files  # it builds on this class
+        return read_gpt2_files(vocab_json, merges_txt)[0]
+
+    @classmethod
+    def from_hf_tokenizer_json(cls, path: str | os.PathLike) -> "BPETokenizer":
+        """A byte-level BPE from a `tokenizers` tokenizer.json (written by `minillm export` or by
+        the `tokenizers` library). Ids follow minillm's order: bytes by value, merges by rank,
+        then the added tokens; a file written by `minillm export` keeps every id."""
+        from minillm.tokenizers.hf_format import read_tokenizer_json  # it builds on this class
+        tokenizer = read_tokenizer_json(path)[0]
+        if not isinstance(tokenizer, cls):
+            raise UserError(f"{path} holds a {tokenizer.kind!r} tokenizer, not a byte-level BPE; "
+                             "use minillm.tokenizers.hf_format.read_tokenizer_json to read any kind")
+        return tokenizer

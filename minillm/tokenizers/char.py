@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from minillm.errors import UserError
 from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 
 
@@ -29,10 +30,10 @@ class CharTokenizer(Tokenizer):
         self.chars = list(chars)
         for ch in self.chars:
             if not isinstance(ch, str) or len(ch) != 1:
-                raise ValueError(f"a CharTokenizer vocabulary holds single characters, got {ch!r}")
+                raise UserError(f"a CharTokenizer vocabulary holds single characters, got {ch!r}")
         self._ids = {ch: i for i, ch in enumerate(self.chars)}
         if len(self._ids) != len(self.chars):
-            raise ValueError("the character list of a CharTokenizer has duplicates")
+            raise UserError("the character list of a CharTokenizer has duplicates")
         super().__init__(special_tokens)
         self.unk_token = unk_token
         if unk_token is not None:
@@ -79,7 +80,7 @@ class CharTokenizer(Tokenizer):
             elif unk_id is not None:
                 out.append(unk_id)
             else:
-                raise ValueError(
+                raise UserError(
                     f"unknown character {ch!r} (U+{ord(ch):04X}) at position {start + offset}: "
                     f"this CharTokenizer knows {len(self.chars)} characters. Train it on text "
                     "that contains this character, or train with unk_token='<unk>'")

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import regex
 
+from minillm.errors import UserError
 from minillm.tokenizers.base import Tokenizer, iter_texts, special_token_list
 
 # Alternatives, in order: a word (with inner apostrophes), a whitespace run, one other character.
@@ -54,7 +55,7 @@ class WordTokenizer(Tokenizer):
         self.words = list(words)
         self._ids = {w: i for i, w in enumerate(self.words)}
         if len(self._ids) != len(self.words):
-            raise ValueError("the word list of a WordTokenizer has duplicates")
+            raise UserError("the word list of a WordTokenizer has duplicates")
         super().__init__(special_tokens)
         self.unk_token = unk_token
         if unk_token not in self.special_tokens:
@@ -76,7 +77,7 @@ class WordTokenizer(Tokenizer):
             [unk_token] + special_token_list(special_tokens, "train(special_tokens=...)")))
         n_words = _words_budget(max_vocab, len(special_tokens))
         if not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
+            raise UserError(f"min_count must be an int >= 1, got {min_count!r}")
         splitter = cls([], unk_token=unk_token)
         splitter.add_special_tokens(special_tokens)
         counts: Counter[str] = Counter()
@@ -133,6 +134,6 @@ def _words_budget(max_vocab: int | None, n_special: int) -> int | None:
     if max_vocab is None:
         return None
     if not isinstance(max_vocab, int) or max_vocab <= n_special:
-        raise ValueError(f"max_vocab={max_vocab!r} leaves no room for words: it counts the "
+        raise UserError(f"max_vocab={max_vocab!r} leaves no room for words: it counts the "
                          f"{n_special} special token(s) (<unk> included), so use at least {n_special + 1}")
     return max_vocab - n_special

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 
 from minillm import chat, checkpoint, rl
+from minillm.data.folders import shipped
 from minillm.data.readers import read_prompts
+from minillm.errors import UserError
 from minillm.reward_model import RewardModel
 from minillm.training import common, judge
 
-SHIPPED_HELDOUT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "data", "rl", "heldout.jsonl")
 
 
 @dataclass
@@ -42,19 +42,19 @@ class BestOfNRun:
     def run(self) -> dict:
         start = time.perf_counter()
         if self.n < 1 or self.kl_samples < 1:
-            raise ValueError(f"best-of-n needs n >= 1 and kl_samples >= 1, got n={self.n}, kl_samples={self.kl_samples}")
+            raise UserError(f"best-of-n needs n >= 1 and kl_samples >= 1, got n={self.n}, kl_samples={self.kl_samples}")
         sft = checkpoint.load(self.policy)
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise ValueError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "best-of-n samples from `minillm sft --out`")
         reward_model = checkpoint.load(self.reward_model).model
         if not isinstance(reward_model, RewardModel):
-            raise ValueError(f"{self.reward_model} holds a {type(reward_model).__name__}, not a reward model")
+            raise UserError(f"{self.reward_model} holds a {type(reward_model).__name__}, not a reward model")
         policy, tok = sft.model.eval(), sft.tokenizer
         reward_model.eval()
-        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or SHIPPED_HELDOUT)))
+        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         ids = judge.encode_prompts(tok, heldout, policy.config.block_size, self.max_new_tokens)
-        end = chat.chat_token_ids(tok)[2]
+        end = chat.chat_token_ids(tok).end
         self._say(f"best-of-{self.n}: {self.n} samples for each of {len(heldout)} held-out prompts, the reward "
                   "model keeps one")
         winners, scores = rl.best_of_n(policy, reward_model, ids, self.n, self.max_new_tokens, end,

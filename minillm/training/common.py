@@ -1,4 +1,4 @@
-"""How a model answers held-out prompts: greedy answers, gold scores, a before/after report.
+"""How a model answers held-out prompts: greedy or sampled answers, gold scores, a before/after report.
 
 Lecture 5: every phase after pretraining changes how the model *responds*, so it is judged
 by its answers, not only by its loss. These helpers answer prompts greedily in batches (or
@@ -77,7 +77,7 @@ def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperatu
     a response is at most block/2 - 2 tokens, so it fits the reward model with its template.
     """
     block = model.config.block_size
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     rows = [chat.encode_prompt(tokenizer, p, block // 2) for p in prompts for _ in range(n)]
     texts = []
     for start in range(0, len(rows), batch_size):
@@ -101,6 +101,20 @@ def gold_labelled_pairs(model, tokenizer, prompts: list[str], seed: int, min_gap
         if abs(ga - gb) >= min_gap:
             pairs.append({"prompt": prompt, "chosen": a if ga > gb else b, "rejected": b if ga > gb else a})
     return pairs
+
+
+def fit_new_tokens(max_new_tokens: int, block_size: int, say) -> int:
+    """`max_new_tokens`, or half the block when it would leave a prompt no room (with a notice).
+
+    A chat prompt needs its two template tokens and at least one token of its own, so a
+    response may take at most block_size - 3 positions. Example: 40 in a block of 32 -> 16.
+    """
+    if block_size - max_new_tokens >= 3:
+        return max_new_tokens
+    fitted = block_size // 2
+    say(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's block of "
+        f"{block_size} tokens: using {fitted} (any value up to {block_size - 3} works)")
+    return fitted
 
 
 def _normalize(text: str) -> str:

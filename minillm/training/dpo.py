@@ -18,19 +18,16 @@ import time
 from dataclasses import dataclass, field
 
 from minillm import backend, chat, checkpoint, rl
+from minillm.chat import ResponseTooLong
+from minillm.data.folders import shipped
 from minillm.data.readers import read_preferences, read_prompts
-from minillm.data.sft import ResponseTooLong
+from minillm.errors import UserError
 from minillm.losses import dpo_loss, implicit_rewards, mean_margin, pairwise_accuracy
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
 from minillm.training import common, judge
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
-DEFAULT_TRAIN = os.path.join(SHIPPED_DATA, "preferences", "train.jsonl")
-DEFAULT_VAL = os.path.join(SHIPPED_DATA, "preferences", "validation.jsonl")
-DEFAULT_HELDOUT = os.path.join(SHIPPED_DATA, "rl", "heldout.jsonl")
-ON_POLICY_SOURCE = os.path.join(SHIPPED_DATA, "rl", "train.jsonl")
 
 
 def config_dict() -> dict:
@@ -152,20 +149,20 @@ class DPORun:
     def run(self) -> dict:
         start = time.perf_counter()
         if self.beta <= 0:
-            raise ValueError(f"--beta must be > 0 (the implicit reward is β·log π/π_ref), got {self.beta}")
+            raise UserError(f"--beta must be > 0 (the implicit reward is β·log π/π_ref), got {self.beta}")
         sft = checkpoint.load(self.policy)
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise ValueError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "DPO starts from `minillm sft --out`")
         reward_model = self._reward_model()
         reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
         block = sft.model.config.block_size
-        records = list(read_preferences(self.data or DEFAULT_TRAIN))
+        records = list(read_preferences(self.data or shipped().preferences))
         records += self._on_policy_pairs(reference, tok)
         train = encode_pairs(tok, records, block)
-        val = encode_pairs(tok, list(read_preferences(self.val or DEFAULT_VAL)), block)
+        val = encode_pairs(tok, list(read_preferences(self.val or shipped().preferences_val)), block)
         if not len(train) or not len(val):
-            raise ValueError(f"no preference pair fits the block of {block} tokens: nothing to train DPO on")
+            raise UserError(f"no preference pair fits the block of {block} tokens: nothing to train DPO on")
         self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {self.beta}; "
                   f"reference log-probabilities of every pair (π_ref is frozen)")
         ref_train, ref_val = reference_logps(reference, train), reference_logps(reference, val)
@@ -178,7 +175,7 @@ class DPORun:
                                                 "beta": self.beta}, quiet=self.quiet)
         trainer.run(resume=self.resume)
         policy = trainer.model.eval()
-        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or DEFAULT_HELDOUT)))
+        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         sampling = judge.Sampling(1.0, self.max_new_tokens, self.seed)
         summary, notes, scores = judge.judge_policy(
             self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),
@@ -203,7 +200,7 @@ class DPORun:
     def _on_policy_pairs(self, reference, tok) -> list[dict]:
         if not self.on_policy_prompts:
             return []
-        prompts = [r["prompt"] for r in read_prompts(self.on_policy_source or ON_POLICY_SOURCE)][:self.on_policy_prompts]
+        prompts = [r["prompt"] for r in read_prompts(self.on_policy_source or shipped().rl)][:self.on_policy_prompts]
         self._say(f"labelling 2 sampled SFT answers to each of {len(prompts)} prompts with gold_score "
                   "(on-policy preference pairs)")
         return common.gold_labelled_pairs(reference, tok, prompts, self.seed + 1)
@@ -213,7 +210,7 @@ class DPORun:
             return None
         model = checkpoint.load(self.reward_model).model
         if not isinstance(model, RewardModel):
-            raise ValueError(f"{self.reward_model} holds a {type(model).__name__}, not a reward model: pass "
+            raise UserError(f"{self.reward_model} holds a {type(model).__name__}, not a reward model: pass "
                              "the run directory of `minillm reward --out` as --rm")
         return model.eval()
 

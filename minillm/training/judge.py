@@ -43,7 +43,7 @@ def score_texts(reward_model, tokenizer, prompts: list[str], answers: list[str])
     gold = [gold_score(p, a) for p, a in zip(prompts, answers)]
     if reward_model is None:
         return {"gold": sum(gold) / len(gold), "rm_score": sum(gold) / len(gold)}
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ids = [chat.encode_prompt(tokenizer, p) for p in prompts]
     rm = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
     return {"gold": sum(gold) / len(gold), "rm_score": float(rm.mean())}
@@ -57,7 +57,7 @@ def encode_prompts(tokenizer, prompts: list[str], block_size: int, max_new_token
 def held_out_kl(policy, reference, tokenizer, prompts: list[str], sampling: Sampling) -> float:
     """Mean KL(π ‖ π_ref) per response on held-out prompts: one sampled response each, the exact
     per-token KL of the two next-token distributions summed over it (`rl.exact_kl`)."""
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ids = encode_prompts(tokenizer, prompts, policy.config.block_size, sampling.max_new_tokens)
     ro = rl.sample_rollouts(policy, reference, ids, 1, sampling.max_new_tokens, end, sampling.temperature,
                             sampling.seed + 999_983)

@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from minillm import backend, checkpoint, optim
+from minillm.errors import UserError
+from minillm.plots import plot_loss_curves
+from minillm.tensor import no_grad
 from minillm.training.progress import Progress
 
 
@@ -38,6 +41,18 @@ class TrainConfig:
     checkpoint_interval: int = 500 # save every this many steps (and at the end)
     seed: int = 1337               # seeds the global generator: batches, dropout
 
+    def __post_init__(self):
+        """Refuse settings no run can use, naming the field and its command-line flag."""
+        positive = ("max_steps", "batch_size", "grad_accum", "eval_interval", "log_interval", "checkpoint_interval")
+        checks = [(name, getattr(self, name) >= 1, "a positive integer") for name in positive]
+        checks += [("warmup_steps", self.warmup_steps >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
+                   ("min_lr", self.min_lr >= 0, "0 or more"),
+                   ("weight_decay", self.weight_decay >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
+                   ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= self.beta2 < 1, "in [0, 1)")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise UserError(f"{name} (--{name.replace('_', '-')}) must be {expected}, got {getattr(self, name)}")
+
 
 def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: float | None,
                  overrides: dict) -> TrainConfig:
@@ -56,7 +71,7 @@ def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: fl
     return cfg
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -153,7 +168,6 @@ class Trainer:
     def _evaluate(self, progress) -> None:
         if self.evaluate is None:
             return
-        from minillm.tensor import no_grad
         self.model.eval()
         with no_grad():
             metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
@@ -184,7 +198,6 @@ class Trainer:
             print(f"resuming from step {self.step} in {self.out_dir}", file=sys.stderr)
 
     def _plot(self) -> None:
-        from minillm.plots import plot_loss_curves
         plot_loss_curves(self.log_path, os.path.join(self.out_dir, "loss.png"),
                          baseline=self.meta.get("baseline_val_loss"))
 
@@ -193,8 +206,8 @@ class Trainer:
 
 def clip_and_step(params, optimizer, grad_clip: float) -> float:
     """Clip the global gradient norm to grad_clip (0: no clipping), then update; returns the norm
-    before clipping (0.0 when clipping is off)."""
-    norm = optim.clip_grad_norm(params, grad_clip) if grad_clip else 0.0
+    before clipping (measured even when clipping is off)."""
+    norm = optim.clip_grad_norm(params, grad_clip) if grad_clip else optim.grad_norm(params)
     optimizer.step()
     return norm
 

@@ -16,8 +16,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend
+from minillm.data.folders import shipped
 from minillm.data.pretrain import TokenWindows, split_train_val
 from minillm.data.readers import read_text
+from minillm.errors import MissingFileError, UserError
 from minillm.losses import sequence_cross_entropy
 from minillm.model import GPT, GPTConfig
 from minillm.ngram import NGramLM
@@ -25,7 +27,6 @@ from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.training.loop import TrainConfig, Trainer
 
 ENDOFTEXT = "<|endoftext|>"
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
 @dataclass
@@ -66,19 +67,19 @@ def build_tokenizer(spec: str, train_text: str, all_text: str):
     if kind == "bpe":
         return BPETokenizer.train(train_text, vocab_size=int(size) if size else 1024,
                                   special_tokens=[ENDOFTEXT])
-    raise ValueError(f"unknown tokenizer {spec!r}: expected char, word[:MAX_VOCAB] or bpe[:VOCAB]")
+    raise UserError(f"unknown tokenizer {spec!r}: expected char, word[:MAX_VOCAB] or bpe[:VOCAB]")
 
 
 def load_corpus(data: str | None, val: str | None):
     """(train text, validation text or None): the shipped tiny world when no data is given."""
     if data is None:
-        data = os.path.join(SHIPPED_DATA, "pretrain", "train.txt")
-        val = val or os.path.join(SHIPPED_DATA, "pretrain", "validation.txt")
+        layout = shipped()
+        data, val = layout.pretrain, val or layout.pretrain_val
     if not os.path.exists(data):
-        raise FileNotFoundError(f"no such file or directory: {data}")
+        raise MissingFileError(f"no such file or directory: {data}")
     text = read_text(data)
     if not text.strip():
-        raise ValueError(f"{data} holds no text")
+        raise UserError(f"{data} holds no text")
     return text, (read_text(val) if val else None)
 
 
@@ -108,7 +109,7 @@ class PretrainRun:
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
         train_cfg = replace(preset.train, **self.overrides)
         model_fields = {**preset.model, **self.model_overrides}

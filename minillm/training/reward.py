@@ -19,18 +19,19 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy
 
 from minillm import backend, chat, checkpoint
+from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.preferences import PreferenceBatches, encode_pairs, encode_response, pad_rows
 from minillm.data.readers import read_preferences, read_prompts
+from minillm.errors import UserError
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
 from minillm.training.common import gold_labelled_pairs, sample_responses
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
-SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: validation
-# accuracy 0.91-0.93 from step 100 on (about 2 epochs of the pairs that fit a block of 64).
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
+# epochs of the pairs that fit a block of 64 (results in the README and lesson 08).
 DEFAULT_TRAIN = TrainConfig(max_steps=250, batch_size=16, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=50)
 
@@ -68,7 +69,7 @@ def pair_scores(model: RewardModel, batches: PreferenceBatches, batch_size: int)
 
 
 def validation_metrics(model: RewardModel, batches: PreferenceBatches, batch_size: int) -> dict:
-    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l), val_margin (mean s_w - s_l)."""
+    """val_loss (the pairwise loss), val_accuracy (share with s_w > s_l, a tie counting half), val_margin (mean s_w - s_l)."""
     s_w, s_l = pair_scores(model, batches, batch_size)
     loss = pairwise_loss_stable(Tensor._wrap(s_w), Tensor._wrap(s_l)).item()
     return {"val_loss": loss, "val_accuracy": pairwise_accuracy(s_w, s_l), "val_margin": mean_margin(s_w, s_l)}
@@ -80,7 +81,7 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
                     batch_size: int = 32) -> list[float]:
     """r_θ(prompt, y) for each response y, each read at its <|end|> token."""
     rows = [encode_response(tokenizer, prompt, y, model.config.block_size) for y in responses]
-    pad_id = chat.chat_token_ids(tokenizer)[2]
+    pad_id = chat.chat_token_ids(tokenizer).pad
     scores = []
     model.eval()
     with no_grad():
@@ -133,15 +134,20 @@ class RewardRun:
         start = time.perf_counter()
         init = checkpoint.load(self.init)
         if init.tokenizer is None or init.model_kind != "gpt":
-            raise ValueError(f"{self.init} must hold a GPT with its tokenizer (an SFT or pretrained run)")
+            raise UserError(f"{self.init} must hold a GPT with its tokenizer (an SFT or pretrained run)")
         gpt, tok = init.model, init.tokenizer
         train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # new chat-token rows (pretrained init) are seeded too
         if not chat.uses_chat_template(init.meta):
             self._say("the init model knows no chat template: adding the chat tokens")
         chat.add_chat_tokens(tok, gpt)
-        extra = self._on_policy_pairs(gpt, tok, train_cfg.seed) if self.on_policy_prompts else []
-        train, val, counts = self._encode(tok, gpt.config.block_size, extra)
+        # Every input is read and checked before any sampling or training starts.
+        train_pairs, val_pairs = self._encode(tok, gpt.config.block_size)
+        agreement_prompts = self._read_prompts(self.prompts or shipped().held_out(), self.agreement_prompts)
+        on_policy_prompts = (self._read_prompts(self.on_policy_source or shipped().rl, self.on_policy_prompts)
+                             if self.on_policy_prompts else [])
+        extra = self._on_policy_pairs(gpt, tok, on_policy_prompts, train_cfg.seed) if on_policy_prompts else []
+        train, val, counts = self._batches(tok, train_pairs, val_pairs, extra, gpt.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train))
         rm = RewardModel.from_gpt(gpt)
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
@@ -156,7 +162,7 @@ class RewardRun:
         s_w, s_l = pair_scores(rm, val, train_cfg.batch_size)
         margins = backend.to_numpy(s_w - s_l)
         plot_margins(margins, os.path.join(self.out, "margins.png"))
-        agreement = self._agreement(gpt, rm, tok, train_cfg.seed)
+        agreement = self._agreement(gpt, rm, tok, agreement_prompts, train_cfg.seed)
         summary = {**result, "train_pairs": len(train), "val_pairs": len(val), "baseline": base,
                    **counts,
                    "rm_gold_agreement": agreement["agreement"], "agreement_pairs": agreement["pairs"],
@@ -168,22 +174,25 @@ class RewardRun:
                   f"({agreement['pairs']} pairs)\nreport.md, margins.png, loss.png and the checkpoint are in {self.out}")
         return summary
 
-    def _on_policy_pairs(self, gpt, tok, seed: int) -> list[dict]:
+    def _read_prompts(self, path: str, limit: int | None) -> list[str]:
+        """The first `limit` prompts of a prompts file (all of them when limit is None)."""
+        return [r["prompt"] for r in read_prompts(path, self.skip_bad)][:limit]
+
+    def _on_policy_pairs(self, gpt, tok, prompts: list[str], seed: int) -> list[dict]:
         """Preference pairs of the init model's own answers, labelled by the simulated labeler.
 
         The curated pairs show the RM good and bad answers written by the data generator; the
         policy will be judged on answers it writes itself, which look different.
         """
-        path = self.on_policy_source or os.path.join(SHIPPED_DATA, "rl", "train.jsonl")
-        prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.on_policy_prompts]
         self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
                   "with gold_score (on-policy preference pairs)")
         gpt.eval()
         return gold_labelled_pairs(gpt, tok, prompts, seed + 1)
 
-    def _encode(self, tok, block_size: int, extra: list[dict] = ()):
-        data = self.data or os.path.join(SHIPPED_DATA, "preferences", "train.jsonl")
-        val = self.val or (os.path.join(SHIPPED_DATA, "preferences", "validation.jsonl") if self.data is None else None)
+    def _encode(self, tok, block_size: int):
+        """(training pairs, validation pairs) of the preference files, encoded for the block."""
+        data = self.data or shipped().preferences
+        val = self.val or (shipped().preferences_val if self.data is None else None)
         train = encode_pairs(tok, read_preferences(data, self.skip_bad), block_size, self.skip_bad)
         if val is None:  # a user's file without --val: hold out every 10th pair
             valid = replace(train, chosen=train.chosen[::10], rejected=train.rejected[::10])
@@ -191,6 +200,10 @@ class RewardRun:
             train.chosen, train.rejected = [train.chosen[i] for i in keep], [train.rejected[i] for i in keep]
         else:
             valid = encode_pairs(tok, read_preferences(val, self.skip_bad), block_size, self.skip_bad)
+        return train, valid
+
+    def _batches(self, tok, train, valid, extra: list[dict], block_size: int):
+        """PreferenceBatches of the training pairs plus the on-policy `extra` ones, and of validation."""
         if extra:
             on_policy = encode_pairs(tok, list(extra), block_size, skip_bad=True)
             train.chosen += on_policy.chosen
@@ -199,7 +212,7 @@ class RewardRun:
         self._say(f"data: {len(train.chosen)} training pairs ({train.truncated} with a prompt cut on the left, "
                   f"{train.skipped} skipped: a response longer than the block of {block_size}, "
                   f"{train.bad_records} bad records); {len(valid.chosen)} validation pairs ({valid.skipped} skipped)")
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         counts = {"skipped": train.skipped, "truncated": train.truncated, "bad_records": train.bad_records,
                   "val_skipped": valid.skipped}
         return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts
@@ -207,9 +220,7 @@ class RewardRun:
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
         return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
-    def _agreement(self, gpt, rm, tok, seed: int) -> dict:
-        path = self.prompts or os.path.join(SHIPPED_DATA, "rl", "heldout.jsonl")
-        prompts = [r["prompt"] for r in read_prompts(path, self.skip_bad)][:self.agreement_prompts]
+    def _agreement(self, gpt, rm, tok, prompts: list[str], seed: int) -> dict:
         self._say(f"sampling 2 responses for each of {len(prompts)} held-out prompts from {self.init} "
                   "(temperature 1) to compare the RM with the gold labeler")
         gpt.eval()
@@ -250,7 +261,7 @@ def write_report(out_dir: str, summary: dict, agreement: dict, margins, examples
     base = summary["baseline"]
     md = ["# Reward model", "", "| validation (pairs from the data) | before | after |", "| --- | ---: | ---: |"]
     md += [f"| {label} | {base[k]:.3f} | {summary.get(k, float('nan')):.3f} |" for k, label in
-           [("val_accuracy", "pairwise accuracy (s_w > s_l)"), ("val_margin", "mean margin s_w - s_l"),
+           [("val_accuracy", "pairwise accuracy (s_w > s_l, a tie counts half)"), ("val_margin", "mean margin s_w - s_l"),
             ("val_loss", "loss -log σ(s_w - s_l)")]]
     md += ["", f"Data: {summary['train_pairs']} training pairs ({summary['truncated']} with the prompt cut on the "
            f"left, {summary['skipped']} skipped: a response longer than the block); {summary['val_pairs']} "

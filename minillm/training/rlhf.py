@@ -22,11 +22,13 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from minillm import backend, chat, checkpoint, optim, rl, rl_ppo
+from minillm.data.folders import shipped
 from minillm.data.gold import exact_reward, gold_score
 from minillm.data.readers import read_prompts
+from minillm.errors import UserError
 from minillm.reward_model import RewardModel
 from minillm.tensor import no_grad
 from minillm.training import common, judge
@@ -36,8 +38,6 @@ from minillm.training.progress import Progress
 
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
 REWARDS = ("rm", "exact")
-SHIPPED_RL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "data", "rl")
 VALUE_DIR = "value"  # PPO's value model: RUN_DIR/value, a reward-model checkpoint with its optimizer
 
 
@@ -74,7 +74,7 @@ def load_reward_model(path: str) -> RewardModel:
     """The reward model saved by `minillm reward`; a clear error for any other checkpoint."""
     model = checkpoint.load(path).model
     if not isinstance(model, RewardModel):
-        raise ValueError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
+        raise UserError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
                          "directory of `minillm reward --out` as --rm")
     return model
 
@@ -106,7 +106,7 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
     that; it measures how far policy-gradient updates can take the policy with a perfect
     reward model, an upper bound for every learned one.
     """
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     responses = ro.responses()
     texts = [chat.response_text(tokenizer, r) for r in responses]
     gold = [gold_score(p, t) for p, t in zip(prompts, texts)]
@@ -202,7 +202,7 @@ def advantage_targets(models: Models, ro: rl.Rollouts, scored: dict, cfg: RLHFCo
 def rl_step(models: Models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, cfg: RLHFConfig,
             beta: float, step: int) -> dict:
     """Sample, score, compute advantages, update. Returns the step's log record."""
-    end = chat.chat_token_ids(tokenizer)[2]
+    end = chat.chat_token_ids(tokenizer).end
     ro = rl.sample_rollouts(models.policy, models.reference, prompt_ids, cfg.group_size, cfg.max_new_tokens,
                             end, cfg.temperature, seed=cfg.seed + step)
     texts_prompts = [p for p in prompts for _ in range(cfg.group_size)]
@@ -235,9 +235,11 @@ class RLHFRun:
         check_config(cfg)
         sft = checkpoint.load(self.policy)
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise ValueError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "RLHF starts from `minillm sft --out`")
         policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
+        if (fitted := common.fit_new_tokens(cfg.max_new_tokens, policy.config.block_size, self._say)) != cfg.max_new_tokens:
+            cfg = self.config = replace(cfg, max_new_tokens=fitted)
         reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()
@@ -281,14 +283,14 @@ class RLHFRun:
 
     def _prompts(self, cfg: RLHFConfig) -> tuple[list[str], list[str]]:
         """Training prompts (only those with a verifiable answer for reward "exact"), held-out prompts."""
-        prompts = [r["prompt"] for r in read_prompts(self.prompts or os.path.join(SHIPPED_RL, "train.jsonl"))]
+        prompts = [r["prompt"] for r in read_prompts(self.prompts or shipped().rl)]
         if cfg.reward == "exact":
             prompts = [p for p in prompts if exact_reward(p, "") is not None]
             if not prompts:
-                raise ValueError("--reward exact needs training prompts with one right answer (the world's "
+                raise UserError("--reward exact needs training prompts with one right answer (the world's "
                                  "facts, numbers and sums); none of the --prompts file has one")
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(
-            self.heldout or os.path.join(SHIPPED_RL, "heldout.jsonl"))))
+            self.heldout or shipped().held_out())))
         return prompts, heldout
 
     def _start_value_model(self, models: Models, policy) -> None:
@@ -358,9 +360,9 @@ class RLHFRun:
 def check_config(cfg: RLHFConfig) -> None:
     """Settings that cannot work, named before any work starts."""
     if cfg.algo not in rl.ALGORITHMS:
-        raise ValueError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
+        raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
     if cfg.reward not in REWARDS:
-        raise ValueError(f"unknown reward {cfg.reward!r}: expected one of {', '.join(REWARDS)}")
+        raise UserError(f"unknown reward {cfg.reward!r}: expected one of {', '.join(REWARDS)}")
     if cfg.algo == "grpo" and cfg.group_size < 2:
-        raise ValueError(f"--algo {cfg.algo} compares the G samples of a prompt with each other: "
+        raise UserError(f"--algo {cfg.algo} compares the G samples of a prompt with each other: "
                          f"--group-size must be at least 2, got {cfg.group_size}")

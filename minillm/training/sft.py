@@ -16,15 +16,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend, chat, checkpoint
+from minillm.data.folders import shipped
 from minillm.data.readers import read_demonstrations
-from minillm.data.sft import IGNORE_INDEX, ResponseTooLong, SFTBatches
+from minillm.data.sft import IGNORE_INDEX, SFTBatches
+from minillm.errors import UserError
 from minillm.losses import NORMALIZATIONS, sft_loss
 from minillm.training import common
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
-SHIPPED_SFT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "data", "sft")
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain: a few CPU minutes.
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain (results in the README).
 DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
 
@@ -49,13 +49,13 @@ def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = 
     for number, r in enumerate(records, start=1):
         try:
             ids, mask = chat.encode_example(tokenizer, r["prompt"], r["response"], block_size)
-        except ResponseTooLong:
+        except chat.ResponseTooLong:
             out.skipped += 1
             continue
         except ValueError as err:
             if not skip_bad:
-                raise ValueError(f"demonstration {number} cannot be encoded by the pretrained model's "
-                                 f"tokenizer ({err}); pass --skip-bad to skip such pairs") from None
+                raise UserError(f"demonstration {number} cannot be encoded by the pretrained model's "
+                                 f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
             out.bad_records += 1
             continue
         out.truncated += len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, r["prompt"]))
@@ -94,21 +94,24 @@ class SFTRun:
 
     def run(self) -> dict:
         if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+            raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         start = time.perf_counter()
         pre = checkpoint.load(self.init)
         if pre.tokenizer is None:
-            raise ValueError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
+            raise UserError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
         model, tok = pre.model, pre.tokenizer
+        # Every input is read and checked before any work: the tokenizer gets the chat tokens
+        # now, the model only after it has answered as the pretrained model it is.
+        chat.add_chat_tokens(tok)
+        train, val = self._encode(tok, model.config.block_size)
         prompts, references = self._held_out()
         self._say(f"answering {len(prompts)} held-out prompts with the pretrained model (raw prompts)")
         before = common.answer_prompts(model, tok, prompts, use_template=chat.uses_chat_template(pre.meta))
         train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # the new embedding rows' noise is seeded too
         chat.add_chat_tokens(tok, model)
-        train, val = self._encode(tok, model.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train.examples))
-        pad_id = chat.chat_token_ids(tok)[2]
+        pad_id = chat.chat_token_ids(tok).pad
         train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
         evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
         base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
@@ -126,13 +129,13 @@ class SFTRun:
         return self._report(result, prompts, references, before, after, train, base, start)
 
     def _held_out(self):
-        test = self.test or os.path.join(SHIPPED_SFT, "test.jsonl")
+        test = self.test or shipped().sft_test
         prompts, references = common.held_out_prompts(read_demonstrations(test, self.skip_bad))
         return prompts[:self.eval_prompts], references
 
     def _encode(self, tok, block_size: int):
-        data = self.data or os.path.join(SHIPPED_SFT, "train.jsonl")
-        val = self.val or (os.path.join(SHIPPED_SFT, "validation.jsonl") if self.data is None else None)
+        data = self.data or shipped().sft
+        val = self.val or (shipped().sft_val if self.data is None else None)
         train = encode_demonstrations(tok, read_demonstrations(data, self.skip_bad), block_size, self.skip_bad)
         if val is None:  # a user's file without --val: hold out every 10th pair
             examples = train.examples

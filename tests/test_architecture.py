@@ -1,0 +1,125 @@
+"""docs/architecture.md's map, checked against the code: imports flow one way, layer by layer,
+phase files never import each other, there are no import cycles, and only backend.py
+imports CuPy (nothing imports PyTorch)."""
+import ast
+import pathlib
+
+import pytest
+
+import minillm
+
+PACKAGE = pathlib.Path(minillm.__file__).parent
+# The layers of docs/architecture.md, lowest first: a module imports only from its own layer
+# or those before it. A name ending in "." stands for every module of that package.
+LAYERS = [
+    ["errors"],
+    ["backend", "tokenizers.", "chat", "plots", "training.progress"],
+    ["ops", "ops_reduce", "ops_shape", "kernels", "safe_files", "data."],
+    ["tensor"],
+    ["fused", "gradcheck"],
+    ["functional"],
+    ["nn", "optim", "losses", "kv_cache"],
+    ["model", "ngram"],
+    ["generate", "reward_model"],
+    ["checkpoint", "hf_gpt2", "hf_dir"],
+    ["rl", "rl_ppo"],
+    ["training.loop", "training.common"],
+    ["training.pretrain", "training.sft", "training.reward", "training.rlhf"],
+    ["phases", "report", "pipeline"],
+    ["commands."],
+    ["cli", "__main__"],
+]
+PHASE_FILES = set(LAYERS[12])
+
+
+def module_names():
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] != "__init__":  # a package's __init__ only gathers names for users
+            yield ".".join(parts), path
+
+
+MODULES = dict(module_names())
+
+
+def layer(name: str) -> int:
+    for rank, members in enumerate(LAYERS):
+        if any(name == m or (m.endswith(".") and name.startswith(m)) for m in members):
+            return rank
+    raise AssertionError(f"{name} is on no layer of the map: add it to docs/architecture.md and LAYERS")
+
+
+def imports(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
+    """The minillm modules a file imports (anywhere in it, or only at its top level)."""
+    found = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in (tree.body if top_level_only else ast.walk(tree)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("minillm"):
+            base = node.module.removeprefix("minillm").lstrip(".")
+            for alias in node.names:
+                full = f"{base}.{alias.name}".lstrip(".")
+                found.add(full if full in MODULES else base)
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("minillm.") for a in node.names if a.name.startswith("minillm.")}
+    return {name for name in found if name in MODULES}
+
+
+GRAPH = {name: imports(path) - {name} for name, path in MODULES.items()}
+# What runs when a module is imported: a cycle here makes import order matter.
+IMPORT_TIME = {name: imports(path, top_level_only=True) - {name} for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_flow_toward_the_lower_layers(name):
+    upward = [dep for dep in GRAPH[name] if layer(dep) > layer(name)]
+    assert not upward, f"{name} (layer {layer(name)}) imports {upward} from a higher layer"
+
+
+def test_phase_files_never_import_each_other():
+    for name in PHASE_FILES:
+        assert not GRAPH[name] & (PHASE_FILES - {name}), f"{name} imports another phase"
+
+
+def test_no_import_cycles():
+    state: dict[str, str] = {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for dep in IMPORT_TIME[name]:
+            assert state.get(dep) != "open", f"import cycle: {' -> '.join(path + [dep])}"
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[name] = "done"
+
+    for name in sorted(MODULES):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_only_the_backend_imports_cupy_and_nothing_imports_torch():
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "torch" not in roots, name
+        assert "cupy" not in roots or name == "backend", name
+
+
+def _span(path: pathlib.Path, qualified: str) -> int:
+    """Lines of the function or class `qualified` (e.g. "Tensor.backward") in a file."""
+    node = ast.parse(path.read_text(encoding="utf-8"))
+    for part in qualified.split("."):
+        found = [n for n in ast.iter_child_nodes(node)
+                 if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part]
+        assert found, f"docs/tour.md names {qualified} in {path.name}, which has no such definition"
+        node = found[0]
+    return node.end_lineno - node.lineno + 1
+
+
+def test_the_guided_tour_names_real_code_of_readable_length():
+    import re
+    tour = (PACKAGE.parent / "docs" / "tour.md").read_text(encoding="utf-8")
+    rows = re.findall(r"\[`([\w/]+\.py)`\]\(\.\./minillm/[\w/]+\.py\) · ((?:`[\w.]+`(?:, )?)+)", tour)
+    assert len(rows) >= 20
+    total = sum(_span(PACKAGE / path, name) for path, names in rows for name in re.findall(r"`([\w.]+)`", names))
+    assert 300 <= total <= 600, f"the tour lists {total} lines; it promises just under 500"
