@@ -189,7 +189,8 @@ class DPORun:
 
     @staticmethod
     def _rows(rng, n: int, batch_size: int) -> list[int]:
-        return [int(i) for i in rng.choice(n, size=min(batch_size, n), replace=False)]
+        """B distinct pairs at random (`permutation`: a method the GPU's generator has too)."""
+        return backend.to_numpy(rng.permutation(n)[:min(batch_size, n)]).tolist()
 
     def _loss(self, model, pairs: EncodedPairs, ref: tuple, rows: list[int]):
         chosen, rejected = pair_logps(model, pairs, rows)
