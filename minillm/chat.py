@@ -1,13 +1,19 @@
-"""The chat template: how a (prompt, response) pair is laid out as one token sequence.
+"""The chat template: how a conversation is laid out as one token sequence.
 
 Lecture 5 §Phase 2: after SFT the model answers a prompt instead of continuing it. It learns
 that on sequences in one fixed layout, and must be shown the same layout when asked later:
     <|user|>{prompt}<|assistant|>{response}<|end|>
-This module is the single place the layout lives; SFT, the reward model, RLHF and
-`minillm generate` all format and encode through it, and it imports nothing else from
-minillm (data/ builds batches on it). The three special tokens are added to whichever
+A conversation of several turns is the concatenation of its turns, each in its own form:
+    system turn (optional, first only):  <|system|>{text}<|end|>
+    user turn:                           <|user|>{text}
+    assistant turn:                      <|assistant|>{text}<|end|>
+so a one-turn conversation is exactly `format_example`, and the prompt for the next answer
+ends with <|assistant|>. This module is the single place the layout lives; SFT, the reward
+model, RLHF, `minillm generate` and `minillm chat` all format and encode through it (the
+Hugging Face template below is tested against `encode_conversation`), and it imports nothing
+else from minillm (data/ builds batches on it). The special tokens are added to whichever
 tokenizer the pretrained model used, and the model's embedding grows to match.
-Left out: multi-turn conversations, system prompts, escaping special-token text typed by users.
+Left out: escaping special-token text typed by users, tool calls.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from minillm.errors import UserError
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
+# Added after the first three, so every id a checkpoint trained before it knew stays the same.
+SYSTEM = "<|system|>"
+ROLES = ("system", "user", "assistant")
 
 
 class ResponseTooLong(UserError):
@@ -46,16 +55,23 @@ def uses_chat_template(meta: dict | None) -> bool:
 
 
 def add_chat_tokens(tokenizer, model=None) -> list[int]:
-    """Add <|user|>, <|assistant|>, <|end|> to the tokenizer and grow the model to match.
+    """Add <|user|>, <|assistant|>, <|end|> and then <|system|> to the tokenizer; grow the model.
 
     New ids come after the existing vocabulary, so every old token keeps its id and the
     model keeps its old embedding rows (`GPT.resize_token_embeddings`). Calling it again is a
-    no-op. Returns the three ids, e.g. [77, 78, 79] on a 77-token character tokenizer.
+    no-op; on a tokenizer that has the first three only (a checkpoint made before system turns
+    existed), it adds <|system|> alone. Returns the (user, assistant, end) ids, e.g.
+    [77, 78, 79] on a 77-token character tokenizer (<|system|> is then 80).
     """
-    ids = tokenizer.add_special_tokens(list(CHAT_TOKENS))
+    ids = tokenizer.add_special_tokens([*CHAT_TOKENS, SYSTEM])[:3]
     if model is not None and model.config.vocab_size < tokenizer.vocab_size:
         model.resize_token_embeddings(tokenizer.vocab_size)
     return ids
+
+
+def has_chat_tokens(tokenizer) -> bool:
+    """True when the tokenizer knows <|user|>, <|assistant|> and <|end|> (a finetuned model's)."""
+    return all(t in tokenizer.special_tokens for t in CHAT_TOKENS)
 
 
 class ChatTokenIds(NamedTuple):
@@ -140,6 +156,147 @@ def encode_example(tokenizer, prompt: str, response: str, block_size: int) -> tu
                           block_size, head=[user], separator=[assistant])
 
 
+# ----- conversations: any number of turns ------------------------------------------------
+
+def format_conversation(messages, add_generation_prompt: bool = False) -> str:
+    """A conversation as one string in the template (the text twin of `encode_conversation`).
+
+    Example: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+              {"role": "user", "content": "Bye"}], add_generation_prompt=True
+        -> "<|user|>Hi<|assistant|>Hello.<|end|><|user|>Bye<|assistant|>"
+    """
+    check_messages(messages)
+    heads = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
+    text = "".join(heads[m["role"]] + m["content"] + ("" if m["role"] == "user" else END) for m in messages)
+    if add_generation_prompt:
+        _check_generation_prompt(messages)
+        text += ASSISTANT
+    return text
+
+
+def _check_generation_prompt(messages) -> None:
+    if messages[-1]["role"] != "user":
+        raise UserError("add_generation_prompt needs a conversation that ends with a user turn "
+                         f"(the model answers it), but the last turn is the {messages[-1]['role']}'s")
+
+
+def encode_turn(tokenizer, message: dict) -> tuple[list[int], list[int]]:
+    """One turn's ids and loss mask: the template tokens around `tokenizer.encode(text)`.
+
+    The mask is 1 on an assistant turn's text tokens and its <|end|> (what SFT teaches the
+    model to write, and to stop), 0 on everything else, <|assistant|> included.
+    Example (word tokens): assistant "Moo." -> ([<|assistant|>, Moo, ., <|end|>], [0, 1, 1, 1])
+    """
+    user, assistant, end = chat_token_ids(tokenizer)
+    body = tokenizer.encode(message["content"])  # text only: user text never becomes a special token id
+    if message["role"] == "user":
+        return [user, *body], [0] * (1 + len(body))
+    if message["role"] == "assistant":
+        return [assistant, *body, end], [0] + [1] * (len(body) + 1)
+    if SYSTEM not in tokenizer.special_tokens:
+        raise UserError(f"the tokenizer has no {SYSTEM} token (it was finetuned before system turns "
+                         "existed): drop the system turn, or call minillm.chat.add_chat_tokens(tokenizer, "
+                         "model) and finetune")
+    return [tokenizer.special_tokens[SYSTEM], *body, end], [0] * (len(body) + 2)
+
+
+def encode_conversation(tokenizer, messages, max_tokens: int | None = None,
+                        add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """The reference encoding of a conversation: token ids and the SFT loss mask.
+
+    ids are the turns' ids one after another (`encode_turn`), plus <|assistant|> at the end
+    with add_generation_prompt; loss_mask[t] = 1 exactly where ids[t] is an assistant turn's
+    text token or its <|end|>. A one-turn conversation gives `encode_example`'s ids and mask.
+
+    Truncation (only with max_tokens, the most ids the result may hold; a trainer passes
+    block_size + 1): whole turns are dropped from the front, oldest user/assistant exchange
+    first, then the system turn, until the rest fits. If the last exchange alone is still too
+    long, its user text loses tokens from the left as in `encode_example`.
+
+    Args:
+        tokenizer: a tokenizer with the chat tokens (see `add_chat_tokens`).
+        messages: [{"role": "system" | "user" | "assistant", "content": str}, ...]: an optional
+            system turn first, then user and assistant turns taking turns, the user first.
+        max_tokens: the most ids to return (None: no limit).
+        add_generation_prompt: end with <|assistant|>, the prompt for the next answer (the
+            conversation must end with a user turn).
+    Returns:
+        (ids, loss_mask), two lists of the same length.
+    Raises:
+        ValueError: bad messages, or no system token for a system turn.
+        minillm.data.sft.ResponseTooLong: the last answer alone does not fit in max_tokens.
+    """
+    check_messages(messages)
+    turns = [encode_turn(tokenizer, m) for m in messages]
+    if add_generation_prompt:
+        _check_generation_prompt(messages)
+        turns.append(([chat_token_ids(tokenizer)[1]], [0]))
+    groups = _exchanges(messages, turns)
+    while len(groups) > 1 and sum(len(ids) for g in groups for ids, _ in g) > (max_tokens or float("inf")):
+        groups.pop(0)  # the oldest exchange, or the system turn once it is the oldest
+    kept = [t for g in groups for t in g]
+    ids, mask = [i for t, _ in kept for i in t], [m for _, t in kept for m in t]
+    if max_tokens is not None and len(ids) > max_tokens:
+        return _cut_last_exchange(kept, max_tokens)
+    return ids, mask
+
+
+def _exchanges(messages, turns) -> list[list]:
+    """Turns grouped as they are dropped: [system], then each user turn with what follows it."""
+    groups = []
+    for message, turn in zip(messages, turns):
+        if message["role"] == "assistant":
+            groups[-1].append(turn)
+        else:
+            groups.append([turn])
+    groups[-1] += turns[len(messages):]  # the generation prompt belongs to the last exchange
+    return groups
+
+
+def _cut_last_exchange(exchange, max_tokens: int) -> tuple[list[int], list[int]]:
+    """One user turn (and its answer) that does not fit: cut the user text from the left."""
+    (user_ids, _), *rest = exchange
+    answer = [i for t, _ in rest for i in t]
+    if not answer or len(answer) == 1:  # no answer yet, or only the generation prompt
+        room = max_tokens - 1 - len(answer)
+        if room < 1:
+            raise UserError(f"max_tokens={max_tokens} leaves no room for the user turn inside the template")
+        ids = user_ids[:1] + user_ids[1:][-room:] + answer
+        return ids, [0] * len(ids)
+    return build_sequence(user_ids[1:], answer[1:], max_tokens - 1, head=user_ids[:1], separator=answer[:1])
+
+
+def check_messages(messages) -> None:
+    """Raise ValueError unless `messages` is a conversation `encode_conversation` can lay out."""
+    problem = messages_problem(messages)
+    if problem:
+        raise UserError(problem)
+
+
+def messages_problem(messages) -> str | None:
+    """What is wrong with a conversation, in one sentence, or None when it is well formed.
+
+    Well formed: a non-empty list of {"role", "content": str} objects; an optional system turn
+    first, then user and assistant turns taking turns, starting with the user.
+    """
+    if not isinstance(messages, list) or not messages:
+        return "'messages' should be a non-empty list of {role, content} objects"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            return f"message {i} should be {{'role': system|user|assistant, 'content': str}}"
+    first = 1 if messages[0]["role"] == "system" else 0
+    for i, m in enumerate(messages[first:], start=first):
+        expected = "user" if (i - first) % 2 == 0 else "assistant"
+        if m["role"] == "system":
+            return f"message {i} has role 'system', but a system turn may only come first"
+        if m["role"] != expected:
+            return (f"message {i} has role {m['role']!r} where {expected!r} belongs: user and "
+                    "assistant take turns, the user first")
+    if len(messages) == first:
+        return "the conversation has no user turn"
+    return None
+
+
 def response_text(tokenizer, new_ids: list[int]) -> str:
     """Decode generated ids up to (not including) the first <|end|>."""
     end = tokenizer.special_tokens.get(END)
@@ -150,8 +307,6 @@ def response_text(tokenizer, new_ids: list[int]) -> str:
 
 # ----- the same layout for other programs -------------------------------------------------------
 
-_SYSTEM = "<|system|>"  # the system turn's token (a conversation's optional first turn)
-
 # transformers renders a list of {"role", "content"} messages with this Jinja template
 # (tokenizer_config.json's "chat_template"): the layout above, turn after turn,
 #   system (first only): <|system|>{text}<|end|>   user: <|user|>{text}
@@ -159,7 +314,7 @@ _SYSTEM = "<|system|>"  # the system turn's token (a conversation's optional fir
 # so that one turn is exactly `format_example` and `apply_chat_template` gives minillm's ids.
 HF_CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' and loop.first -%}" + _SYSTEM + "{{ message['content'] }}" + END
+    "{%- if message['role'] == 'system' and loop.first -%}" + SYSTEM + "{{ message['content'] }}" + END
     + "{%- elif message['role'] == 'user' -%}" + USER + "{{ message['content'] }}"
     + "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT + "{{ message['content'] }}" + END
     + "{%- else -%}{{ raise_exception('minillm chat turns are system (first only), user and assistant, "

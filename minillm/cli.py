@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "pipeline",
     "compare",
     "hf",
+    "chat",
 ]
 
 

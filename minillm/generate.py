@@ -12,7 +12,7 @@ The array-taking functions accept host (NumPy) or device arrays: they go through
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from minillm import backend
 from minillm import functional as F
@@ -278,6 +278,33 @@ def stream(model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: f
     _check_settings(model, rows, max_new_tokens, temperature, top_k, top_p)
     steps = decode_steps(model, rows, max_new_tokens, temperature, top_k, top_p, stop_ids, seed)
     return (tokens[0] for tokens, _ in steps)
+
+
+HELD_BACK = "\ufffd"  # what a decoder prints for an incomplete UTF-8 sequence
+
+
+def text_pieces(tokenizer, prompt_ids: Sequence[int], new_ids: Iterable[int],
+                stop_ids: Sequence[int] = ()) -> Iterator[str]:
+    """The text of streamed tokens, piece by piece, as soon as it forms complete characters.
+
+    The whole sequence is decoded each time and only the new suffix yielded, so tokenizers
+    that insert spaces between words, and byte pieces of one character, both come out right.
+    Stops at the first id in stop_ids (not decoded). Pulling lazily from `stream` means a
+    consumer that stops reading also stops the sampling.
+    """
+    ids, shown = list(prompt_ids), tokenizer.decode(prompt_ids)
+    for token in new_ids:
+        if token in stop_ids:
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        if text.endswith(HELD_BACK) or not text.startswith(shown):
+            continue  # wait for the rest of the character
+        yield text[len(shown):]
+        shown = text
+    text = tokenizer.decode(ids)
+    if text.startswith(shown) and len(text) > len(shown):
+        yield text[len(shown):]  # whatever was still held back at the end
 
 
 def sequence_logprobs(model, prompt_ids, response_ids):

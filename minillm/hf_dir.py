@@ -6,7 +6,8 @@ reads (GPT2LMHeadModel weights and config, tokenizer.json, tokenizer_config.json
 chat template), so `AutoTokenizer` and `AutoModelForCausalLM` give the same ids, logits and
 greedy text as minillm. `import-hf` turns such a directory (or GPT-2's own) into a run
 directory every minillm command accepts.
-Left out: reward models (no GPT-2 class holds a score head with a bias), sharded weights.
+A reward model exports as a GPT2ForSequenceClassification (score head folded, see
+hf_gpt2._classifier_tensors). Left out: importing reward models, sharded weights.
 """
 from __future__ import annotations
 
@@ -37,16 +38,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
         tokenizer_config.json, special_tokens_map.json.
     """
     ckpt = checkpoint.load(run_dir)
-    if ckpt.model_kind != "gpt":
-        raise UserError(f"{run_dir} holds a reward model; export writes GPT2LMHeadModel directories, and "
-                         "its score head (a linear layer with a bias) fits neither that class nor "
-                         "GPT2ForSequenceClassification (whose score layer has no bias): export a "
-                         "pretrain, sft, rlhf or dpo run")
     if ckpt.tokenizer is None:
         raise UserError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
                          "in another program; save the checkpoint with its tokenizer")
     tokenizer, config = ckpt.tokenizer, ckpt.model.config
-    roles = special_token_roles(tokenizer, ckpt.meta)
+    roles = special_token_roles(tokenizer, ckpt.meta, reward_model=ckpt.model_kind == "reward_model")
     pad = roles["pad_token"]
     ids = {"eos_token_id": stop_ids(tokenizer, ckpt.meta) or None,
            "pad_token_id": tokenizer.special_tokens[pad] if pad else None}
@@ -56,16 +52,18 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     return save_hf_gpt2(ckpt.model, out_dir, token_ids=ids, extra_files=files)
 
 
-def special_token_roles(tokenizer: Tokenizer, meta: dict) -> dict[str, str | None]:
+def special_token_roles(tokenizer: Tokenizer, meta: dict, reward_model: bool = False) -> dict[str, str | None]:
     """Which special token plays each role transformers knows: {"eos_token", "pad_token", "unk_token"}.
 
     eos is where an answer ends: <|end|> for a chat model, else <|endoftext|>; pad is
-    <|endoftext|> when there is one (padding is masked out, any id does), else eos.
+    <|endoftext|> when there is one (padding is masked out, any id does), else eos. A reward
+    model's classifier reads the last token that is not pad, so its pad must never end a real
+    input: <|endoftext|> or none (then transformers scores one unpadded row at a time).
     """
     specials = tokenizer.special_tokens
     end_of_text = END_OF_TEXT if END_OF_TEXT in specials else None
     eos = chat.END if chat.uses_chat_template(meta) and chat.END in specials else end_of_text
-    return {"eos_token": eos, "pad_token": end_of_text or eos,
+    return {"eos_token": eos, "pad_token": end_of_text if reward_model else end_of_text or eos,
             "unk_token": getattr(tokenizer, "unk_token", None)}
 
 

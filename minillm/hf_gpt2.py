@@ -4,7 +4,7 @@ Lecture: minillm's GPT is GPT-2's architecture with GPT-2's parameter names, so 
 released weights (as Hugging Face stores them: `model.safetensors` + `config.json`) load
 into it, and a model trained here can be opened with `transformers`. Only the names and a
 few config keys need translating; no array needs a transpose except an untied LM head.
-Left out: sharded and pickled (`pytorch_model.bin`) files, bfloat16. The tokenizer files and
+A reward model is written (not read) as a GPT2ForSequenceClassification. Left out: sharded and pickled (`pytorch_model.bin`) files, bfloat16. The tokenizer files and
 whole run directories: hf_dir.py.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy
 from safetensors.numpy import save_file
 
 from minillm.checkpoint import build_model, load_tensors
-from minillm.errors import MissingFileError
+from minillm.errors import MissingFileError, UserError
 from minillm.model import GPT, GPTConfig
+from minillm.reward_model import RewardModel
 from minillm.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 
 # The files an export writes; other files already in the directory are kept.
@@ -52,13 +53,14 @@ def load_hf_gpt2(directory: str | os.PathLike) -> GPT:
     return model
 
 
-def save_hf_gpt2(model: GPT, directory: str | os.PathLike, token_ids: dict | None = None,
+def save_hf_gpt2(model: GPT | RewardModel, directory: str | os.PathLike, token_ids: dict | None = None,
                  extra_files: dict[str, dict] | None = None) -> Path:
-    """Write `model` as a Hugging Face GPT-2 directory that
-    `transformers.GPT2LMHeadModel.from_pretrained(directory)` opens.
+    """Write `model` as a Hugging Face GPT-2 directory that transformers opens: a GPT as a
+    `GPT2LMHeadModel`, a RewardModel as a `GPT2ForSequenceClassification` with one label
+    (see `_classifier_tensors`).
 
     Args:
-        model: the GPT.
+        model: the GPT or RewardModel.
         directory: where to write (created; an existing model directory is replaced).
         token_ids: {"bos_token_id", "eos_token_id", "pad_token_id"} for config.json and
             generation_config.json (eos may be a list: generation stops at any of them);
@@ -68,15 +70,16 @@ def save_hf_gpt2(model: GPT, directory: str | os.PathLike, token_ids: dict | Non
     Written atomically (see `safe_files.atomic_directory`). A model without biases
     (config.bias False) is written with zero biases, which compute the same function.
     """
-    hf_config = config_to_hf(model.config, str(model.wte.weight.dtype))
+    hf_config = config_to_hf(model.config, str(model.parameters()[0].dtype))
     hf_config.update(token_ids or {})
+    if isinstance(model, RewardModel):
+        tensors = _classifier_tensors(model)
+        hf_config.update(architectures=["GPT2ForSequenceClassification"], id2label={"0": "score"},
+                         label2id={"score": 0})
+    else:
+        tensors = _lm_tensors(model)
     generation = {key: hf_config[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")
                   if hf_config.get(key) is not None}
-    tensors = {_hf_name(name): host_array(array.T if name == "lm_head.weight" else array)
-               for name, array in model.state_dict().items()}
-    if not model.config.bias:
-        tensors.update({_hf_name(name): numpy.zeros(shape, model.wte.weight.dtype)
-                        for name, shape in _bias_shapes(model.config).items()})
     extra_files = extra_files or {}
     with atomic_directory(directory, HF_FILES + tuple(extra_files)) as tmp:
         # transformers reads the "format" metadata to know the arrays follow torch's layout.
@@ -88,6 +91,36 @@ def save_hf_gpt2(model: GPT, directory: str | os.PathLike, token_ids: dict | Non
     return Path(directory)
 
 
+def _lm_tensors(model: GPT) -> dict[str, numpy.ndarray]:
+    """GPT2LMHeadModel's tensors: minillm's under HF names, zero biases for a bias-free model."""
+    tensors = {_hf_name(name): host_array(array.T if name == "lm_head.weight" else array)
+               for name, array in model.state_dict().items()}
+    if not model.config.bias:
+        tensors.update({_hf_name(name): numpy.zeros(shape, model.wte.weight.dtype)
+                        for name, shape in _bias_shapes(model.config).items()})
+    return tensors
+
+
+def _classifier_tensors(model: RewardModel) -> dict[str, numpy.ndarray]:
+    """GPT2ForSequenceClassification's tensors for a reward model r = w·h + b, h = LN_f(x) = γ⊙n + β.
+
+    That class's score layer has no bias, so b moves into β, the only other term added after
+    the last normalisation: w·(γ⊙n + β) + b = w·(γ⊙n + β + b·w/(w·w)). Exact in real numbers
+    (float32 rounding aside); impossible only when w = 0 and b ≠ 0, which is refused.
+    """
+    tensors = _lm_tensors(model.transformer)
+    w = host_array(model.score_head.weight.data)[:, 0].astype(numpy.float64)  # (C, 1) -> (C,)
+    b = float(host_array(model.score_head.bias.data)[0])
+    beta = tensors["transformer.ln_f.bias"]
+    if b != 0.0:
+        if not w.any():
+            raise UserError(f"the reward model's score head has weight 0 and bias {b:g}: a constant score, "
+                            "which GPT2ForSequenceClassification (no bias in its score layer) cannot give")
+        tensors["transformer.ln_f.bias"] = (beta + b * w / (w @ w)).astype(beta.dtype)
+    tensors["score.weight"] = w[None, :].astype(beta.dtype)  # (C,) -> (1, C): nn.Linear is (out, in)
+    return tensors
+
+
 # ----- config -----------------------------------------------------------------------------
 
 def config_from_hf(hf: dict, source="config.json") -> tuple[GPTConfig, bool]:
@@ -95,6 +128,9 @@ def config_from_hf(hf: dict, source="config.json") -> tuple[GPTConfig, bool]:
 
     Refuses, with the reason, every setting that would make minillm compute a different function.
     """
+    if any("SequenceClassification" in name for name in hf.get("architectures") or []):
+        raise CheckpointError(f"{source}: this is a {hf['architectures'][0]} (a reward model); minillm "
+                              "imports GPT2LMHeadModel directories (language models) only")
     if hf.get("model_type", "gpt2") != "gpt2":
         raise CheckpointError(f"{source}: model_type is {hf['model_type']!r}; only 'gpt2' can be loaded")
     # gelu_pytorch_tanh is the same tanh approximation as gelu_new, computed by torch.

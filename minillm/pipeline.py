@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from minillm import report
 from minillm.data.folders import DataLayout, check_files, resolve_data
-from minillm.data.readers import read_prompts
+from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
 from minillm.errors import UserError
 from minillm.phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
@@ -125,6 +125,18 @@ def pick_prompts(path: str, n: int) -> list[str]:
     return chosen
 
 
+def pick_conversation(path: str | None) -> list[str] | None:
+    """The user turns of the first held-out conversation with three exchanges or more (else the
+    first one): the report's multi-turn exchange. None without a conversations file."""
+    if path is None:
+        return None
+    talks = [r["messages"] for r in read_demonstrations(path, skip_bad=True) if "messages" in r]
+    if not talks:
+        return None
+    chosen = next((m for m in talks if len(m) >= 6), talks[0])
+    return [m["content"] for m in chosen if m["role"] == "user"]
+
+
 # ----- the marker and progress ------------------------------------------------------------
 
 class PipelineProgress:
@@ -189,7 +201,8 @@ class Pipeline:
         prompts = pick_prompts(layout.held_out(), preset.report_prompts)
         paths = report.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
                                                         "data": self.data or "shipped data/",
-                                                        "methods": phases[3:]})
+                                                        "methods": phases[3:]},
+                                    conversation=pick_conversation(layout.chat_test))
         progress.say(f"report: {paths['html']} (and {os.path.basename(paths['md'])})")
         return paths
 
@@ -260,7 +273,9 @@ def _pretrain(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout
 
 
 def _sft(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=layout.sft, val=layout.sft_val,
+    data = [f for f in (layout.sft, layout.chat) if f]
+    val = [f for f in (layout.sft_val, layout.chat_val) if f] or None
+    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=data, val=val,
                   test=layout.sft_test or layout.sft_val or layout.sft, overrides={**preset.sft, "seed": run.seed},
                   eval_prompts=preset.eval_prompts, skip_bad=True, resume=True, quiet=run.quiet).run()
 

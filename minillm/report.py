@@ -17,6 +17,7 @@ import os
 import time
 
 from minillm import chat, checkpoint, rl
+from minillm.chat_session import ChatSession, Sampling
 from minillm.data.gold import gold_score
 from minillm.chat import ResponseTooLong
 from minillm.phases import CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, read_done
@@ -101,6 +102,19 @@ def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
     winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, seed=seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
+def converse(models: dict, user_turns: list[str]) -> dict:
+    """Every model's greedy replies in one multi-turn conversation: {model name: [reply, ...]}.
+
+    Each model hears the same user turns; its context holds its own earlier replies (a
+    pretrained model reads the raw text, one line per turn; see `ChatSession`).
+    """
+    replies = {}
+    for name, (model, tok, template, best_of) in models.items():
+        if best_of:  # best-of-n picks among samples: no greedy conversation of its own
+            continue
+        session = ChatSession(model, tok, template, Sampling(temperature=0.0))
+        replies[name] = [session.answer(turn) if _encodable(tok, turn) else "" for turn in user_turns]
+    return replies
 
 
 # ----- figures per phase ---------------------------------------------------------------
@@ -225,9 +239,10 @@ def headline(phase: str, s: dict) -> str:
             f"gold {_arrow(s['mean_gold_sft'], s['mean_gold_rlhf'], 2)}, win rate {s['rlhf_vs_sft_win_rate']:.0%}")
 
 
-def collect(out: str, prompts: list[str], methods=DEFAULT_METHODS) -> dict:
+def collect(out: str, prompts: list[str], conversation: list[str] | None = None, methods=DEFAULT_METHODS) -> dict:
     """Everything the report shows: phases (marker or None; the core ones, the requested methods and
-    any other finished method), tokenizer, answers."""
+    any other finished method), tokenizer, answers, and the replies to a multi-turn conversation
+    when its user turns are given."""
     shown = CORE + tuple(m for m in METHODS if m in methods or read_done(out, m) is not None)
     phases = {p: read_done(out, p) for p in shown}
     models, reward = load_models(out)
@@ -237,7 +252,20 @@ def collect(out: str, prompts: list[str], methods=DEFAULT_METHODS) -> dict:
         pieces = [tok.id_to_token(i) for i in tok.encode(prompts[0])] if _encodable(tok, prompts[0]) else []
         tokens = {"kind": type(tok).__name__, "vocab_size": tok.vocab_size, "prompt": prompts[0], "pieces": pieces}
     return {"phases": phases, "tokens": tokens, "models": [n for p, n in MODELS if p in shown],
-            "answers": answer_side_by_side(models, reward, prompts)}
+            "answers": answer_side_by_side(models, reward, prompts),
+            "conversation": {"user": conversation, "replies": converse(models, conversation)} if conversation else None}
+
+
+CONVERSATION_NOTE = ("Each model hears the same user turns, greedy; its context holds its own earlier replies. The "
+                     "later questions refer back (\"she\", \"that town\", \"it\"), so only a model that reads the "
+                     "conversation can answer them. The pretrained model reads the raw text, one line per turn.")
+
+
+def _conversation_rows(data: dict) -> list[list[str]]:
+    """[user turn, each model's reply] per turn ("—" for a model whose phase has not finished)."""
+    talk = data["conversation"]
+    return [[user] + [(talk["replies"][m][i] or "(empty)") if m in talk["replies"] else "—" for m in data["models"]]
+            for i, user in enumerate(talk["user"])]
 
 
 # ----- writing ---------------------------------------------------------------------------
@@ -285,6 +313,10 @@ def render_md(data: dict, settings: dict) -> str:
     for row in data["answers"]:
         cells = [_cell(row["answers"].get(m)) for m in data["models"]]
         md.append(f"| {row['prompt']} | " + " | ".join(f"{t.replace('|', '/')} ({s})" for t, s in cells) + " |")
+    if data.get("conversation"):
+        md += ["", "## A multi-turn conversation (held out, greedy)", "", CONVERSATION_NOTE, "",
+               "| user | " + " | ".join(data["models"]) + " |", "| --- |" + " --- |" * len(data["models"])]
+        md += ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |" for row in _conversation_rows(data)]
     return "\n".join(md) + "\n"
 
 
@@ -342,17 +374,25 @@ def render_html(data: dict, settings: dict) -> str:
         cells = [_cell(row["answers"].get(m)) for m in data["models"]]
         parts.append(f"<tr><td>{e(row['prompt'])}</td>" + "".join(
             f"<td>{e(t)}<br><span class='s'>{e(s)}</span></td>" for t, s in cells) + "</tr>")
-    return "\n".join(parts + ["</table></body></html>\n"])
+    parts.append("</table>")
+    if data.get("conversation"):
+        parts.append(f"<h2 id='conversation'>A multi-turn conversation (held out, greedy)</h2><p class='note'>"
+                     f"{e(CONVERSATION_NOTE)}</p><table><tr><th>user</th>"
+                     + "".join(f"<th>{e(m)}</th>" for m in data["models"]) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in _conversation_rows(data)]
+        parts.append("</table>")
+    return "\n".join(parts + ["</body></html>\n"])
 
 
-def write_report(out: str, prompts: list[str], settings: dict) -> dict:
-    """Answer `prompts` with every finished phase's model; write report.md, report.html, answers.json.
+def write_report(out: str, prompts: list[str], settings: dict, conversation: list[str] | None = None) -> dict:
+    """Answer `prompts` (and the user turns of `conversation`, one after another) with every
+    finished phase's model; write report.md, report.html, answers.json.
 
     Returns:
         {"html": path, "md": path, "answers": path}.
     """
     settings = {**settings, "out": out}
-    data = collect(out, prompts, settings.get("methods", DEFAULT_METHODS))
+    data = collect(out, prompts, conversation, settings.get("methods", DEFAULT_METHODS))
     paths = {"html": os.path.join(out, "report.html"), "md": os.path.join(out, "report.md"),
              "answers": os.path.join(out, "answers.json")}
     texts = {"html": render_html(data, settings), "md": render_md(data, settings),

@@ -37,18 +37,30 @@ def test_add_chat_tokens_appends_ids_and_rows_and_keeps_the_old_ones(tie_weights
     old_head = None if tie_weights else model.lm_head.weight.numpy().copy()
     ids = chat.add_chat_tokens(tok, model)
     assert ids == [old_vocab, old_vocab + 1, old_vocab + 2] and tok.encode(TEXT) == old_ids
+    assert tok.special_tokens[chat.SYSTEM] == old_vocab + 3  # the fourth, after the first three
+    grown = old_vocab + 4
     wte = model.wte.weight.numpy()
-    assert wte.shape == (old_vocab + 3, 16) and model.config.vocab_size == old_vocab + 3
+    assert wte.shape == (grown, 16) and model.config.vocab_size == grown
     numpy.testing.assert_array_equal(wte[:old_vocab], old_wte)
     # new rows: the mean of the old rows plus small noise, and not all equal
-    numpy.testing.assert_allclose(wte[old_vocab:], numpy.repeat(old_wte.mean(0, keepdims=True), 3, 0), atol=0.05)
+    numpy.testing.assert_allclose(wte[old_vocab:], numpy.repeat(old_wte.mean(0, keepdims=True), 4, 0), atol=0.05)
     assert not numpy.allclose(wte[old_vocab], wte[old_vocab + 1])
     if not tie_weights:
         head = model.lm_head.weight.numpy()
-        assert head.shape == (16, old_vocab + 3)
+        assert head.shape == (16, grown)
         numpy.testing.assert_array_equal(head[:, :old_vocab], old_head)
-    assert chat.add_chat_tokens(tok, model) == ids and model.config.vocab_size == old_vocab + 3  # no-op
-    assert model([ids]).shape == (1, 3, old_vocab + 3)
+    assert chat.add_chat_tokens(tok, model) == ids and model.config.vocab_size == grown  # no-op
+    assert model([ids]).shape == (1, 3, grown)
+
+
+def test_a_tokenizer_from_before_system_turns_keeps_its_ids_and_gains_system_last():
+    tok = CharTokenizer.train(TEXT)
+    old = tok.add_special_tokens(list(chat.CHAT_TOKENS))  # a checkpoint finetuned before <|system|>
+    system = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    with pytest.raises(ValueError, match="no <\\|system\\|> token"):
+        chat.encode_conversation(tok, system)
+    assert chat.encode_conversation(tok, system[1:])[0] == [old[0], *tok.encode("hi")]  # no system turn: fine
+    assert chat.add_chat_tokens(tok) == old and tok.special_tokens[chat.SYSTEM] == old[2] + 1
 
 
 @pytest.mark.parametrize("make", [
@@ -105,3 +117,30 @@ def test_minillm_generate_applies_the_template_of_an_sft_checkpoint():
     out = io.StringIO()
     new = run(ckpt, args, out)
     assert new == [end] and out.getvalue() == "<|user|>bake it<|assistant|>\n"
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "how to make pizza?"}],
+    [{"role": "user", "content": "how to make pizza?"}, {"role": "assistant", "content": "first, gather."}],
+    [{"role": "system", "content": "be brief."}, {"role": "user", "content": "pizza?"},
+     {"role": "assistant", "content": "bake it."}, {"role": "user", "content": "then?"}],
+]
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_the_hugging_face_template_renders_the_reference_encoding(messages):
+    """chat.HF_CHAT_TEMPLATE (rendered by Jinja as transformers does) gives encode_conversation's ids."""
+    jinja2 = pytest.importorskip("jinja2.sandbox")
+
+    def raise_exception(message):
+        raise ValueError(message)
+    env = jinja2.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(chat.HF_CHAT_TEMPLATE)
+    tok = CharTokenizer.train(TEXT)
+    chat.add_chat_tokens(tok)
+    for generation_prompt in ([False, True] if messages[-1]["role"] == "user" else [False]):
+        text = template.render(messages=messages, add_generation_prompt=generation_prompt)
+        assert text == chat.format_conversation(messages, add_generation_prompt=generation_prompt)
+        ids, _ = chat.encode_conversation(tok, messages, add_generation_prompt=generation_prompt)
+        assert tok.encode(text) == ids

@@ -51,6 +51,6 @@ def test_bad_file_is_an_error_or_skipped_with_skip_bad(tmp_path, capsys):
 
 def test_generate_command(tmp_path, capsys):
     assert main(["data", "generate", "--out", str(tmp_path), "--scale", "0.01"]) == 0
-    assert "bytes in 10 files" in capsys.readouterr().out
+    assert "bytes in 13 files" in capsys.readouterr().out  # pretrain 2, sft 3, chat 3, preferences 3, rl 2
     assert (tmp_path / "sft" / "train.jsonl").stat().st_size > 0
     assert (tmp_path / "pretrain" / "train.txt").read_text().count("<|endoftext|>") > 0

@@ -71,13 +71,56 @@ def test_lecture_examples_are_in_train(built):
 
 def test_held_out_prompts_never_appear_in_training(built):
     prompts = {rel: {r["prompt"] for r in _jsonl(text)} for rel, text in built.items()
-               if rel.endswith(".jsonl")}
+               if rel.endswith(".jsonl") and not rel.startswith("chat/")}  # chat: see the test below
     train = set().union(*(p for rel, p in prompts.items() if rel.endswith("train.jsonl")))
     held = {rel: p for rel, p in prompts.items() if not rel.endswith("train.jsonl")}
     for rel, p in held.items():
         assert not p & train, rel
     assert not prompts["sft/validation.jsonl"] & prompts["sft/test.jsonl"]
     assert not prompts["preferences/validation.jsonl"] & prompts["preferences/test.jsonl"]
+
+
+def _chat_tasks(record):
+    """The task keys a conversation asks: its first question names the person; the rest refer back."""
+    from minillm.data import world
+    from minillm.data.conversations import refer_to_animal, refer_to_person, refer_to_town
+    from minillm.data.tasks import all_tasks
+    messages = record["messages"]
+    opener = find_task(messages[0]["content"])
+    person = world.person(opener.key.split(":")[1])
+    rewritten = {}
+    for t in all_tasks():
+        for p in t.prompts:
+            for rewrite in (lambda q: refer_to_person(q, person), lambda q: refer_to_town(q, person.town),
+                            lambda q: refer_to_animal(q, person.pet)):
+                if rewrite(p) != p:
+                    rewritten.setdefault(rewrite(p), set()).add(t.key)
+    keys = [opener.key]
+    for user in messages[2::2]:
+        text = user["content"]
+        assert person.name not in text and find_task(text) is None, text  # it refers back
+        keys.append(next(k for k in rewritten[text] if person.name in k or person.town in k or person.pet in k))
+    return keys
+
+
+def test_conversations_take_turns_refer_back_and_keep_the_splits(built):
+    from minillm.data.generate import split_tasks
+    splits = {s: {t.key for t in tasks} for s, tasks in split_tasks().items()}
+    for split in ("train", "validation", "test"):
+        records = _jsonl(built[f"chat/{split}.jsonl"])
+        assert len(records) == generate.CHAT_RECORDS[split]
+        for r in records:
+            roles = [m["role"] for m in r["messages"]]
+            assert roles == ["user", "assistant"] * (len(roles) // 2) and 2 <= len(roles) // 2 <= 4
+            keys = _chat_tasks(r)
+            if split == "train":
+                assert set(keys) <= splits["train"], keys
+            else:
+                assert set(keys) <= splits["train"] | splits[split] and set(keys) & splits[split], keys
+            assert gold_score(r["messages"][0]["content"], r["messages"][1]["content"]) > 0  # right, maybe hedged
+    train = [m["content"] for r in _jsonl(built["chat/train.jsonl"]) for m in r["messages"]]
+    assert any("that town" in t for t in train) and any("does it " in t for t in train)
+    assert len(read_demonstrations(DATA / "chat" / "test.jsonl")[0]["messages"]) >= 4
 
 
 def test_every_pair_prefers_the_higher_gold_score(built):

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from minillm.chat import messages_problem
+
 from minillm.data import (DataError, read_demonstrations, read_preferences, read_prompts,
                           read_text)
 from minillm.data.readers import detect_kind
@@ -36,10 +38,23 @@ def test_empty_input_or_context_adds_nothing():
     assert read_demonstrations(FIXTURES / "demos_dolly.jsonl")[1]["prompt"] == "Say hello."
 
 
-def test_multi_turn_messages_are_flattened_with_role_labels():
+def test_multi_turn_messages_are_flattened_with_role_labels_and_kept_whole():
     record = read_demonstrations(FIXTURES / "demos_messages.jsonl")[1]
-    assert record == {"prompt": "System: Be brief.\n\nUser: Hi!\n\nAssistant: Hello.\n\nUser: What does a cow say?",
-                      "response": "Moo."}
+    assert record["prompt"] == "System: Be brief.\n\nUser: Hi!\n\nAssistant: Hello.\n\nUser: What does a cow say?"
+    assert record["response"] == "Moo."
+    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert "messages" not in read_demonstrations(FIXTURES / "demos_messages.jsonl")[0]  # one exchange: a pair
+
+
+@pytest.mark.parametrize("messages, problem", [
+    ([{"role": "assistant", "content": "x"}], "message 0 has role 'assistant' where 'user' belongs"),
+    ([{"role": "user", "content": "x"}, {"role": "user", "content": "y"}], "message 1 has role 'user'"),
+    ([{"role": "user", "content": "x"}, {"role": "system", "content": "y"}], "system turn may only come first"),
+    ([{"role": "system", "content": "y"}], "no user turn"),
+    ([{"role": "user", "content": 3}], "message 0 should be"),
+])
+def test_conversations_out_of_turn_are_refused_with_the_message_number(messages, problem):
+    assert problem in messages_problem(messages)
 
 
 def test_plain_preferences_allow_an_empty_response():

@@ -15,6 +15,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from minillm import backend, chat, checkpoint, cli, pipeline
+from minillm.safe_files import CheckpointError
 from minillm.hf_dir import export_run, import_hf
 from minillm.model import GPT, GPTConfig
 from minillm.reward_model import RewardModel
@@ -113,12 +114,47 @@ def test_an_imported_character_model_trains_on_with_minillm_sft(tmp_path):
     assert chat.uses_chat_template(checkpoint.load(tmp_path / "sft").meta)
 
 
-def test_a_reward_model_and_a_word_tokenizer_are_refused_in_one_sentence(tmp_path, capsys):
-    tokenizer = BPETokenizer.train(CORPUS[:3000], 300)
-    rm = RewardModel(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=1, n_embd=8))
-    checkpoint.save(rm, tmp_path / "rm", tokenizer)
-    assert cli.main(["export", str(tmp_path / "rm"), str(tmp_path / "out")]) == 2
-    assert "holds a reward model; export writes GPT2LMHeadModel directories" in capsys.readouterr().err
+def reward_run(directory: pathlib.Path, bias: float = 0.7) -> pathlib.Path:
+    """A tiny reward model on a chat BPE with every parameter random, its head's bias `bias`."""
+    tokenizer = BPETokenizer.train(CORPUS, 400, special_tokens=["<|endoftext|>"])
+    chat.add_chat_tokens(tokenizer)
+    backend.manual_seed(0)
+    rm = RewardModel(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32))
+    rng = numpy.random.default_rng(2)
+    for _, p in rm.named_parameters():
+        p.data[...] = backend.asarray(rng.standard_normal(p.shape) * 0.3, p.dtype)
+    rm.score_head.bias.data[...] = bias
+    checkpoint.save(rm, directory / "checkpoint", tokenizer, meta={"phase": "reward", "chat_template": chat.TEMPLATE_NAME})
+    return directory
+
+
+def test_a_reward_model_exports_as_a_sequence_classifier_with_the_same_scores(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    run = reward_run(tmp_path / "rm")
+    hf_dir = export_run(run, tmp_path / "hf")
+    classifier = transformers.AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
+    ckpt = checkpoint.load(run)
+    pairs = [("Where does Anna live?", "Anna lives in Sunvale."), ("Add 2 and 3.", "I'm not sure, but 5.")]
+    rows = [chat.encode_example(ckpt.tokenizer, p, r, 48)[0] for p, r in pairs]
+    pad = ckpt.tokenizer.special_tokens["<|endoftext|>"]
+    width = max(len(r) for r in rows)
+    batch = [r + [pad] * (width - len(r)) for r in rows]  # (B, T), right-padded
+    ours = backend.to_numpy(ckpt.model(backend.asarray(batch), [len(r) for r in rows]).data)  # (B,)
+    with torch.no_grad():
+        theirs = classifier(torch.tensor(batch)).logits[:, 0].numpy()  # (B, 1) -> (B,)
+    assert numpy.abs(ours - theirs).max() <= 1e-4 and abs(ours[0] - ours[1]) > 1e-3
+    with pytest.raises(CheckpointError, match="GPT2ForSequenceClassification .a reward model.; minillm imports"):
+        import_hf(hf_dir, tmp_path / "back")
+
+
+def test_a_constant_reward_model_and_a_word_tokenizer_are_refused_in_one_sentence(tmp_path, capsys):
+    run = reward_run(tmp_path / "rm")
+    ckpt = checkpoint.load(run)
+    ckpt.model.score_head.weight.data[...] = 0
+    checkpoint.save(ckpt.model, run / "checkpoint", ckpt.tokenizer, meta=ckpt.meta)
+    assert cli.main(["export", str(run), str(tmp_path / "out")]) == 2
+    assert "score head has weight 0 and bias 0.7" in capsys.readouterr().err
     words = WordTokenizer.train(CORPUS[:3000])
     checkpoint.save(GPT(GPTConfig(vocab_size=words.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8)),
                     tmp_path / "word", words)

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from minillm import cli, phases, pipeline
+from minillm import cli, phases, pipeline, report
 from minillm.data.folders import shipped
 from minillm.training import loop
 
@@ -108,6 +108,23 @@ def test_report_is_self_contained_and_holds_every_phase_and_the_answers(run):
         assert all(-1 <= a["gold"] <= 1 and isinstance(a["rm"], float) for a in row["answers"].values())
 
 
+def test_report_shows_one_held_out_multi_turn_exchange_per_model(run):
+    out, _ = run
+    turns = pipeline.pick_conversation(shipped().chat_test)
+    assert len(turns) >= 3 and all({"she", "he", "her", "his", "it", "that"} & set(t.rstrip("?").split())
+                                   for t in turns[1:])  # the later questions refer back
+    md = (out / "report.md").read_text(encoding="utf-8")
+    section = md[md.index("## A multi-turn conversation (held out, greedy)"):]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith(("| user", "| ---"))]
+    assert [r.split(" | ")[0][2:] for r in rows] == turns and all(r.count(" | ") == 3 for r in rows)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "id='conversation'" in page and all(t in page for t in turns)
+    models, _ = report.load_models(str(out))
+    replies = report.converse(models, turns)
+    assert [r.split(" | ")[1] for r in rows] == [(a or "(empty)").replace("|", "/").replace("\n", " ")
+                                                 for a in replies["pretrained"]]  # greedy: the same replies
+
+
 def test_report_renders_in_a_headless_browser(run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -190,6 +207,8 @@ def test_a_custom_layout_resolves_optional_files(tmp_path):
     layout = pipeline.resolve_data(str(data))
     assert layout.pretrain == str(data / "pretrain") and layout.pretrain_val is None  # every .txt, 10% held out
     assert layout.sft_val is None and layout.held_out() == str(data / "rl" / "heldout.jsonl")
+    assert layout.chat is None and pipeline.pick_conversation(layout.chat_test) is None
+    assert shipped().chat.endswith(os.path.join("data", "chat", "train.jsonl"))
 
 
 def test_held_out_prompts_start_with_the_lecture_prompt_and_mix_kinds():

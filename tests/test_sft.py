@@ -215,3 +215,102 @@ def test_ignore_index_is_one_value_everywhere():
     from minillm import losses
     from minillm.data import sft
     assert sft.IGNORE_INDEX == losses.IGNORE_INDEX == -100
+
+
+# ----- multi-turn conversations -----------------------------------------------------------
+
+ANNA = [{"role": "user", "content": "where does anna live?"},
+        {"role": "assistant", "content": "anna lives in rivertown."},
+        {"role": "user", "content": "what pet does she keep?"},
+        {"role": "assistant", "content": "she has a cat."}]
+
+
+def word_chat_tokenizer() -> WordTokenizer:
+    tok = WordTokenizer.train("where does anna live? anna lives in rivertown. what pet does she keep? she has a cat.")
+    chat.add_chat_tokens(tok)
+    return tok
+
+
+def test_conversation_mask_against_a_hand_built_example():
+    tok = word_chat_tokenizer()
+    user, assistant, end = chat.chat_token_ids(tok)
+    w = lambda text: tok.encode(text)  # noqa: E731
+    ids, mask = chat.encode_conversation(tok, ANNA)
+    expected = ([user] + w("where does anna live?") + [assistant] + w("anna lives in rivertown.") + [end]
+                + [user] + w("what pet does she keep?") + [assistant] + w("she has a cat.") + [end])
+    assert ids == expected and ids == tok.encode(chat.format_conversation(ANNA))
+    n1, n2, a1, a2 = (len(w(m["content"])) for m in (ANNA[0], ANNA[2], ANNA[1], ANNA[3]))
+    assert mask == ([0] * (1 + n1) + [0] + [1] * (a1 + 1)        # <|user|> q1 <|assistant|> | a1 <|end|>
+                    + [0] * (1 + n2) + [0] + [1] * (a2 + 1))     # <|user|> q2 <|assistant|> | a2 <|end|>
+    assert [tok.decode([i]) for i, m in zip(ids, mask) if m] == (
+        [tok.decode([i]) for i in w(ANNA[1]["content"])] + [chat.END] + [tok.decode([i]) for i in w(ANNA[3]["content"])]
+        + [chat.END])
+    prompt_ids, prompt_mask = chat.encode_conversation(tok, ANNA[:3], add_generation_prompt=True)
+    assert prompt_ids == ids[:len(prompt_ids)] and prompt_ids[-1] == assistant and prompt_mask == mask[:len(prompt_ids)]
+    assert chat.format_conversation(ANNA[:3], add_generation_prompt=True).endswith("<|user|>what pet does she keep?<|assistant|>")
+    with pytest.raises(ValueError, match="ends with a user turn"):
+        chat.encode_conversation(tok, ANNA, add_generation_prompt=True)
+
+
+def test_a_system_turn_is_context_and_a_one_turn_conversation_is_the_single_turn_example():
+    tok = word_chat_tokenizer()
+    ids, mask = chat.encode_conversation(tok, [{"role": "system", "content": "anna"}, *ANNA[:2]])
+    assert ids[:3] == [tok.special_tokens[chat.SYSTEM], *tok.encode("anna"), chat.chat_token_ids(tok)[2]]
+    assert mask[:3] == [0, 0, 0] and ids[3:] == chat.encode_conversation(tok, ANNA[:2])[0]
+    for block in (64, 12, 9):
+        assert chat.encode_conversation(tok, ANNA[:2], max_tokens=block + 1) == \
+            chat.encode_example(tok, ANNA[0]["content"], ANNA[1]["content"], block)
+
+
+def test_loss_gradient_is_exactly_zero_at_user_turn_positions():
+    tok = word_chat_tokenizer()
+    ids, mask = chat.encode_conversation(tok, ANNA)
+    model = tiny_model(tok.vocab_size)
+    x, y = pad_batch([(ids, mask)], pad_id=0)
+    logits = Tensor(model(x).data, requires_grad=True)  # (1, T, V), a leaf so its gradient is kept
+    loss = sft_loss(logits, y)
+    loss.backward()
+    grad = numpy.abs(backend.to_numpy(logits.grad[0])).sum(axis=-1)  # (T,)
+    # position t predicts ids[t + 1]: it counts exactly when ids[t + 1] is an assistant token or <|end|>
+    counted = numpy.array(mask[1:], dtype=bool)
+    assert (grad[~counted] == 0).all() and (grad[counted] > 0).all()
+    user = chat.chat_token_ids(tok)[0]
+    second_user = ids.index(user, 1)
+    assert not counted[second_user - 1:second_user + len(tok.encode(ANNA[2]["content"])) + 1].any()
+    per_sample = [cross_entropy(model([c])[0, -1:], [t]).item() for c, t in masked_samples(ids, mask)]
+    assert loss.item() == pytest.approx(sum(per_sample) / len(per_sample), rel=1e-5)  # the slide's samples
+
+
+def test_a_conversation_longer_than_the_block_keeps_whole_turns():
+    tok = word_chat_tokenizer()
+    three = ANNA + [{"role": "user", "content": "where does she live?"},
+                    {"role": "assistant", "content": "she lives in rivertown."}]
+    full, full_mask = chat.encode_conversation(tok, three)
+    turns = [chat.encode_turn(tok, m)[0] for m in three]
+    for max_tokens in range(len(turns[-2]) + len(turns[-1]), len(full) + 1):
+        ids, mask = chat.encode_conversation(tok, three, max_tokens=max_tokens)
+        assert len(ids) <= max_tokens and ids == full[len(full) - len(ids):] and mask == full_mask[len(full) - len(ids):]
+        kept = len(ids)
+        boundaries = [sum(len(t) for t in turns[i:]) for i in (0, 2, 4)]  # lengths of whole exchanges kept
+        assert kept in boundaries and (kept == len(full) or boundaries[boundaries.index(kept) - 1] > max_tokens)
+    with pytest.raises(ResponseTooLong):
+        chat.encode_conversation(tok, three, max_tokens=len(turns[-1]))
+
+
+def test_sft_trains_on_multi_turn_messages_files(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("where does anna live? anna lives in rivertown. what pet does she keep? she has a cat.\n" * 20)
+    assert main(["pretrain", "--preset", "tiny", "--data", str(corpus), "--out", str(tmp_path / "pt"),
+                 "--max-steps", "2", "--quiet"]) == 0
+    pairs, talks = tmp_path / "pairs.jsonl", tmp_path / "talks.jsonl"
+    write_jsonl(pairs, [{"prompt": "where does anna live?", "response": "anna lives in rivertown."}])
+    write_jsonl(talks, [{"messages": ANNA}, {"messages": ANNA[:2]}])
+    out = tmp_path / "sft"
+    assert main(["sft", "--init", str(tmp_path / "pt"), "--data", str(pairs), str(talks), "--val", str(talks),
+                 "--test", str(pairs), "--out", str(out), "--max-steps", "2", "--batch-size", "2"]) == 0
+    assert "data: 3 training examples" in capsys.readouterr().err
+    tok = checkpoint.load(out).tokenizer
+    from minillm.data.readers import read_demonstrations
+    encoded = encode_demonstrations(tok, read_demonstrations(talks), block_size=200)
+    assert encoded.examples[0] == chat.encode_conversation(tok, ANNA)  # every assistant turn counted
+    assert sum(encoded.examples[0][1]) == sum(len(tok.encode(m["content"])) + 1 for m in ANNA[1::2])

@@ -14,9 +14,7 @@ from typing import Iterable, TextIO
 
 from minillm import backend, chat
 from minillm.errors import UserError
-from minillm.generate import stream
-
-HELD_BACK = "\ufffd"  # what a decoder prints for an incomplete UTF-8 sequence
+from minillm.generate import stream, text_pieces
 
 
 def register(subparsers) -> None:
@@ -63,28 +61,21 @@ def stop_ids_for(tokenizer, names: list[str] | None) -> list[int]:
 
 def print_incrementally(tokenizer, prompt_ids: list[int], new_ids: Iterable[int],
                         stop_ids: list[int], out: TextIO) -> list[int]:
-    """Print each new token's text as soon as it forms complete characters; return the ids.
+    """Print each new token's text as soon as it forms complete characters; return the ids
+    (the stop token included, when one ended the text)."""
+    seen = []
 
-    The whole sequence is decoded each time and only the new suffix printed, so tokenizers
-    that insert spaces between words, and byte pieces of one character, both come out right.
-    """
-    ids, shown = list(prompt_ids), tokenizer.decode(prompt_ids)
-    for token in new_ids:
-        ids.append(token)
-        if token in stop_ids:
-            break
-        text = tokenizer.decode(ids)
-        if text.endswith(HELD_BACK) or not text.startswith(shown):
-            continue  # wait for the rest of the character
-        out.write(text[len(shown):])
+    def recorded(tokens):
+        for token in tokens:
+            seen.append(token)
+            yield token
+
+    for piece in text_pieces(tokenizer, prompt_ids, recorded(new_ids), stop_ids):
+        out.write(piece)
         out.flush()
-        shown = text
-    text = tokenizer.decode([i for i in ids if i not in stop_ids])
-    if text.startswith(shown) and len(text) > len(shown):
-        out.write(text[len(shown):])  # whatever was still held back at the end
     out.write("\n")
     out.flush()
-    return ids[len(prompt_ids):]
+    return seen
 
 
 def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:

@@ -12,10 +12,12 @@ def register(subparsers) -> None:
     """Add the `export` and `import-hf` commands."""
     p = subparsers.add_parser(
         "export", help="write a run as a Hugging Face model directory (weights, tokenizer, chat template)",
-        description="Write RUN_DIR's model as GPT2LMHeadModel files, its tokenizer as tokenizer.json and "
-                    "its chat template as Jinja in tokenizer_config.json, so that transformers' "
-                    "AutoTokenizer and AutoModelForCausalLM load OUT_DIR and agree with minillm.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (pretrain, sft, rlhf, dpo) or its checkpoint")
+        description="Write RUN_DIR's model as GPT2LMHeadModel files (a reward model as "
+                    "GPT2ForSequenceClassification), its tokenizer as tokenizer.json and its chat template "
+                    "as Jinja in tokenizer_config.json, so that transformers' AutoTokenizer and "
+                    "AutoModelForCausalLM load OUT_DIR and agree with minillm.")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a run directory (pretrain, sft, rlhf, dpo, reward) or its checkpoint")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the Hugging Face directory to write")
     p.set_defaults(func=export)
     p = subparsers.add_parser(

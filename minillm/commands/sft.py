@@ -2,6 +2,7 @@
 
     minillm sft --init runs/pretrain --out runs/sft
     minillm sft --init runs/pretrain --data my_pairs.jsonl --val my_val.jsonl --out runs/sft --epochs 2
+    minillm sft --init runs/pretrain --data pairs.jsonl conversations.jsonl --out runs/sft
 """
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from minillm.commands.train_flags import add_train_flags, train_overrides
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sft", help="Phase 2: supervised finetuning of a pretrained model on demonstrations",
-        description="Finetune a pretrained checkpoint on (prompt, response) demonstrations with the "
-                    "chat template and a response-only loss; then compare held-out answers before "
+        description="Finetune a pretrained checkpoint on (prompt, response) demonstrations and "
+                    "multi-turn conversations with the chat template and a loss on the assistant's "
+                    "tokens only; then compare held-out answers before "
                     f"and after (report.md). Defaults: {DEFAULT_TRAIN.max_steps} steps, batch "
                     f"{DEFAULT_TRAIN.batch_size}, lr {DEFAULT_TRAIN.lr}.")
     p.add_argument("--init", required=True, help="the pretrained run directory (minillm pretrain --out)")
-    p.add_argument("--data", help="demonstrations .jsonl (default: the shipped data/sft/train.jsonl)")
-    p.add_argument("--val", help="validation demonstrations (default: the shipped validation.jsonl "
-                                 "with the shipped data, else every 10th pair of --data)")
+    p.add_argument("--data", nargs="+", help="demonstrations .jsonl, one or more files: pairs, or "
+                                             "`messages` conversations of any number of turns (default: "
+                                             "the shipped data/sft/train.jsonl and data/chat/train.jsonl)")
+    p.add_argument("--val", nargs="+", help="validation demonstrations (default: the shipped validation "
+                                            "files with the shipped data, else every 10th record of --data)")
     p.add_argument("--test", help="held-out prompts for the before/after report (default: data/sft/test.jsonl)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
     p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs "

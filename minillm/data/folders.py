@@ -1,7 +1,7 @@
 """Where each phase's data lives: the layout of a data folder, the shipped one or a user's.
 
 Every phase reads its default files from the shipped tiny world, `data/` beside the package
-(pretrain/, sft/, preferences/, rl/), and `minillm pipeline --data DIR` reads a user's folder
+(pretrain/, sft/, chat/, preferences/, rl/), and `minillm pipeline --data DIR` reads a user's folder
 in the same layout. Both go through `DataLayout`, so a file name is written once, here.
 Left out: remote datasets, several files per split, per-phase folders given separately.
 """
@@ -18,7 +18,8 @@ SHIPPED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 
 LAYOUT_HELP = ("expected DIR/pretrain/ (train.txt [+ validation.txt], or any .txt files), "
                "DIR/sft/train.jsonl [+ validation.jsonl, test.jsonl], "
-               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl] "
+               "DIR/preferences/train.jsonl [+ validation.jsonl], DIR/rl/train.jsonl [+ heldout.jsonl], "
+               "optionally DIR/chat/train.jsonl [+ validation.jsonl, test.jsonl] (multi-turn conversations) "
                "(the layout of the shipped data/ folder)")
 
 
@@ -35,6 +36,9 @@ class DataLayout:
     preferences_val: str | None
     rl: str
     rl_heldout: str | None
+    chat: str | None = None         # multi-turn conversations (messages), trained on beside sft
+    chat_val: str | None = None
+    chat_test: str | None = None    # the pipeline report's multi-turn exchange comes from here
 
     def held_out(self) -> str:
         """The file held-out prompts come from: rl/heldout, else sft/test, else rl/train."""
@@ -66,7 +70,9 @@ def resolve_data(data_dir: str | None) -> DataLayout:
                       sft=path("sft", "train.jsonl"), sft_val=maybe("sft", "validation.jsonl"),
                       sft_test=maybe("sft", "test.jsonl"), preferences=path("preferences", "train.jsonl"),
                       preferences_val=maybe("preferences", "validation.jsonl"),
-                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"))
+                      rl=path("rl", "train.jsonl"), rl_heldout=maybe("rl", "heldout.jsonl"),
+                      chat=maybe("chat", "train.jsonl"), chat_val=maybe("chat", "validation.jsonl"),
+                      chat_test=maybe("chat", "test.jsonl"))
 
 
 def check_files(layout: DataLayout, skip_bad: bool = True) -> None:

@@ -1,7 +1,8 @@
 """Write every dataset minillm ships: `python -m minillm.data.generate --out data/`.
 
-Lecture 5 needs three kinds of data: raw text (pretraining), demonstrations (SFT) and
-comparisons (reward model), plus prompts for RL. This script makes all of them from the tiny
+Lecture 5 needs three kinds of data: raw text (pretraining), demonstrations (SFT: single
+questions, and multi-turn conversations for chat) and comparisons (reward model), plus
+prompts for RL. This script makes all of them from the tiny
 world with one seeded `random.Random` per file, so running it again gives byte-identical
 files. Questions are split into train / validation / test by task key, so held-out prompts
 never appear in training. Left out: deduplication against other corpora, tokenisation.
@@ -13,13 +14,15 @@ import json
 import random
 from pathlib import Path
 
-from minillm.data import corpus, responses, world
+from minillm.data import conversations, corpus, responses, world
 from minillm.data.gold import gold_score
 from minillm.data.tasks import Task, all_tasks, find_task
 
 SEED = 0
 PRETRAIN_CHARS = {"train": 2_000_000, "validation": 100_000}
 SFT_RECORDS = {"train": 3000, "validation": 300, "test": 300}
+# Multi-turn conversations (2-4 exchanges): few, so the classroom run stays within its minutes.
+CHAT_RECORDS = {"train": 400, "validation": 40, "test": 40}
 PREFERENCE_RECORDS = {"train": 3000, "validation": 300, "test": 300}
 SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
 # Sampling weight of each kind of question, so arithmetic does not crowd out the rest.
@@ -71,15 +74,31 @@ def with_demonstrator_habits(rng: random.Random, records: list[dict]) -> list[di
     A separate random stream: the prompts and answers stay those of `demonstrations`. Declines
     of harmful requests are left alone (a hedged decline is still the right answer).
     """
-    out = []
-    for r in records:
-        u = rng.random()
-        how = "hedge" if u < HEDGED_DEMOS else "question" if u < HEDGED_DEMOS + QUESTION_DEMOS else None
-        if find_task(r["prompt"]).kind == "unsafe":
-            how = None
-        response = responses.imperfect_demonstration(rng, r["response"], how) if how else r["response"]
-        out.append({"prompt": r["prompt"], "response": response})
-    return out
+    return [{"prompt": r["prompt"], "response": with_habit(rng, r["response"], find_task(r["prompt"]).kind)}
+            for r in records]
+
+
+def with_habit(rng: random.Random, response: str, kind: str) -> str:
+    """One answer as a demonstrator writes it: hedged, ending in a question, or as it is."""
+    u = rng.random()
+    how = "hedge" if u < HEDGED_DEMOS else "question" if u < HEDGED_DEMOS + QUESTION_DEMOS else None
+    if kind == "unsafe":
+        how = None
+    return responses.imperfect_demonstration(rng, response, how) if how else response
+
+
+def chat_conversations(seed: int, split: str, splits: dict[str, list[Task]], n: int) -> list[dict]:
+    """The split's multi-turn conversations, each answer with the demonstrators' habits.
+
+    Train conversations ask train tasks only; a held-out one asks at least one of its split's
+    tasks and may open with a train question (its answer is only context).
+    """
+    habits = random.Random(f"{seed}:chat/{split}/habits")
+    answer = lambda rng, task: with_habit(habits, responses.good_response(rng, task), task.kind)  # noqa: E731
+    if split == "train":
+        return conversations.conversations(random.Random(f"{seed}:chat/train"), splits["train"], None, n, answer)
+    return conversations.conversations(random.Random(f"{seed}:chat/{split}"), splits["train"] + splits[split],
+                                       splits[split], n, answer)
 
 
 def preference_pair(rng: random.Random, task: Task) -> dict:
@@ -133,6 +152,8 @@ def build(seed: int = SEED, scale: float = 1.0) -> dict[str, str]:
         if s == "train":
             records = _with_lecture(rng("sft/lecture"), records, list(world.LECTURE_DEMONSTRATIONS))
         files[f"sft/{s}.jsonl"] = _jsonl(records)
+    for s, n in CHAT_RECORDS.items():
+        files[f"chat/{s}.jsonl"] = _jsonl(chat_conversations(seed, s, splits, size(n)))
     for s, n in PREFERENCE_RECORDS.items():
         records = preferences(rng(f"preferences/{s}"), splits[s], size(n))
         if s == "train":

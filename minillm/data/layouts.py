@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 
+from minillm.chat import messages_problem
 from minillm.errors import UserError
 
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
@@ -72,11 +73,19 @@ def demonstration_layout(obj: dict) -> str:
 
 
 def to_demonstration(obj: dict) -> tuple[dict, str]:
-    """One record as ({"prompt", "response"}, layout name)."""
+    """One record as ({"prompt", "response"}, layout name).
+
+    A `messages` record of more than one exchange (or with a system turn) also keeps the
+    whole conversation under "messages", so SFT can train on every assistant turn; its
+    "prompt" and "response" are the flattened form (`from_messages`) that other phases read.
+    """
     check_fields(obj)
     layout = demonstration_layout(obj)
+    extra = {}
     if layout == "messages":
         prompt, response = from_messages(obj["messages"])
+        if len(obj["messages"]) > 2:
+            extra = {"messages": [{"role": m["role"], "content": m["content"]} for m in obj["messages"]]}
     elif layout == "prompt/response":
         prompt, response = _text(obj, "prompt"), _text(obj, "response")
     elif layout == "prompt/completion":
@@ -87,7 +96,7 @@ def to_demonstration(obj: dict) -> tuple[dict, str]:
         prompt, response = _join(_text(obj, "instruction"), obj.get("context") or ""), _text(obj, "response")
     if not response.strip():
         raise LayoutError("empty response (a demonstration must show an answer)")
-    return {"prompt": prompt, "response": response}, layout
+    return {"prompt": prompt, "response": response, **extra}, layout
 
 
 def from_messages(messages) -> tuple[str, str]:
@@ -97,11 +106,9 @@ def from_messages(messages) -> tuple[str, str]:
     "Role: content" turns joined by blank lines ("System: ...\n\nUser: ...\n\nAssistant:
     ...\n\nUser: ..."), so earlier assistant turns stay visible to the model.
     """
-    if not isinstance(messages, list) or not messages:
-        raise LayoutError("'messages' should be a non-empty list of {role, content} objects")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLE_LABELS:
-            raise LayoutError(f"message {i} should be {{'role': system|user|assistant, 'content': str}}")
+    problem = messages_problem(messages)
+    if problem:
+        raise LayoutError(problem)
     if messages[-1]["role"] != "assistant":
         raise LayoutError("the last message should be the assistant's (the response to learn)")
     history = messages[:-1]

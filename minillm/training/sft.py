@@ -2,10 +2,12 @@
 
 Lecture 5 §Phase 2: asked "How to make pasta", a pretrained model may add context, ask more
 questions or answer. SFT trains it on demonstrations (prompt, response), laid out by the
-chat template, with the cross entropy of the RESPONSE tokens only (a loss mask). This file
-wires it together: load the pretrained run, add the chat tokens, encode the pairs, run the
-shared Trainer, and compare held-out answers before and after (report.json, report.md).
-Left out: adapters (LoRA), packing pairs into one row, multi-turn chat, rejection sampling.
+chat template, with the cross entropy of the RESPONSE tokens only (a loss mask). A record
+may also be a conversation of several turns (`messages`): one sequence whose loss counts
+every assistant turn. This file wires it together: load the pretrained run, add the chat
+tokens, encode the pairs, run the shared Trainer, and compare held-out answers before and
+after (report.json, report.md).
+Left out: adapters (LoRA), packing pairs into one row, rejection sampling.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from minillm import backend, chat, checkpoint
 from minillm.data.folders import shipped
-from minillm.data.readers import read_demonstrations
+from minillm.data.readers import Records, read_demonstrations
 from minillm.data.sft import IGNORE_INDEX, SFTBatches
 from minillm.errors import UserError
 from minillm.losses import NORMALIZATIONS, sft_loss
@@ -40,15 +42,18 @@ class EncodedDemonstrations:
 
 
 def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = False) -> EncodedDemonstrations:
-    """Encode every {"prompt", "response"} record with the chat template, counting what did not fit.
+    """Encode every record with the chat template, counting what did not fit.
 
-    A pair the tokenizer cannot encode (a character the pretrained tokenizer never saw) stops
-    the run with the pair's number, or, with skip_bad, is skipped and counted as bad.
+    A {"prompt", "response"} pair goes through `chat.encode_example`; a record with
+    "messages" (a conversation of several turns) through `chat.encode_conversation`, which
+    drops whole turns from the front when it is longer than the block. A record the tokenizer
+    cannot encode (a character the pretrained tokenizer never saw) stops the run with its
+    number, or, with skip_bad, is skipped and counted as bad.
     """
     out = EncodedDemonstrations([], bad_records=len(getattr(records, "skipped", [])))
     for number, r in enumerate(records, start=1):
         try:
-            ids, mask = chat.encode_example(tokenizer, r["prompt"], r["response"], block_size)
+            ids, mask, cut = _encode_record(tokenizer, r, block_size)
         except chat.ResponseTooLong:
             out.skipped += 1
             continue
@@ -58,9 +63,28 @@ def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = 
                                  f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
             out.bad_records += 1
             continue
-        out.truncated += len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, r["prompt"]))
+        out.truncated += cut
         out.examples.append((ids, mask))
     return out
+
+
+def _encode_record(tokenizer, record: dict, block_size: int) -> tuple[list[int], list[int], bool]:
+    """(ids, loss_mask, whether anything was cut to fit the block) of one record."""
+    if "messages" in record:
+        ids, mask = chat.encode_conversation(tokenizer, record["messages"], max_tokens=block_size + 1)
+        return ids, mask, len(ids) < len(chat.encode_conversation(tokenizer, record["messages"])[0])
+    ids, mask = chat.encode_example(tokenizer, record["prompt"], record["response"], block_size)
+    return ids, mask, len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, record["prompt"]))
+
+
+def read_files(paths, skip_bad: bool) -> Records:
+    """The demonstrations of one file or of several, in order (their bad lines counted together)."""
+    records = Records()
+    for path in [paths] if isinstance(paths, str) else paths:
+        part = read_demonstrations(path, skip_bad)
+        records += part
+        records.skipped += part.skipped
+    return records
 
 
 def validation_loss(model, batches: SFTBatches, batch_size: int, normalize: str) -> dict:
@@ -81,8 +105,8 @@ class SFTRun:
 
     init: str                       # the pretrained run directory (or checkpoint directory)
     out: str                        # this run's directory: checkpoint, log, loss.png, report
-    data: str | None = None         # demonstrations .jsonl (default: the shipped sft/train.jsonl)
-    val: str | None = None          # validation demonstrations (default: shipped validation.jsonl)
+    data: str | list | None = None  # demonstrations .jsonl, one or several (default: shipped sft/ + chat/ train)
+    val: str | list | None = None   # validation demonstrations (default: shipped validation files)
     test: str | None = None         # held-out prompts for before/after (default: shipped test.jsonl)
     epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
     normalize: str = "token"        # "token" or "sequence" (see sft_loss)
@@ -134,18 +158,19 @@ class SFTRun:
         return prompts[:self.eval_prompts], references
 
     def _encode(self, tok, block_size: int):
-        data = self.data or shipped().sft
-        val = self.val or (shipped().sft_val if self.data is None else None)
-        train = encode_demonstrations(tok, read_demonstrations(data, self.skip_bad), block_size, self.skip_bad)
+        layout = shipped()
+        data = self.data or [f for f in (layout.sft, layout.chat) if f]
+        val = self.val or ([f for f in (layout.sft_val, layout.chat_val) if f] if self.data is None else None)
+        train = encode_demonstrations(tok, read_files(data, self.skip_bad), block_size, self.skip_bad)
         if val is None:  # a user's file without --val: hold out every 10th pair
             examples = train.examples
             train.examples = [e for i, e in enumerate(examples) if i % 10]
             valid = EncodedDemonstrations([e for i, e in enumerate(examples) if i % 10 == 0])
         else:
-            valid = encode_demonstrations(tok, read_demonstrations(val, self.skip_bad), block_size, self.skip_bad)
-        self._say(f"data: {len(train.examples)} training pairs ({train.truncated} with the prompt cut "
-                  f"on the left, {train.skipped} skipped: response longer than the block of "
-                  f"{block_size}, {train.bad_records} bad lines); {len(valid.examples)} validation pairs")
+            valid = encode_demonstrations(tok, read_files(val, self.skip_bad), block_size, self.skip_bad)
+        self._say(f"data: {len(train.examples)} training examples ({train.truncated} with the prompt cut "
+                  f"on the left or early turns dropped to fit, {train.skipped} skipped: response longer than the block of "
+                  f"{block_size}, {train.bad_records} bad lines); {len(valid.examples)} validation examples")
         return train, valid
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
