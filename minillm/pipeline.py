@@ -314,7 +314,6 @@ def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str
 
 
 def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-    os.makedirs(out, exist_ok=True)
     return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
                       n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
                       seed=run.seed, quiet=run.quiet).run()

@@ -173,3 +173,14 @@ def test_generate_best_of_n_prints_the_reward_models_favourite(runs, capsys):
     assert main(args + ["--best-of", "3"]) == 2 and "go together" in capsys.readouterr().err
     assert main(args + ["--best-of", "3", "--rm", str(runs / "sft")]) == 2
     assert "not a reward model" in capsys.readouterr().err
+
+
+def test_best_of_n_run_writes_its_report_and_both_kls(runs):
+    from minillm.rl import best_of_n_kl
+    from minillm.training.best_of_n import BestOfNRun
+    out = runs / "bon" / "nested"  # a directory that does not exist yet
+    summary = BestOfNRun(policy=str(runs / "sft"), reward_model=str(runs / "rm"), out=str(out), n=2,
+                         heldout=str(runs / "pairs.jsonl"), max_new_tokens=8, kl_samples=3, quiet=True).run()
+    assert summary["kl_formula"] == pytest.approx(best_of_n_kl(2))
+    assert numpy.isfinite(summary["kl_to_reference"])  # measured from 3 fresh samples a prompt: an estimate
+    assert summary["method"] == "best-of-2" and (out / "report.md").exists() and (out / "summary.json").exists()

@@ -52,6 +52,7 @@ class BestOfNRun:
             raise UserError(f"{self.reward_model} holds a {type(reward_model).__name__}, not a reward model")
         policy, tok = sft.model.eval(), sft.tokenizer
         reward_model.eval()
+        os.makedirs(self.out, exist_ok=True)
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         ids = judge.encode_prompts(tok, heldout, policy.config.block_size, self.max_new_tokens)
         end = chat.chat_token_ids(tok).end
