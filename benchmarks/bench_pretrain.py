@@ -7,12 +7,15 @@ noisy. Also prints the peak resident memory and checks it does not grow step to 
 
     python benchmarks/bench_pretrain.py                 # both configs
     python benchmarks/bench_pretrain.py --config char   # one of them
-    python benchmarks/bench_pretrain.py --profile char  # cProfile of minillm's step
+    python benchmarks/bench_pretrain.py --profile char  # where one step's time goes, beside PyTorch's
     python benchmarks/bench_pretrain.py --device cuda --config bpe --config gpt2-small
 
 On `--device cuda` minillm runs on CuPy and the twin on PyTorch's CUDA backend (eager, float32,
-TF32 off on both sides), and the report adds achieved TFLOP/s (≈ 6·N·D + attention) and peak
-device memory. PyTorch (torch==2.13.0, CPU build) is needed only for the comparison.
+TF32 off on both sides), and the report adds achieved TFLOP/s (≈ 6·N·D + attention), peak
+device memory, and from one profiled step on each side (CUPTI through torch.profiler, which
+records CuPy's kernels too): kernels launched per step, the share of the step the GPU is
+busy, the kernel time by kind, and minillm's kernels per generated token (batch 8, KV cache).
+PyTorch (torch==2.13.0, CPU build) is needed only for the comparison.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class MinillmStep:
         self.V = cfg.vocab_size
 
     def __call__(self, window) -> float:
+        window = minillm.backend.asarray(window)  # on the device, as the training loop's batches are
         x, y = window[:, :-1], window[:, 1:]
         logits = self.model(x)
         loss = F.cross_entropy(logits.reshape(-1, self.V), y.reshape(-1))
@@ -143,6 +147,93 @@ def device_memory_mb() -> dict:
     return out
 
 
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        import cupy
+        cupy.cuda.Device().synchronize()
+        try:
+            import torch
+            torch.cuda.synchronize()
+        except ImportError:
+            pass
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    if any(w in low for w in ("gemm", "cutlass", "xmma", "cublas", "sm90_", "sm80_")):
+        return "matrix products"
+    if any(w in low for w in ("flash", "fmha", "attention", "efficient")):
+        return "fused attention"
+    if name.startswith("minillm_") or any(w in name for w in (
+            "layer_norm_", "causal_softmax", "softmax_backward", "cross_entropy_forward")):
+        return "minillm's own kernels"
+    if any(w in low for w in ("reduce", "cupy_sum", "cupy_max", "cupy_min", "cupy_argmax", "cupy_mean",
+                              "norm", "softmax", "nll", "cupy_all", "cupy_any")):
+        return "reductions"
+    if any(w in low for w in ("copy", "cupy_concatenate", "cat", "scatter", "gather", "index", "take")):
+        return "copies, gathers"
+    return "element-wise"
+
+
+def kernel_profile(run) -> dict:
+    """Kernels launched by run() and their GPU time, recorded by CUPTI through torch.profiler
+    (it records every kernel of the process, CuPy's too)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    synchronize()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run()
+        synchronize()
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA
+               and not e.name.startswith(("Memcpy", "Memset"))]
+    by_kind, by_name = {}, {}
+    for e in kernels:
+        us = e.time_range.elapsed_us()
+        by_kind[kernel_kind(e.name)] = by_kind.get(kernel_kind(e.name), 0.0) + us / 1e3
+        count, total = by_name.get(e.name[:60], (0, 0.0))
+        by_name[e.name[:60]] = (count + 1, total + us / 1e3)
+    top = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:12]
+    return {"kernels": len(kernels), "busy_ms": sum(by_kind.values()), "by_kind": by_kind, "top": top}
+
+
+def print_kernel_profile(label: str, prof: dict, step_ms: float) -> None:
+    kinds = ", ".join(f"{k} {v:.1f}" for k, v in sorted(prof["by_kind"].items(), key=lambda kv: -kv[1]))
+    print(f"  {label}: {prof['kernels']} kernels per step, GPU busy {prof['busy_ms']:.1f} of "
+          f"{step_ms:.1f} ms ({100 * prof['busy_ms'] / step_ms:.0f}%); ms by kind: {kinds}")
+    for name, (count, ms) in prof["top"]:
+        print(f"      {ms:7.2f} ms {count:5d}x {name}")
+
+
+def generation_kernels(model, tokens: int = 32, batch: int = 8) -> float:
+    """minillm's kernels per generated token: a batch of prompts, KV cache, sampling."""
+    from minillm.generate import generate
+    prompts = [[1 + (i + j) % 50 for j in range(16)] for i in range(batch)]
+    model.eval()
+    generate(model, prompts, 4, temperature=1.0, seed=0)  # warm up (compiles the kernels)
+    prof = kernel_profile(lambda: generate(model, prompts, tokens, temperature=1.0, seed=0))
+    model.train()
+    return prof["kernels"] / tokens
+
+
+def gpu_profile(name: str, ours, theirs, data, best_ours: float, best_theirs: float) -> dict:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {}
+    mine = kernel_profile(lambda: ours(data[0]))
+    print_kernel_profile("minillm", mine, best_ours * 1e3)
+    result = {"minillm_kernels": mine["kernels"], "minillm_busy": mine["busy_ms"] / (best_ours * 1e3)}
+    if theirs:
+        other = kernel_profile(lambda: theirs(data[0]))
+        print_kernel_profile("torch  ", other, best_theirs * 1e3)
+        result.update(torch_kernels=other["kernels"], torch_busy=other["busy_ms"] / (best_theirs * 1e3))
+    if name != "gpt2-small":  # a 1024-token block: generation is not what this shape measures
+        result["kernels_per_token"] = generation_kernels(ours.model)
+        print(f"  minillm generation: {result['kernels_per_token']:.0f} kernels per generated token "
+              f"(batch 8, KV cache, sampling)")
+    return result
+
+
 def bench(name: str, repeats: int, steps: int) -> dict:
     cfg, batch = CONFIGS[name]
     data = batches(cfg, batch)
@@ -171,10 +262,39 @@ def bench(name: str, repeats: int, steps: int) -> dict:
                  f"{flops / best_theirs / 1e12:.2f} TFLOP/s)  ratio {best_ours / best_theirs:.2f}x")
     memory = {k: round(v) for k, v in result.items() if k.endswith("_mb")}
     print(line + f"  memory {memory} (RSS after each repeat: {', '.join(f'{r:.0f}' for r in rss)})")
+    if DEVICE == "cuda":
+        result.update(gpu_profile(name, ours, theirs, data, best_ours, best_theirs if theirs else 0.0))
     return result
 
 
-def profile(name: str) -> None:
+def _op_categories() -> dict:
+    """cProfile key (file, line, name) of every op's forward/backward -> the category it counts in."""
+    from minillm import fused, ops, ops_reduce, ops_shape
+    named = {fused.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
+             fused.Gelu: "GELU", fused.CrossEntropy: "cross entropy", fused.Embedding: "embedding",
+             fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products"}
+    by_module = {ops: "other element-wise ops", ops_reduce: "reductions", ops_shape: "reshapes, indexing"}
+    keys = {}
+    for module, default in by_module.items():
+        for cls in vars(module).values():
+            if isinstance(cls, type) and issubclass(cls, ops.Function) and cls is not ops.Function:
+                for method in ("forward", "backward"):
+                    code = getattr(cls, method).__code__
+                    keys[(code.co_filename, code.co_firstlineno, code.co_name)] = default
+    for cls, category in named.items():
+        for method in ("forward", "backward"):
+            code = getattr(cls, method).__code__
+            keys[(code.co_filename, code.co_firstlineno, code.co_name)] = category
+    for fn in (optim.AdamW.step, optim.clip_grad_norm, optim.Optimizer.zero_grad):
+        code = fn.__code__
+        keys[(code.co_filename, code.co_firstlineno, code.co_name)] = "optimizer (clip, zero_grad, AdamW)"
+    return keys
+
+
+def minillm_breakdown(name: str, steps: int) -> dict:
+    """ms per step by category, from cProfile's cumulative time of each op's forward/backward;
+    what is left of the step is the engine: graph building, topological sort, gradient
+    accumulation, module calls, argument checks."""
     import cProfile
     import pstats
     cfg, batch = CONFIGS[name]
@@ -182,9 +302,57 @@ def profile(name: str) -> None:
     time_steps(step, data, 2)
     profiler = cProfile.Profile()
     profiler.enable()
-    time_steps(step, data, 10)
+    total = time_steps(step, data, steps) * 1e3
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    categories, table = _op_categories(), {}
+    for key, (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():
+        if key in categories:
+            table[categories[key]] = table.get(categories[key], 0.0) + cumulative * 1e3 / steps
+    table["engine (graph, sort, accumulate, modules, checks)"] = total - sum(table.values())
+    return {"total": total, **table}
+
+
+def torch_breakdown(name: str, steps: int) -> dict:
+    """ms per step by category from torch.profiler's self CPU time of each aten op."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    cfg, batch = CONFIGS[name]
+    data, step = batches(cfg, batch), torch_step_factory(cfg)
+    time_steps(step, data, 2)
+    start = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(data[i % len(data)])
+    total = (time.perf_counter() - start) * 1e3 / steps  # includes the profiler's own cost
+    rules = [("matrix products", ("mm", "bmm", "addmm", "matmul", "linear", "baddbmm")),
+             ("attention (batched products + softmax)", ("attention", "flash", "sdpa")),
+             ("layer norm", ("layer_norm",)), ("GELU", ("gelu",)),
+             ("cross entropy", ("nll_loss", "log_softmax", "cross_entropy")),
+             ("embedding", ("embedding",)),
+             ("optimizer (clip, zero_grad, AdamW)", ("foreach", "adam", "norm", "clamp", "zero_"))]
+    table = {}
+    for event in prof.key_averages():
+        op = event.key.replace("aten::", "")
+        category = next((c for c, words in rules if any(w in op for w in words)), "other ops and framework")
+        table[category] = table.get(category, 0.0) + event.self_cpu_time_total / 1e3 / steps
+    del torch
+    return {"total": total, **table}
+
+
+def profile(name: str, steps: int = 5) -> None:
+    """Print where one training step's time goes, minillm beside PyTorch, by category."""
+    ours = minillm_breakdown(name, steps)
+    try:
+        theirs = torch_breakdown(name, steps)
+    except ImportError:
+        theirs = {}
+    rows = [k for k in ours if k != "total"] + [k for k in theirs if k not in ours and k != "total"]
+    print(f"one training step of {name!r}, ms per step (mean of {steps}; profilers add their own cost)")
+    print(f"| category | minillm | PyTorch |\n| --- | ---: | ---: |")
+    for key in sorted(rows, key=lambda k: -ours.get(k, 0.0)):
+        print(f"| {key} | {ours.get(key, 0.0):.1f} | {theirs.get(key, 0.0):.1f} |" if theirs
+              else f"| {key} | {ours.get(key, 0.0):.1f} | |")
+    print(f"| **whole step** | **{ours['total']:.1f}** | **{theirs.get('total', 0.0):.1f}** |")
 
 
 def main() -> None:

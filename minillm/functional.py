@@ -107,20 +107,25 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
     return x * (keep * x.dtype.type(1.0 / (1.0 - p)))
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
-    """Scaled dot-product attention: softmax(q kᵀ / √D + mask) v.
+def attention(q: Tensor, k: Tensor, v: Tensor, mask=None, dropout=None) -> Tensor:
+    """Scaled dot-product attention: softmax(q kᵀ / √D + mask) v, the formula as written.
 
     Args:
         q: (B, H, Tq, D) queries; k, v: (B, H, Tk, D) keys and values.
         mask: boolean, broadcastable to (B, H, Tq, Tk): True where a query may look at a key.
             Masked scores become -inf, so they get exactly zero attention weight.
+        dropout: optional function applied to the attention weights before they mix the
+            values (the model passes its attention dropout layer here while training).
     Returns:
         (B, H, Tq, D)
     """
     scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, D) -> (B, H, Tq, Tk)
     if mask is not None:
         scores = scores.masked_fill(~mask, -math.inf)
-    return softmax(scores, axis=-1) @ v  # (B, H, Tq, Tk) @ (B, H, Tk, D) -> (B, H, Tq, D)
+    weights = softmax(scores, axis=-1)
+    if dropout is not None:
+        weights = dropout(weights)
+    return weights @ v  # (B, H, Tq, Tk) @ (B, H, Tk, D) -> (B, H, Tq, D)
 
 
 def causal_mask(T: int, offset: int = 0):
@@ -149,10 +154,14 @@ def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     return apply(fused.CausalSelfAttention, qkv, n_head=n_head)
 
 
-def causal_self_attention_composed(qkv: Tensor, n_head: int) -> Tensor:
-    """The same attention step by step: split q, k, v and the heads, attend with the causal mask, merge."""
+def causal_self_attention_composed(qkv: Tensor, n_head: int, dropout=None) -> Tensor:
+    """The same attention step by step: split q, k, v and the heads, attend with the causal mask, merge.
+
+    `dropout`, if given, is applied to the attention weights (see `attention`); the fused
+    node has no such hook, which is why the model trains with attention dropout on this path.
+    """
     q, k, v = (split_heads(part, n_head) for part in split(qkv, 3, axis=2))  # 3 x (B, H, T, D)
-    return merge_heads(attention(q, k, v, causal_mask(qkv.shape[1])))
+    return merge_heads(attention(q, k, v, causal_mask(qkv.shape[1]), dropout))  # -> (B, T, C)
 
 
 def _check_targets(logits: Tensor, targets):

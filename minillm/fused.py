@@ -5,8 +5,14 @@ primitives in `ops.py` (and `functional.py` keeps that composed twin next to it,
 for equal values and gradients); fused, each is one node in the graph, which saves memory
 and the Python cost of many small nodes, and lets the backward use the closed form.
 
-Left out: custom GPU kernels (CuPy runs the same array expressions), in-place tricks that
-would make the formulas hard to read.
+What this file does beyond the formulas, so nothing here surprises a reader:
+- On a GPU, the element-wise and row-wise work of GELU, layer norm, the attention softmax and
+  cross entropy runs as compiled CuPy kernels from `kernels.py` (one kernel instead of a
+  chain of array expressions). The NumPy expressions below are those kernels' twins: the
+  same formula, run on the CPU, and tested against the kernels (tests/test_backends_agree.py).
+- In-place updates (`-=`, `*=`, `out=`) appear only on arrays the same function has just
+  created and no one else holds, to save a temporary the size of the activations; each one
+  is marked with a comment saying which array it overwrites and why that is safe.
 """
 from __future__ import annotations
 
@@ -73,6 +79,11 @@ class Gelu(Function):
         return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner_derivative),)
 
 
+def _column_sums(matrix):
+    """Σ over axis 0 of (N, C) -> (C,); on a GPU one cuBLAS product (`kernels.column_sums`)."""
+    return matrix.sum(axis=0) if get_array_module(matrix) is numpy else kernels.column_sums(matrix)
+
+
 class LayerNorm(Function):
     """y = (x - μ) / √(σ² + eps) · w + b over the last axis.
 
@@ -82,23 +93,29 @@ class LayerNorm(Function):
 
     def forward(self, x, weight, bias, eps=1e-5):
         xp = get_array_module(x)
+        self.weight = weight
+        if xp is not numpy:  # on a GPU: one kernel per row for all of it
+            y, self.xhat, self.inv_std = kernels.layer_norm_forward(x, weight, bias, eps)
+            return y
         mu = x.mean(axis=-1, keepdims=True)
         centered = x - mu
         var = (centered * centered).mean(axis=-1, keepdims=True)
         self.inv_std = 1.0 / xp.sqrt(var + eps)
         self.xhat = centered * self.inv_std
-        self.weight = weight
         out = self.xhat if weight is None else self.xhat * weight
         return out if bias is None else out + bias
 
     def backward(self, grad):
         xhat = self.xhat
-        ghat = grad if self.weight is None else grad * self.weight
-        dx = (ghat - ghat.mean(axis=-1, keepdims=True)
-              - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
+        if get_array_module(grad) is not numpy:
+            dx = kernels.layer_norm_backward(grad, xhat, self.inv_std, self.weight)
+        else:
+            ghat = grad if self.weight is None else grad * self.weight
+            dx = (ghat - ghat.mean(axis=-1, keepdims=True)
+                  - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
         rows = grad.reshape(-1, grad.shape[-1])
-        dw = (rows * xhat.reshape(rows.shape)).sum(axis=0) if self.needs_grad[1] else None
-        db = rows.sum(axis=0) if self.needs_grad[2] else None
+        dw = _column_sums(rows * xhat.reshape(rows.shape)) if self.needs_grad[1] else None
+        db = _column_sums(rows) if self.needs_grad[2] else None
         return dx, dw, db, None
 
 
@@ -143,17 +160,25 @@ class CrossEntropy(Function):
     def forward(self, logits, targets, ignore_index):
         xp = get_array_module(logits)
         counted = targets != ignore_index
+        self.count = xp.maximum(counted.sum(), 1).astype(logits.dtype)
+        if xp is not numpy:  # on a GPU: log-sum-exp and the picked logit in one kernel per row
+            self.lse, nll = kernels.cross_entropy_forward(logits, targets, ignore_index)
+            self.logits, self.targets, self.ignore_index = logits, targets, ignore_index
+            return nll.sum() / self.count
         safe_targets = xp.where(counted, targets, 0)
         shifted = logits - logits.max(axis=-1, keepdims=True)
         exp = xp.exp(shifted)
         total = exp.sum(axis=-1, keepdims=True)
         rows = xp.arange(len(targets))
         nll = xp.log(total[:, 0]) - shifted[rows, safe_targets]  # (N,)
-        self.count = xp.maximum(counted.sum(), 1).astype(logits.dtype)
         self.probs, self.rows, self.targets, self.counted = exp / total, rows, safe_targets, counted
         return (nll * counted).sum() / self.count
 
     def backward(self, grad):
+        if get_array_module(grad) is not numpy:  # softmax - onehot, scaled, in one kernel
+            scale = (grad / self.count).astype(self.logits.dtype)
+            return kernels.cross_entropy_backward(self.logits, self.targets, self.lse, scale,
+                                                  self.ignore_index), None, None
         d = self.probs.copy()
         d[self.rows, self.targets] -= 1  # softmax - onehot
         d *= (self.counted / self.count)[:, None] * grad
@@ -181,6 +206,10 @@ class CausalSelfAttention(Function):
     P = softmax(S), y = P v.  Backward, with dy given:
         dv = Pᵀ dy,   dP = dy vᵀ,   dS = P ⊙ (dP - Σ_j dP ⊙ P),   dq = dS k / √D,   dk = dSᵀ q / √D.
     Input qkv (B, T, 3C) holds q, k, v side by side; output (B, T, C) has the heads merged.
+
+    On a GPU, P is not kept between forward and backward but recomputed from q and k (one
+    more product and one kernel): the (B, H, T, T) probabilities are the largest activation
+    of a layer, and device memory is the scarce resource there. On the CPU P is kept.
     """
 
     def forward(self, qkv, n_head):
@@ -188,31 +217,48 @@ class CausalSelfAttention(Function):
         B, T, C3 = qkv.shape
         C = C3 // 3
         D = C // n_head
-        heads = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # (B, T, 3C) -> (3, B, H, T, D)
+        # (B, T, 3C) -> (3, B, H, T, D), copied once so every product below reads whole matrices
+        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4))
         q, k, v = heads[0], heads[1], heads[2]
-        self.scale = 1.0 / math.sqrt(D)
+        self.scale, self.on_gpu = 1.0 / math.sqrt(D), xp is not numpy
+        probs = self._probs(q, k)
+        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        self.q, self.k, self.v, self.shape = q, k, v, (B, T, C, n_head, D)
+        self.probs = None if self.on_gpu else probs
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+
+    def _probs(self, q, k):
+        """P = softmax(q kᵀ · scale + causal mask): (B, H, T, D) x 2 -> (B, H, T, T)."""
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        # scores is new and only ours: scale, mask, exponentiate and normalise it in place.
+        if self.on_gpu:
+            return kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
+        xp = numpy
         scores *= self.scale
-        scores += _causal_bias(xp, T, scores.dtype)  # -inf above the diagonal: no looking ahead
+        scores += _causal_bias(xp, scores.shape[-1], scores.dtype)  # -inf above the diagonal: no looking ahead
         scores -= scores.max(axis=-1, keepdims=True)
         probs = xp.exp(scores, out=scores)
         probs /= probs.sum(axis=-1, keepdims=True)
-        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
-        self.q, self.k, self.v, self.probs, self.shape = q, k, v, probs, (B, T, C, n_head, D)
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return probs
 
     def backward(self, grad):
         xp = get_array_module(grad)
         B, T, C, H, D = self.shape
-        dy = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
-        probs = self.probs
-        dv = probs.swapaxes(-1, -2) @ dy
-        dprobs = dy @ self.v.swapaxes(-1, -2)  # (B, H, T, T)
-        dscores = dprobs
-        dscores -= (dprobs * probs).sum(axis=-1, keepdims=True)
-        dscores *= probs
-        dscores *= self.scale
-        dq = dscores @ self.k
-        dk = dscores.swapaxes(-1, -2) @ self.q
-        dqkv = xp.stack([dq, dk, dv])  # (3, B, H, T, D)
-        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # -> (B, T, 3C)
+        q, k, v = self.q, self.k, self.v
+        dy = xp.ascontiguousarray(grad.reshape(B, T, H, D).transpose(0, 2, 1, 3))  # (B, T, C) -> (B, H, T, D)
+        probs = self._probs(q, k) if self.probs is None else self.probs
+        dqkv = xp.empty((3, B, H, T, D), dtype=grad.dtype)  # dq, dk, dv written straight into place
+        xp.matmul(probs.swapaxes(-1, -2), dy, out=dqkv[2])  # dv = Pᵀ dy
+        dprobs = dy @ v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
+        # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
+        if self.on_gpu:
+            dscores = kernels.softmax_backward_(dprobs, probs, self.scale)  # one kernel
+        else:
+            row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
+            dscores = dprobs
+            dscores -= row_dot
+            dscores *= probs
+            dscores *= self.scale
+        xp.matmul(dscores, k, out=dqkv[0])  # dq = dS k (the scale is in dS)
+        xp.matmul(dscores.swapaxes(-1, -2), q, out=dqkv[1])  # dk = dSᵀ q
+        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # (3, B, H, T, D) -> (B, T, 3C)

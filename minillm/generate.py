@@ -100,25 +100,18 @@ class CachedDecoder:
         self.steps = 0
 
     def start(self):
-        """Run the prompts; return the logits for the first new token, (B, V)."""
-        with no_grad():
-            if all(len(r) == self.P for r in self.rows):
-                return self.model(self.rows, cache=self.cache).data[:, -1]
-            return self._prefill_one_by_one()
+        """Run the prompts, all in one batch; return the logits for the first new token, (B, V).
 
-    def _prefill_one_by_one(self):
-        # A padding query has no visible key at all (every key before it is padding too), and
-        # the model's attention turns such a row into NaN, which 0-weights cannot cancel
-        # (0 · NaN = NaN) in the next layer. So each prompt fills its own slice of the cache.
-        last = []
-        for b, row in enumerate(self.rows):
-            alone = KVCache.for_model(self.model, 1, len(row))
-            last.append(self.model([row], cache=alone).data[0, -1])
-            for layer in range(len(self.cache.keys)):
-                self.cache.keys[layer][b, :, self.P - len(row):self.P] = alone.keys[layer][0]
-                self.cache.values[layer][b, :, self.P - len(row):self.P] = alone.values[layer][0]
-        self.cache.advance(self.P)
-        return backend.xp.stack(last)                                # (B, V)
+        Each row is left-padded to P with token 0; its position ids count from its first real
+        token, and the cache's key mask hides the padding from every query, so each row
+        decodes as if alone. (A padding query sees only itself, see the model's attention,
+        so it stays finite and never reaches a real row.)"""
+        xp, P = backend.xp, self.P
+        ids = [[0] * (P - len(row)) + list(row) for row in self.rows]                # (B, P)
+        pad = P - self.lengths                                                    # (B,)
+        positions = xp.maximum(xp.arange(P)[None, :] - pad[:, None], 0)        # (B, P)
+        with no_grad():
+            return self.model(ids, cache=self.cache, positions=positions).data[:, -1]
 
     def step(self, tokens):
         """Feed the tokens just chosen, (B,); return the logits for the next one, (B, V)."""

@@ -64,29 +64,33 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         qkv = self.c_attn(x)  # (B, T, C) -> (B, T, 3C)
-        if cache is None and self.fused and not (self.attn_dropout.training and self.attn_dropout.p):
+        if cache is not None:
+            y = self._attend_cached(qkv, cache, layer)
+        elif self.fused and not self._dropout_active():  # the fused node has no dropout hook
             y = F.causal_self_attention(qkv, self.n_head)
         else:
-            y = self._attend(qkv, cache, layer)
+            y = F.causal_self_attention_composed(qkv, self.n_head, dropout=self.attn_dropout)
         return self.resid_dropout(self.c_proj(y))
 
-    def _attend(self, qkv: Tensor, cache: KVCache | None, layer: int) -> Tensor:
-        """The formula as written, with an optional KV cache and padding mask."""
+    def _dropout_active(self) -> bool:
+        """The fused node computes softmax(QKᵀ/√D + mask) V with nothing between the softmax
+        and V, so training with attention dropout takes the composed path, which has the hook."""
+        return self.attn_dropout.training and self.attn_dropout.p > 0
+
+    def _attend_cached(self, qkv: Tensor, cache: KVCache, layer: int) -> Tensor:
+        """Incremental decoding: the new queries attend to the cached keys and values too
+        (and never to padding, where the cache has a key mask)."""
         q, k, v = (F.split_heads(part, self.n_head) for part in F.split(qkv, 3, axis=2))  # (B, H, T, D)
-        offset = 0
-        if cache is not None:
-            offset = cache.length
-            k, v = cache.append(layer, k, v)  # (B, H, offset + T, D)
+        offset = cache.length
+        k, v = cache.append(layer, k, v)  # (B, H, offset + T, D)
         mask = F.causal_mask(q.shape[2], offset)  # (T, offset + T)
-        if cache is not None and cache.key_mask is not None:
+        if cache.key_mask is not None:
             T, xp = q.shape[2], backend.xp
             itself = xp.arange(offset + T)[None, :] == (offset + xp.arange(T))[:, None]  # (T, offset + T)
             # Padding is never a key, except to itself: a padding query with no key at all would
             # get softmax(all -inf) = NaN, and that NaN would reach real rows through the values.
             mask = (mask & cache.key_mask[:, None, None, : offset + T]) | itself
-        scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, offset + T)
-        weights = self.attn_dropout(F.softmax(scores.masked_fill(~mask, -math.inf), axis=-1))
-        return F.merge_heads(weights @ v)  # (B, H, T, D) -> (B, T, C)
+        return F.merge_heads(F.attention(q, k, v, mask, self.attn_dropout))  # (B, H, T, D) -> (B, T, C)
 
 
 class MLP(nn.Module):
@@ -229,7 +233,9 @@ class GPT(nn.Module):
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * c.n_embd * T
 
     def set_fused_attention(self, enabled: bool) -> None:
-        """Use the one-node attention (True, default) or its composed twin (False)."""
+        """Use the one-node attention (True, default) or its composed twin (False):
+        `F.causal_self_attention` or `F.causal_self_attention_composed`, the pair the tests
+        prove equal. Training with attention dropout always runs the composed twin."""
         for block in self.h:
             block.attn.fused = enabled
 

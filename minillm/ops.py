@@ -13,6 +13,11 @@ Left out: higher-order gradients (backward is not itself differentiable) and in-
 """
 from __future__ import annotations
 
+import math
+
+import numpy
+
+from minillm import kernels
 from minillm.backend import get_array_module
 
 
@@ -41,7 +46,10 @@ def unbroadcast(grad, shape):
     if grad.shape == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
-    if extra:
+    if extra and grad.size and get_array_module(grad) is not numpy:
+        rest = grad.shape[extra:]  # on a GPU the leading axes are summed by one matrix-vector product
+        grad = kernels.column_sums(grad.reshape(-1, math.prod(rest))).reshape(rest)  # (N, Π rest) -> rest
+    elif extra:
         grad = grad.sum(axis=tuple(range(extra)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:

@@ -88,6 +88,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so `array + tensor` calls Tensor.__radd__
+    grad_buffer = None  # where backward writes this leaf's gradient, if an optimizer gave it one
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         if isinstance(data, Tensor):
@@ -199,7 +200,10 @@ class Tensor:
     def _accumulate(self, g) -> None:
         if g.dtype != self.data.dtype:
             g = g.astype(self.data.dtype)
-        if self.grad is None:
+        if self.grad is None and self.grad_buffer is not None:  # an optimizer's flat buffer (optim.FlatGroup)
+            self.grad_buffer[...] = g
+            self.grad = self.grad_buffer
+        elif self.grad is None:
             self.grad = g.copy()  # own it: g may be a broadcast view or shared with another tensor
         else:
             self.grad += g

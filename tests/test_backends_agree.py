@@ -23,6 +23,7 @@ OPS = {
     "softplus": lambda x: x.softplus(), "reductions": lambda x: x.max(axis=1) + x.logsumexp(axis=0).sum(),
     "matmul": lambda x: x @ x.T, "attention": lambda x: F.causal_self_attention(x.reshape(2, 6, 24), 2),
     "embedding_scatter": lambda x: F.embedding(x, numpy.array([[3, 1, 3, 11], [0, 3, 1, 1]])),
+    "broadcast_bias": lambda x: x.reshape(3, 4, 24) * x[0].reshape(24) + x[1:2],  # unbroadcast's column sums
 }
 
 
@@ -155,3 +156,66 @@ def test_gpu_training_is_reproducible_bit_for_bit():
     assert l1 == l2
     for k in w1:
         numpy.testing.assert_array_equal(w1[k], w2[k], err_msg=k)
+
+
+# ----- the custom kernels (kernels.py) against their NumPy twins in fused.py / optim.py ----------
+
+def _value_and_input_grads(fn, *arrays, dtype=numpy.float32):
+    """fn's value and the gradient of Σ value·w (w fixed) with respect to each input."""
+    inputs = [Tensor(backend.asarray(a.astype(dtype)), requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    w = backend.asarray(numpy.random.default_rng(9).standard_normal(out.shape).astype(dtype))
+    (out * Tensor(w)).sum().backward()
+    return out.numpy(), [backend.to_numpy(t.grad) for t in inputs]
+
+
+def _agree(fn, *arrays, dtype=numpy.float32):
+    tol = 1e-10 if dtype == numpy.float64 else 2e-5
+    (v1, g1), (v2, g2) = (on(d, lambda: _value_and_input_grads(fn, *arrays, dtype=dtype)) for d in ("cpu", "cuda"))
+    numpy.testing.assert_allclose(v2, v1, rtol=tol * 10, atol=tol)
+    for a, b in zip(g1, g2):
+        numpy.testing.assert_allclose(b, a, rtol=tol * 10, atol=tol * 10)
+
+
+DTYPES = pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64], ids=["f32", "f64"])
+
+
+@DTYPES
+@pytest.mark.parametrize("C", [7, 50, 768])
+def test_layer_norm_kernel_agrees_with_its_twin(dtype, C):
+    rng = numpy.random.default_rng(C)
+    x, w, b = rng.standard_normal((3, 5, C)) * 3 + 1, rng.standard_normal(C), rng.standard_normal(C)
+    _agree(lambda x, w, b: F.layer_norm(x, w, b), x, w, b, dtype=dtype)
+    _agree(lambda x: F.layer_norm(x), x, dtype=dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("T", [5, 40, 130])
+def test_causal_softmax_kernels_agree_with_their_twin(dtype, T):
+    qkv = numpy.random.default_rng(T).standard_normal((2, T, 3 * 24)) * 2
+    _agree(lambda t: F.causal_self_attention(t, 3), qkv, dtype=dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("V", [3, 101, 5000])
+def test_cross_entropy_kernels_agree_with_their_twin(dtype, V):
+    rng = numpy.random.default_rng(V)
+    logits = rng.standard_normal((37, V)) * 4
+    targets = rng.integers(0, V, 37)
+    targets[[0, 5, 6]] = -100  # ignored rows count neither in the mean nor in the gradient
+    _agree(lambda z: F.cross_entropy(z, backend.asarray(targets)), logits, dtype=dtype)
+
+
+def test_adamw_kernel_agrees_with_its_twin():
+    def run():
+        minillm.manual_seed(0)
+        p = minillm.nn.Parameter(numpy.random.default_rng(1).standard_normal((6, 7)).astype(numpy.float32))
+        q = minillm.nn.Parameter(numpy.random.default_rng(2).standard_normal(7).astype(numpy.float32))
+        opt = optim.AdamW([{"params": [p]}, {"params": [q], "weight_decay": 0.0}], lr=0.1, weight_decay=0.5)
+        for step in range(3):
+            opt.zero_grad()
+            ((p * p).sum() * (step + 1) + (q * q * q).sum()).backward()
+            opt.step()
+        return backend.to_numpy(p.data), backend.to_numpy(q.data)
+    for a, b in zip(on("cpu", run), on("cuda", run)):
+        numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -21,8 +21,7 @@ from minillm.tokenizers.hf_format import (byte_text, bytes_to_unicode, explicit_
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = (REPO / "data" / "pretrain" / "train.txt").read_text(encoding="utf-8")[:60_000]
-SYSTEM = "<|system|>"
-SPECIALS = ["<|endoftext|>", *chat.CHAT_TOKENS, SYSTEM]
+SPECIALS = ["<|endoftext|>", *chat.CHAT_TOKENS, chat.SYSTEM]
 # Lines in the manner of Tiny Shakespeare, written for these tests (the corpus itself is not
 # shipped): speaker names, contractions GPT-2's pattern splits off, verse, blank lines.
 SHAKESPEARE_LIKE = """FIRST WATCHMAN:
@@ -49,8 +48,7 @@ def texts_with(specials):
 
 def chat_bpe() -> BPETokenizer:
     tokenizer = BPETokenizer.train(CORPUS, 600, special_tokens=["<|endoftext|>"])
-    chat.add_chat_tokens(tokenizer)
-    tokenizer.add_special_tokens([SYSTEM])
+    chat.add_chat_tokens(tokenizer)  # <|user|>, <|assistant|>, <|end|>, <|system|>
     return tokenizer
 
 
@@ -217,26 +215,15 @@ def test_one_turn_is_minillms_template(bpe, hf_bpe):
     assert hf_chat_ids(hf_bpe, user + [{"role": "assistant", "content": response}]) == ids
 
 
-def per_turn_ids(tokenizer, messages, add_generation_prompt=False) -> list[int]:
-    """The multi-turn layout built from today's pieces, each turn's text encoded on its own."""
-    user, assistant, end = chat.chat_token_ids(tokenizer)
-    heads = {"system": [tokenizer.special_tokens[SYSTEM]], "user": [user], "assistant": [assistant]}
-    ids = []
-    for message in messages:
-        tail = [] if message["role"] == "user" else [end]
-        ids += heads[message["role"]] + tokenizer.encode(message["content"]) + tail
-    return ids + ([assistant] if add_generation_prompt else [])
-
-
 @pytest.mark.parametrize("generation_prompt", [False, True])
 def test_multi_turn_conversations_encode_turn_by_turn(bpe, hf_bpe, generation_prompt):
     messages = [{"role": "system", "content": "Answer briefly."},
                 {"role": "user", "content": "What is 3 times 4?"},
                 {"role": "assistant", "content": "12."},
                 {"role": "user", "content": "And 9 minus 6?"}]
-    expected = per_turn_ids(bpe, messages, generation_prompt)
-    assert hf_chat_ids(hf_bpe, messages, generation_prompt) == expected
-    assert hf_chat_ids(hf_bpe, messages[1:], generation_prompt) == per_turn_ids(bpe, messages[1:], generation_prompt)
+    for conversation in (messages, messages[1:], messages[:2]):
+        expected, _ = chat.encode_conversation(bpe, conversation, add_generation_prompt=generation_prompt)
+        assert hf_chat_ids(hf_bpe, conversation, generation_prompt) == expected
     text = hf_bpe.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
     assert text == ("<|system|>Answer briefly.<|end|><|user|>What is 3 times 4?<|assistant|>12.<|end|>"
                     "<|user|>And 9 minus 6?" + ("<|assistant|>" if generation_prompt else ""))

@@ -76,6 +76,31 @@ def test_fused_attention_equals_composed_value_and_gradient(float64):
     assert gradcheck(lambda t: F.causal_self_attention(t, 2), [rand(1, 4, 12, seed=4)])
 
 
+@pytest.mark.parametrize("dropout, training, expected", [
+    (0.0, True, "fused"), (0.2, False, "fused"), (0.2, True, "composed")])
+def test_attention_dispatch_runs_the_fused_node_or_its_composed_twin(monkeypatch, dropout, training, expected):
+    calls = []
+    for name in ("causal_self_attention", "causal_self_attention_composed"):
+        original = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
+    model = make(n_layer=1, dropout=dropout)
+    model.train(training)
+    model(ids())
+    assert calls == ["causal_self_attention" if expected == "fused" else "causal_self_attention_composed"]
+    calls.clear()
+    model.set_fused_attention(False)
+    model(ids())
+    assert calls == ["causal_self_attention_composed"]
+
+
+def test_composed_attention_applies_its_dropout_hook_to_the_weights(float64):
+    qkv = rand(1, 4, 6, seed=5)
+    plain = F.causal_self_attention_composed(qkv, 1).numpy()
+    numpy.testing.assert_allclose(F.causal_self_attention_composed(qkv, 1, dropout=lambda w: w).numpy(), plain)
+    zeroed = F.causal_self_attention_composed(qkv, 1, dropout=lambda w: w * 0.0).numpy()
+    numpy.testing.assert_array_equal(zeroed, numpy.zeros_like(plain))
+
+
 def test_kv_cache_gives_the_same_logits_at_every_step():
     model = make()
     x = ids()
@@ -155,3 +180,26 @@ def test_left_padded_batch_in_one_pass_matches_each_prompt_alone():
     assert not numpy.isnan(out).any()
     numpy.testing.assert_allclose(out[0, 2:], model([3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
     numpy.testing.assert_allclose(out[1], model([1, 2, 3, 4, 5]).numpy()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_float32_training_step_makes_no_float64_array(monkeypatch):
+    from minillm import optim, tensor
+    made = []
+    original = tensor.apply
+
+    def recording(fn_cls, *inputs, **kwargs):
+        out = original(fn_cls, *inputs, **kwargs)
+        made.append((fn_cls.__name__, out.data.dtype))
+        return out
+    monkeypatch.setattr(tensor, "apply", recording)
+    monkeypatch.setattr(F, "apply", recording)
+    model = make(n_layer=2)
+    opt = optim.AdamW(model.parameters())
+    x = ids(T=9)
+    F.cross_entropy(model(x[:, :-1]).reshape(-1, 13), x[:, 1:].reshape(-1)).backward()
+    optim.clip_grad_norm(model.parameters(), 1.0)
+    opt.step()
+    assert len(made) > 20 and not [name for name, dtype in made if dtype != numpy.float32]
+    arrays = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
+    arrays += [s[k] for s in opt.state for k in ("m", "v")]
+    assert {a.dtype for a in arrays} == {numpy.dtype(numpy.float32)}

@@ -156,6 +156,76 @@ def test_clip_grad_norm_returns_norm_before_clipping():
     assert optim.grad_norm([a, b]) == pytest.approx(0.6, rel=1e-5) and float(a.grad[0]) == pytest.approx(0.6)
 
 
+def _two_models_and_a_batch():
+    minillm.manual_seed(3)
+    a = MLP(4, 8, 3)
+    b = MLP(4, 8, 3)
+    b.load_state_dict(a.state_dict())
+    x = Tensor(numpy.random.default_rng(0).standard_normal((5, 4)))
+    return a, b, x
+
+
+def _adamw_with_groups(model):
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.ndim == 2]
+    rest = [p for n, p in model.named_parameters() if not (n.endswith("weight") and p.ndim == 2)]
+    return optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-2, weight_decay=0.1)
+
+
+def test_flat_adamw_equals_its_per_parameter_twin():
+    flat_model, loop_model, x = _two_models_and_a_batch()
+    flat, loop = _adamw_with_groups(flat_model), _adamw_with_groups(loop_model)
+    for _ in range(4):
+        for model, opt, step in ((flat_model, flat, flat.step), (loop_model, loop, loop.step_each)):
+            opt.zero_grad()
+            (model(x) ** 2).sum().backward()
+            step()
+    assert all(p.grad is g for f in flat._flat for p, g in zip(f.params, f.grad_views)), "the flat path ran"
+    for (name, p), q in zip(flat_model.named_parameters(), loop_model.parameters()):
+        _same(p.data, q.data, name)
+    for s1, s2 in zip(flat.state, loop.state):
+        _same(s1["m"], s2["m"], "m")
+        _same(s1["v"], s2["v"], "v")
+
+
+def _same(a, b, name):
+    """Bit for bit on NumPy. On a GPU the two models' gradients can differ in the last bit,
+    and Adam's m/√v turns a last-bit difference of a near-zero gradient into a visible one
+    (its first step is ±lr whatever the gradient's size): there, to a small share of the
+    4 · lr = 0.04 the parameters move."""
+    if backend.device == "cpu":
+        numpy.testing.assert_array_equal(a, b, err_msg=name)
+    else:
+        numpy.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_flat_adamw_falls_back_when_a_parameter_has_no_gradient_or_is_rebound():
+    flat_model, loop_model, x = _two_models_and_a_batch()
+    flat, loop = optim.AdamW(flat_model.parameters(), lr=1e-2), optim.AdamW(loop_model.parameters(), lr=1e-2)
+    for model, opt, step in ((flat_model, flat, flat.step), (loop_model, loop, loop.step_each)):
+        opt.zero_grad()
+        (model.fc1(x) ** 2).sum().backward()  # fc2 and the norm get no gradient: they must not move
+        step()
+        model.fc1.weight.data = model.fc1.weight.data.copy()  # a rebound array joins a new flat buffer
+        opt.zero_grad()
+        (model(x) ** 2).sum().backward()
+        step()
+    for (name, p), q in zip(flat_model.named_parameters(), loop_model.parameters()):
+        _same(p.data, q.data, name)
+    assert flat_model.fc1.weight.data.base is not None, "the rebound parameter is a flat view again"
+
+
+def test_clip_grad_norm_on_flat_buffers_equals_the_per_gradient_sum():
+    model, _, x = _two_models_and_a_batch()
+    optim.AdamW(model.parameters())
+    (model(x) ** 2).sum().backward()
+    separate = [p.grad.copy() for p in model.parameters()]
+    expected = math.sqrt(sum(float((g.astype(numpy.float64) ** 2).sum()) for g in separate))
+    assert optim._flat_buffers([p.grad for p in model.parameters()]) is not None
+    assert optim.clip_grad_norm(model.parameters(), 1e-3) == pytest.approx(expected, rel=1e-5)
+    for p, g in zip(model.parameters(), separate):
+        numpy.testing.assert_allclose(p.grad, g * (1e-3 / (expected + 1e-6)), rtol=1e-4)
+
+
 def test_schedules_at_their_corners():
     assert optim.ConstantSchedule(3e-4)(12345) == 3e-4
     s = optim.WarmupCosineSchedule(max_lr=1.0, warmup_steps=10, total_steps=110, min_lr=0.1)

@@ -1,6 +1,7 @@
 """Tests for minillm.tokenizers: round trips, hand-computed merges, files, and bad input."""
 from __future__ import annotations
 
+import functools
 import json
 import random
 
@@ -125,6 +126,38 @@ def test_encode_applies_merges_in_rank_order():
     ab_first = BPETokenizer([(a, b), (b, c)])
     assert ab_first.encode("abc") == [256, c]
     assert BPETokenizer([(b"a", b"b")]).merge_ids == [(a, b)]
+
+
+@functools.lru_cache(maxsize=1)
+def _repeats_tokenizer():
+    """Trained once: merges of repeated bytes ("aa"), accents and emoji, for the twin test."""
+    return BPETokenizer.train(ENGLISH + "aaaa aaa theéé 😀😀 " * 3, vocab_size=300)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(alphabet="aab c\ntheé😀", max_size=40))
+def test_fast_pretoken_encoder_equals_its_explicit_twin(text):
+    tok = _repeats_tokenizer()
+    for piece in [text, "aaaaaaa", "thethe", *text.split()]:  # repeats exercise the many-occurrence merge
+        assert tok._encode_pretoken_fast(piece) == tok.encode_pretoken(piece)
+
+
+def test_encoding_is_the_same_with_a_full_cache(trained, monkeypatch):
+    tok = trained["bpe"]
+    expected = BPETokenizer(tok.merge_ids).encode(ENGLISH + " unseen words here")
+    monkeypatch.setattr(tokenizers.bpe, "CACHE_LIMIT", 5)
+    full = BPETokenizer(tok.merge_ids)
+    assert full.encode(ENGLISH + " unseen words here") == expected
+    assert len(full._cache) == 5 and full.encode(ENGLISH + " unseen words here") == expected
+
+
+def test_ids_equal_tiktoken_with_the_same_merges(trained):
+    tiktoken = pytest.importorskip("tiktoken")
+    tok = BPETokenizer.train(ENGLISH, vocab_size=300)
+    ranks = {token: i for i, token in tok.vocab.items()}
+    enc = tiktoken.Encoding(name="minillm-test", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    text = ENGLISH + "Unseen: 3.14159 pizzas, cafés — and 😀 emoji!\n\n  spaced   out"
+    assert tok.encode(text) == enc.encode_ordinary(text)
 
 
 @settings(max_examples=60, deadline=None)

@@ -10,6 +10,8 @@ in the order they were learned. Deliberately left out: GPT-2's byte-to-unicode t
 from __future__ import annotations
 
 import codecs
+import collections
+import itertools
 import os
 import warnings
 from typing import Any, Iterable
@@ -22,6 +24,7 @@ from minillm.tokenizers.bpe_train import (GPT2_PATTERN, count_words, merge_pair,
                                           train_merges)
 
 CACHE_LIMIT = 200_000  # pre-token encodings remembered; text repeats its words a lot
+_UNMERGEABLE = 1 << 62  # the rank of a pair that was never merged: above every real id
 _SURROGATE = regex.compile(r"[\ud800-\udfff]")
 
 
@@ -151,24 +154,51 @@ class BPETokenizer(Tokenizer):
         ranks = self.ranks
         while len(ids) >= 2:
             # The pair learned earliest has the smallest new id: merge it everywhere first.
-            pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, 1 << 62))
+            pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, _UNMERGEABLE))
             if pair not in ranks:
                 break
             ids = merge_pair(ids, pair, ranks[pair])
         return ids
 
-    def _encode_ordinary(self, text: str, start: int) -> list[int]:
-        cache = self._cache
-        ids: list[int] = []
-        for piece in self._pretokenizer.findall(text):
-            cached = cache.get(piece)
-            if cached is None:
-                self._check_encodable(piece, start, text)
-                cached = self.encode_pretoken(piece)
-                if len(cache) < CACHE_LIMIT:
-                    cache[piece] = cached
-            ids += cached
+    def _encode_pretoken_fast(self, piece: str) -> list[int]:
+        """The same ids as `encode_pretoken` (its tested twin), with less Python per merge.
+
+        A merge's rank is the id it makes, so the earliest-learned pair present is simply
+        the smallest of the pairs' ranks: one list of ranks looked up with `dict.get` and one
+        C-level `min` replace a Python key function called on every pair. The usual case, a
+        pair that occurs once, is merged by a slice assignment in place; repeats go through
+        `merge_pair`, which merges them left to right without overlaps, as the twin does.
+        """
+        ids = list(piece.encode("utf-8"))
+        get = self.ranks.get
+        while len(ids) >= 2:
+            pair_ranks = [get(pair, _UNMERGEABLE) for pair in zip(ids, ids[1:])]
+            new_id = min(pair_ranks)
+            if new_id == _UNMERGEABLE:
+                break
+            at = pair_ranks.index(new_id)
+            if pair_ranks.count(new_id) == 1:
+                ids[at:at + 2] = [new_id]
+            else:
+                ids = merge_pair(ids, (ids[at], ids[at + 1]), new_id)
         return ids
+
+    def _encode_ordinary(self, text: str, start: int) -> list[int]:
+        """Pre-tokenize, encode each distinct pre-token not yet in the cache once, then
+        look every piece up: the per-piece work (set difference, lookups, joining the
+        lists) runs in C, and Python code runs only for pre-tokens never seen before."""
+        self._check_encodable(text, start)  # one scan of the whole text, before any piece
+        pieces = self._pretokenizer.findall(text)
+        cache = self._cache
+        lookup = cache.__getitem__
+        missing = set(pieces).difference(cache)
+        if missing:
+            encoded = {piece: self._encode_pretoken_fast(piece) for piece in sorted(missing)}
+            room = max(CACHE_LIMIT - len(cache), 0)  # bounded: it fills as it goes, then stays
+            cache.update(itertools.islice(encoded.items(), room))
+            if len(encoded) > room:  # a full cache: this text's new pieces are looked up here too
+                lookup = collections.ChainMap(encoded, cache).__getitem__
+        return list(itertools.chain.from_iterable(map(lookup, pieces)))
 
     @staticmethod
     def _check_encodable(piece: str, start: int, text: str | None = None) -> None:
