@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sft",
     "reward",
     "rlhf",
+    "dpo",
     "pipeline",
     "compare",
     "hf",

@@ -51,14 +51,15 @@ def next_token_distributions(models: dict, prefix: str, k: int = 10, raw: bool =
     """Each model's top-k next tokens after one prefix, side by side.
 
     Args:
-        models: {name: (GPT, tokenizer, uses the chat template)}, as `report.load_models` returns.
+        models: {name: (GPT, tokenizer, uses the chat template[, best-of n])}, as `report.load_models`
+            returns; a best-of-n entry (n > 0) is left out: it has no next-token distribution of its own.
         prefix: the text typed.
         raw: give every model the literal text (no template), to compare the functions on one x.
     Returns:
         {name: [NextToken, ...]}, in the models' order.
     """
     return {name: top_next_tokens(model, tok, prefix_ids(tok, prefix, template and not raw), k)
-            for name, (model, tok, template) in models.items()}
+            for name, (model, tok, template, *best_of) in models.items() if not any(best_of)}
 
 
 def turn_rows(tokenizer, messages) -> tuple[list[tuple[list[str], list[int]]], list[str]]:

@@ -5,7 +5,8 @@ LLM(x) = (y_1..y_|V|) and the one-hot ground truth P(x_t):
     CE = -Σ_k P(x_t)[k] · log LLM(x)[k] = -log ȳ_t,
 averaged over the training samples. `one_hot_cross_entropy` computes exactly that sum;
 `cross_entropy` is the fused, numerically stable log-softmax form (one graph node), and the
-tests prove the two equal in value and gradient. Later phases add their losses here.
+tests prove the two equal in value and gradient. Later phases add their losses here, DPO's
+(the pairwise loss on a policy's implicit reward) among them.
 """
 from __future__ import annotations
 
@@ -142,6 +143,40 @@ def pairwise_loss_stable(s_w: Tensor, s_l: Tensor) -> Tensor:
     Args:
         s_w, s_l: (N,) scores of the chosen and the rejected responses.
     """
+    return (-(s_w - s_l)).softplus().mean()
+
+
+# ----- Phase 3 without a reward model: DPO ------------------------------------------------
+
+def implicit_rewards(policy_logps, ref_logps, beta: float):
+    """DPO's implicit reward r(x, y) = β·log(π(y|x) / π_ref(y|x)) = β·(log π(y|x) − log π_ref(y|x)).
+
+    Log-probabilities summed over the response tokens only; works on Tensors and arrays.
+    """
+    return (policy_logps - backend.asarray(_data(ref_logps))) * beta
+
+
+def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps,
+             ref_rejected_logps, beta: float = 0.1) -> Tensor:
+    """DPO (Rafailov et al. 2023): the pairwise loss applied to the policy's implicit reward.
+
+        L = mean of −log σ(β·[(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))])
+
+    Three lines from RLHF's objective: (1) max_π E[r(x, y)] − β·KL(π ‖ π_ref) has the solution
+    π*(y|x) = π_ref(y|x)·e^(r(x,y)/β) / Z(x); (2) solved for the reward, r(x, y) =
+    β·log π*(y|x)/π_ref(y|x) + β·log Z(x); (3) put into the reward model's loss
+    −log σ(r(x, y_w) − r(x, y_l)), Z(x) cancels, leaving a loss on π alone: this one. So it is
+    `pairwise_loss` with s_w, s_l = `implicit_rewards` of the chosen and rejected responses,
+    the policy being its own reward model. Computed in the stable form softplus(−d).
+
+    Args:
+        policy_chosen_logps, policy_rejected_logps: (N,) Tensors, Σ_t log π(y_t) over the
+            response tokens of y_w and y_l (differentiable).
+        ref_chosen_logps, ref_rejected_logps: (N,) the same sums under π_ref (constants).
+        beta: β, the strength of the implicit KL leash (small β: the policy may move far).
+    """
+    s_w = implicit_rewards(policy_chosen_logps, ref_chosen_logps, beta)
+    s_l = implicit_rewards(policy_rejected_logps, ref_rejected_logps, beta)
     return (-(s_w - s_l)).softplus().mean()
 
 

@@ -1,7 +1,8 @@
 """The lecture's whole story in one run: tokens → pretraining → SFT → reward model → RLHF.
 
 Each phase starts from the previous phase's checkpoint and owns one directory under the
-run's --out (pretrain, sft, rm, rlhf). When a phase has saved its final checkpoint, a
+run's --out (pretrain, sft, rm, then one per phase-3 method: rlhf by default; ppo, dpo,
+best-of-n and grpo with --methods, each from the same SFT model and the same data). When a phase has saved its final checkpoint, a
 DONE.json marker (its summary) is written atomically; a rerun with the same --out skips the
 finished phases and resumes an unfinished one from its own last checkpoint. At the end
 `minillm.report` answers the same held-out prompts with every model and writes report.html/md.
@@ -13,15 +14,17 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minillm import report
 from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
 from minillm.errors import UserError
-from minillm.phases import PHASES, TITLES, read_done, write_done
+from minillm.phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
 from minillm.safe_files import write_json_atomic, write_text_atomic
+from minillm.training.best_of_n import BestOfNRun
+from minillm.training.dpo import DPORun
 from minillm.training.pretrain import PretrainRun
 from minillm.training.reward import RewardRun
 from minillm.training.rlhf import RLHFConfig, RLHFRun
@@ -40,11 +43,15 @@ class PipelinePreset:
     pretrain: dict                  # TrainConfig fields of each supervised phase
     sft: dict
     rm: dict
-    rlhf: dict                      # RLHFConfig fields
+    rlhf: dict                      # RLHFConfig fields (the rlhf method; ppo and grpo start from them too)
     eval_prompts: int               # held-out prompts each phase evaluates (SFT, RM agreement, RLHF)
     report_prompts: int = 8         # prompts in the report's side-by-side table
     shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
     rm_on_policy: int = 0           # training prompts whose 2 sampled SFT answers gold labels for the RM
+    ppo: dict = field(default_factory=dict)    # RLHFConfig fields over `rlhf` for --methods ppo
+    grpo: dict = field(default_factory=dict)   # ... for --methods grpo
+    dpo: dict = field(default_factory=dict)    # TrainConfig fields, and "beta", for --methods dpo
+    best_of_n: int = 4              # n of --methods best-of-n
 
 
 def train_schedule(steps: int, batch: int, **more) -> dict:
@@ -63,9 +70,11 @@ PRESETS = {
         pretrain=train_schedule(steps=200, batch=8, lr=3e-3, min_lr=3e-4),
         sft=train_schedule(steps=60, batch=16),
         rm=train_schedule(steps=30, batch=16),
-        rlhf=dict(steps=6, batch_prompts=4, k=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
+        rlhf=dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
                   checkpoint_interval=3),
-        eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2)),
+        eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
+        ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
+        dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
     # the lecture demo, at most 10 minutes on a 2-core laptop. Byte-level BPE, not characters:
     # a word of the tiny world is one token, so the same compute reads more text and the model
     # learns the world's facts (docs/architecture.md tells the story)
@@ -75,9 +84,12 @@ PRESETS = {
         pretrain=train_schedule(steps=2000, batch=8, lr=2e-3, min_lr=2e-4),
         sft=train_schedule(steps=200, batch=16),
         rm=train_schedule(steps=150, batch=16),
-        rlhf=dict(steps=40, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=10,
-                  eval_prompts=48, checkpoint_interval=10),
-        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123),
+        rlhf=dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=10, eval_prompts=48, checkpoint_interval=10),
+        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123,
+        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
+        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
+        dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1)),
     # the best this project does on a CPU in about an hour
     "full": PipelinePreset(
         pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
@@ -85,9 +97,12 @@ PRESETS = {
         pretrain=train_schedule(steps=5000, batch=8, lr=1.5e-3, min_lr=1.5e-4),
         sft=train_schedule(steps=300, batch=16),
         rm=train_schedule(steps=250, batch=16),
-        rlhf=dict(steps=60, batch_prompts=16, k=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60, eval_interval=20,
-                  eval_prompts=48, checkpoint_interval=20),
-        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123),
+        rlhf=dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=20, eval_prompts=48, checkpoint_interval=20),
+        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
+        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
+        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
+        dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1)),
 }
 
 
@@ -127,7 +142,8 @@ def pick_conversation(path: str | None) -> list[str] | None:
 class PipelineProgress:
     """One line per phase start and end, with elapsed time and an ETA for the whole run.
 
-    The ETA scales the time the phases run by this call took by the preset's time shares.
+    The ETA scales the time the phases run by this call took by the preset's time shares
+    (each phase-3 method counts as much as the preset's RLHF share).
     """
 
     def __init__(self, shares: tuple, quiet: bool = False):
@@ -137,12 +153,12 @@ class PipelineProgress:
         if not self.quiet:
             print(f"[pipeline {_clock(time.perf_counter() - self.start)}] {message}", file=sys.stderr, flush=True)
 
-    def phase_end(self, index: int, seconds: float, headline: str) -> None:
+    def phase_end(self, index: int, phase: str, seconds: float, headline: str) -> None:
         self.done_share += self.shares[index]
         elapsed = time.perf_counter() - self.start
         left = sum(self.shares[index + 1:])
         eta = f", about {_clock(elapsed / self.done_share * left)} to go" if left and elapsed > 1 else ""
-        self.say(f"{PHASES[index]} done in {_clock(seconds)}: {headline}{eta}")
+        self.say(f"{phase} done in {_clock(seconds)}: {headline}{eta}")
 
 
 def _clock(seconds: float) -> str:
@@ -160,35 +176,40 @@ class Pipeline:
     preset: str = "classroom"
     seed: int = 1337
     data: str | None = None         # a directory in the layout of data/ (default: the shipped data)
+    methods: tuple = DEFAULT_METHODS  # phase 3's methods: rlhf, ppo, dpo, best-of-n, grpo
     quiet: bool = False
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        phases = phases_for(self.methods)
         preset, layout = PRESETS[self.preset], resolve_data(self.data)
         check_files(layout)  # every record read once before the first phase starts
         self._check_settings()
         heldout = self._heldout_file(layout, preset.eval_prompts)
-        progress = PipelineProgress(preset.shares, self.quiet)
-        progress.say(f"preset {self.preset}, seed {self.seed}, data {self.data or 'shipped data/'}, out {self.out}")
-        for index, phase in enumerate(PHASES):
+        shares = preset.shares + (preset.shares[-1],) * (len(phases) - len(preset.shares))
+        progress = PipelineProgress(shares, self.quiet)
+        progress.say(f"preset {self.preset}, seed {self.seed}, data {self.data or 'shipped data/'}, out {self.out}, "
+                     f"phase 3: {', '.join(phases[3:])}")
+        for index, phase in enumerate(phases):
             done = read_done(self.out, phase)
             if done is not None:
                 progress.say(f"{phase} already finished ({report.headline(phase, done['summary'])}): skipped")
                 continue
-            self._run_phase(index, phase, preset, layout, heldout, progress)
-        progress.say("answering the report's prompts with the pretrained, SFT and RLHF models")
+            self._run_phase(index, phase, len(phases), preset, layout, heldout, progress)
+        progress.say("answering the report's prompts with the pretrained, SFT and phase-3 models")
         prompts = pick_prompts(layout.held_out(), preset.report_prompts)
         paths = report.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
-                                                        "data": self.data or "shipped data/"},
+                                                        "data": self.data or "shipped data/",
+                                                        "methods": phases[3:]},
                                     conversation=pick_conversation(layout.chat_test))
         progress.say(f"report: {paths['html']} (and {os.path.basename(paths['md'])})")
         return paths
 
-    def _run_phase(self, index, phase, preset, layout, heldout, progress) -> None:
+    def _run_phase(self, index, phase, total, preset, layout, heldout, progress) -> None:
         directory = os.path.join(self.out, phase)
         resuming = os.path.isdir(os.path.join(directory, "checkpoint"))
-        progress.say(f"phase {index + 1}/{len(PHASES)}, {TITLES[phase]}: "
+        progress.say(f"phase {index + 1}/{total}, {TITLES[phase]}: "
                      + ("resuming from its last checkpoint" if resuming else "starting"))
         start, before = time.perf_counter(), _spent(directory)
         try:
@@ -201,7 +222,7 @@ class Pipeline:
         marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
                   "size": report.phase_size(phase, directory, summary), "summary": summary}
         write_done(self.out, phase, marker)  # only now is the phase finished
-        progress.phase_end(index, seconds, report.headline(phase, summary))
+        progress.phase_end(index, phase, seconds, report.headline(phase, summary))
 
     def _check_settings(self) -> None:
         """A run directory holds one pipeline: resuming with other settings would mix two runs."""
@@ -272,4 +293,31 @@ def _rlhf(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: st
                    config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
 
 
-RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf}
+def _rl_method(name: str):
+    """The runner of an RLHF-loop method (ppo, grpo): the preset's RLHF settings, then the method's."""
+    def run_method(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+        config = RLHFConfig(**{**preset.rlhf, **getattr(preset, name), "seed": run.seed})
+        return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                       config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
+    return run_method
+
+
+def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    """DPO on the reward model's data: the preference pairs and the same gold-labelled SFT samples."""
+    settings = dict(preset.dpo)
+    beta = settings.pop("beta", 0.1)
+    return DPORun(policy=os.path.join(run.out, "sft"), out=out, data=layout.preferences, val=layout.preferences_val,
+                  heldout=heldout, beta=beta, overrides={**settings, "seed": run.seed},
+                  on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
+                  reward_model=os.path.join(run.out, "rm"), max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
+                  seed=run.seed, resume=True, quiet=run.quiet).run()
+
+
+def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                      n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
+                      seed=run.seed, quiet=run.quiet).run()
+
+
+RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf, "ppo": _rl_method("ppo"),
+           "dpo": _dpo, "best-of-n": _best_of_n, "grpo": _rl_method("grpo")}

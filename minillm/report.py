@@ -16,17 +16,19 @@ import math
 import os
 import time
 
-from minillm import checkpoint
+from minillm import chat, checkpoint, rl
 from minillm.chat_session import ChatSession, Sampling
 from minillm.data.gold import gold_score
 from minillm.chat import ResponseTooLong
-from minillm.phases import PHASES, TITLES, read_done
+from minillm.phases import CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, read_done
 from minillm.safe_files import write_text_atomic
 from minillm.training import common
 from minillm.training.reward import score_responses
 
-PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"]}
-MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"))  # (phase, model name)
+PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"],
+         "ppo": ["rlhf.png"], "dpo": ["loss.png"], "best-of-n": [], "grpo": ["rlhf.png"]}
+MODELS = (("pretrain", "pretrained"), ("sft", "SFT"), ("rlhf", "RLHF"), ("ppo", "PPO"), ("dpo", "DPO"),
+          ("best-of-n", "best-of-n"), ("grpo", "GRPO"))  # (phase, model name)
 SIZE_NOTE = ("Tokens: pretraining, every token read; SFT, the response tokens the loss counted; reward model, "
              "the tokens of chosen and rejected responses read; RLHF, the response tokens sampled. FLOPs ≈ "
              "6·N·D plus attention; RLHF counts sampling, reference and reward-model passes as one more 6·N·D.")
@@ -36,13 +38,20 @@ NOT_FINISHED = "not available: this phase has not finished (run `minillm pipelin
 # ----- answering the same prompts with every model -------------------------------------
 
 def load_models(out: str) -> tuple[dict, tuple | None]:
-    """({model name: (GPT, tokenizer, uses the chat template)}, (reward model, its tokenizer) or None),
-    for the phases of `out` that have finished."""
+    """({model name: (GPT, tokenizer, uses the chat template, best-of n or 0)}, (reward model, its
+    tokenizer) or None), for the phases of `out` that have finished. Best-of-n has no model of
+    its own: it is the SFT model's entry with its n (it answers only where the reward model is)."""
     models, reward = {}, None
     for phase, name in MODELS:
-        if read_done(out, phase) is not None:
-            ckpt = checkpoint.load(os.path.join(out, phase))
-            models[name] = (ckpt.model.eval(), ckpt.tokenizer, phase != "pretrain")
+        done = read_done(out, phase)
+        if done is None:
+            continue
+        if phase == "best-of-n":
+            if "SFT" in models and read_done(out, "rm") is not None:
+                models[name] = (*models["SFT"][:3], int(done["summary"]["n"]))
+            continue
+        ckpt = checkpoint.load(os.path.join(out, phase))
+        models[name] = (ckpt.model.eval(), ckpt.tokenizer, phase != "pretrain", 0)
     if read_done(out, "rm") is not None:
         ckpt = checkpoint.load(os.path.join(out, "rm"))
         reward = (ckpt.model.eval(), ckpt.tokenizer)
@@ -76,15 +85,23 @@ def answer_side_by_side(models: dict, reward: tuple | None, prompts: list[str]) 
         [{"prompt": p, "answers": {model name: {"text", "rm", "gold"}}}] in prompt order.
     """
     rows = [{"prompt": p, "answers": {}} for p in prompts]
-    for name, (model, tok, template) in models.items():
+    for name, (model, tok, template, best_of) in models.items():
         ok = [i for i, p in enumerate(prompts) if _encodable(tok, p)]
-        texts = common.answer_prompts(model, tok, [prompts[i] for i in ok], use_template=template)
+        texts = (best_of_n_answers(model, tok, reward[0], [prompts[i] for i in ok], best_of) if best_of
+                 else common.answer_prompts(model, tok, [prompts[i] for i in ok], use_template=template))
         for i, text in zip(ok, texts):
             rows[i]["answers"][name] = {"text": text, "rm": rm_score(reward, prompts[i], text),
                                         "gold": gold_score(prompts[i], text)}
     return rows
 
 
+def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int, seed: int = 1337) -> list[str]:
+    """The reward model's favourite of n sampled answers (first line) of a chat model to each prompt."""
+    block = model.config.block_size
+    room = block // 2
+    ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
+    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, seed=seed)
+    return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
 def converse(models: dict, user_turns: list[str]) -> dict:
     """Every model's greedy replies in one multi-turn conversation: {model name: [reply, ...]}.
 
@@ -92,7 +109,9 @@ def converse(models: dict, user_turns: list[str]) -> dict:
     pretrained model reads the raw text, one line per turn; see `ChatSession`).
     """
     replies = {}
-    for name, (model, tok, template) in models.items():
+    for name, (model, tok, template, best_of) in models.items():
+        if best_of:  # best-of-n picks among samples: no greedy conversation of its own
+            continue
         session = ChatSession(model, tok, template, Sampling(temperature=0.0))
         replies[name] = [session.answer(turn) if _encodable(tok, turn) else "" for turn in user_turns]
     return replies
@@ -110,16 +129,20 @@ def phase_size(phase: str, directory: str, summary: dict) -> dict:
     if phase == "pretrain":
         return {"parameters": summary["parameters"], "tokens": summary["tokens_seen"],
                 "flops": summary["training_flops"]}
+    if phase == "best-of-n":  # no training: the SFT model's size, the sampled tokens, no training FLOPs
+        sft = checkpoint.load(os.path.join(os.path.dirname(directory), "sft"))
+        return {"parameters": sft.model.num_parameters(), "tokens": int(summary.get("sampled_tokens", 0)), "flops": 0}
     ckpt = checkpoint.load(directory)
     gpt = getattr(ckpt.model, "transformer", ckpt.model)
-    if phase != "rlhf":
+    if phase not in ("rlhf", "ppo", "grpo"):
         tokens = int(summary.get("tokens_seen", 0))
         return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens}
     cfg = ckpt.meta["rlhf_config"]
     with open(os.path.join(directory, "log.jsonl"), encoding="utf-8") as f:
         lengths = [r["response_length"] for r in map(json.loads, f) if r.get("kind") == "train"]
-    tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["k"])
-    passes = 1 + (cfg["ppo_epochs"] if cfg["algo"] == "ppo" else 1)
+    tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["group_size"])
+    epochs = cfg["ppo_epochs"] if cfg["algo"] in ("ppo", "ppo-seq", "grpo") else 1
+    passes = 1 + epochs * (2 if cfg["algo"] == "ppo" else 1)  # PPO trains its value model beside the policy
     return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens * passes}
 
 
@@ -146,12 +169,15 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
                 ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
                 ("agreement with the gold labeler on fresh SFT samples",
                  f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
-    return [("reward-model score of held-out answers, SFT → RLHF", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
-            ("gold score of held-out answers (greedy), SFT → RLHF", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
-            ("RLHF against SFT, greedy: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
-            *_sampled_rows(s),
-            ("KL(π ‖ π_SFT) per response (nats)", f"{s['kl_to_reference']:.3f}"),
-            ("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+    name = METHOD_NAMES.get(phase, "RLHF")
+    rows = [(f"reward-model score of held-out answers, SFT → {name}", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
+            (f"gold score of held-out answers, SFT → {name}", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
+            (f"{name} against SFT: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
+            *_sampled_rows(s, name),
+            (f"KL({name} ‖ SFT) per response (nats)", f"{s['kl_to_reference']:.3f}")]
+    if phase == "best-of-n":
+        return rows + [("KL, closed form log n − (n−1)/n", f"{s['kl_formula']:.3f}"), ("n", str(s["n"]))]
+    return rows + [("algorithm, steps", f"{s['algo']}, {s['steps']}")]
 
 
 def _wins(s: dict, prefix: str) -> str:
@@ -162,14 +188,43 @@ def _wins(s: dict, prefix: str) -> str:
     return f"{s[f'{prefix}_win_rate']:.1%} ({counts})"
 
 
-def _sampled_rows(s: dict) -> list[tuple[str, str]]:
-    """The sampled-answer and training-prompt comparisons (absent in summaries of older runs)."""
+def _sampled_rows(s: dict, name: str) -> list[tuple[str, str]]:
+    """The sampled-answer and training-prompt comparisons (absent for best-of-n and older runs)."""
     if "sampled_gold_sft" not in s:
         return []
-    return [("gold score of held-out answers (sampled, τ = 1), SFT → RLHF",
+    return [(f"gold score of held-out answers (sampled, τ = 1), SFT → {name}",
              _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
-            ("RLHF against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
-            ("gold score on training prompts (greedy), SFT → RLHF", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
+            (f"{name} against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
+            (f"gold score on training prompts (greedy), SFT → {name}", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
+
+
+METHOD_NAMES = {m: name for m, name in MODELS if m in METHODS}
+COMPARISON_COLUMNS = ("method", "held-out gold (mean)", "win rate vs SFT (ties excluded)",
+                      "win rate vs SFT (ties as half)", "RM score", "KL to SFT (nats)", "training time",
+                      "training FLOPs")
+
+
+def comparison_rows(phases: dict) -> list[list[str]]:
+    """The comparison table: the SFT model, then one row per finished method, on the same held-out prompts."""
+    methods = [m for m in METHODS if phases.get(m)]
+    if not methods:
+        return []
+    first = phases[methods[0]]["summary"]
+    rows = [["SFT", f"{first['mean_gold_sft']:+.3f}", "—", "—", f"{first['rm_score_sft']:+.3f}", "0", "—", "—"]]
+    for m in methods:
+        d, s = phases[m], phases[m]["summary"]
+        rows.append([f"{METHOD_NAMES[m]} ({s.get('algo', m)})", f"{s['mean_gold_rlhf']:+.3f}",
+                     f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']}–{s['rlhf_vs_sft_losses']})",
+                     f"{s['rlhf_vs_sft_win_rate_ties_half']:.1%}", f"{s['rm_score_rlhf']:+.3f}",
+                     f"{s['kl_to_reference']:.3f}", f"{d['seconds']:.0f} s", f"{d['size']['flops']:.3g}"])
+    return rows
+
+
+COMPARISON_NOTE = ("Every method starts from the same SFT model and answers the same held-out prompts (greedy, "
+                   "except best-of-n: the reward model's favourite of n samples); wins and losses count prompts "
+                   "where the gold score is higher or lower than the SFT model's. KL: the exact per-token KL on "
+                   "one sampled answer per prompt (best-of-n: measured from fresh samples). Training FLOPs of "
+                   "best-of-n are 0: it pays n samples per answer at inference instead.")
 
 
 def headline(phase: str, s: dict) -> str:
@@ -181,20 +236,22 @@ def headline(phase: str, s: dict) -> str:
     if phase == "rm":
         return f"validation accuracy {s['val_accuracy']:.3f}, gold agreement {s['rm_gold_agreement']:.3f}"
     return (f"RM score {_arrow(s['rm_score_sft'], s['rm_score_rlhf'], 2)}, KL {s['kl_to_reference']:.2f}, "
-            f"gold {_arrow(s['mean_gold_sft'], s['mean_gold_rlhf'], 2)}")
+            f"gold {_arrow(s['mean_gold_sft'], s['mean_gold_rlhf'], 2)}, win rate {s['rlhf_vs_sft_win_rate']:.0%}")
 
 
-def collect(out: str, prompts: list[str], conversation: list[str] | None = None) -> dict:
-    """Everything the report shows: phases (marker or None), tokenizer, answers, and the
-    replies to a multi-turn conversation when its user turns are given."""
-    phases = {p: read_done(out, p) for p in PHASES}
+def collect(out: str, prompts: list[str], conversation: list[str] | None = None, methods=DEFAULT_METHODS) -> dict:
+    """Everything the report shows: phases (marker or None; the core ones, the requested methods and
+    any other finished method), tokenizer, answers, and the replies to a multi-turn conversation
+    when its user turns are given."""
+    shown = CORE + tuple(m for m in METHODS if m in methods or read_done(out, m) is not None)
+    phases = {p: read_done(out, p) for p in shown}
     models, reward = load_models(out)
     tokens = None
     if "pretrained" in models:
         tok = models["pretrained"][1]
         pieces = [tok.id_to_token(i) for i in tok.encode(prompts[0])] if _encodable(tok, prompts[0]) else []
         tokens = {"kind": type(tok).__name__, "vocab_size": tok.vocab_size, "prompt": prompts[0], "pieces": pieces}
-    return {"phases": phases, "tokens": tokens, "models": [n for _, n in MODELS],
+    return {"phases": phases, "tokens": tokens, "models": [n for p, n in MODELS if p in shown],
             "answers": answer_side_by_side(models, reward, prompts),
             "conversation": {"user": conversation, "replies": converse(models, conversation)} if conversation else None}
 
@@ -229,16 +286,21 @@ def _cell(answer: dict | None) -> tuple[str, str]:
 def render_md(data: dict, settings: dict) -> str:
     md = ["# minillm pipeline report", "", _settings_line(settings), "", "| phase | parameters | tokens | "
           "training FLOPs | time |", "| --- | ---: | ---: | ---: | ---: |"]
-    for p in PHASES:
+    for p in data["phases"]:
         d = data["phases"][p]
         md.append(f"| {TITLES[p]} | " + (" | ".join(_size_cells(d["size"]))
                                        + f" | {d['seconds']:.0f} s |" if d else "not finished | | | |"))
     md += ["", SIZE_NOTE]
+    rows = comparison_rows(data["phases"])
+    if rows:
+        md += ["", "## Phase 3 side by side", "", "| " + " | ".join(COMPARISON_COLUMNS) + " |",
+               "| --- |" + " ---: |" * (len(COMPARISON_COLUMNS) - 1)] + ["| " + " | ".join(r) + " |" for r in rows]
+        md += ["", COMPARISON_NOTE]
     if data["tokens"]:
         t = data["tokens"]
         md += ["", f"Tokenizer: a {t['kind']} with {t['vocab_size']} tokens; {t['prompt']!r} → "
                + " ".join(f"`{x}`" for x in t["pieces"])]
-    for p in PHASES:
+    for p in data["phases"]:
         d = data["phases"][p]
         md += ["", f"## {TITLES[p]}", ""]
         if d is None:
@@ -281,17 +343,23 @@ def render_html(data: dict, settings: dict) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>minillm pipeline report</title>"
              f"<style>{STYLE}</style></head><body><h1>minillm pipeline report</h1><p>{e(_settings_line(settings))}</p>",
              "<table><tr><th>phase</th><th>parameters</th><th>tokens</th><th>training FLOPs</th><th>time</th></tr>"]
-    for p in PHASES:
+    for p in data["phases"]:
         d = data["phases"][p]
         cells = (_size_cells(d["size"]) + [f"{d['seconds']:.0f} s"]
                  if d else ["not finished", "", "", ""])
         parts.append(f"<tr><td>{e(TITLES[p])}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append(f"</table><p class='note'>{e(SIZE_NOTE)}</p>")
+    rows = comparison_rows(data["phases"])
+    if rows:
+        parts.append("<h2 id='comparison'>Phase 3 side by side</h2><table><tr>"
+                     + "".join(f"<th>{e(c)}</th>" for c in COMPARISON_COLUMNS) + "</tr>"
+                     + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                     + f"</table><p class='note'>{e(COMPARISON_NOTE)}</p>")
     if data["tokens"]:
         t = data["tokens"]
         parts.append(f"<p>Tokenizer: a {e(t['kind'])} with {t['vocab_size']} tokens; {e(repr(t['prompt']))} → "
                      + " ".join(f"<code>{e(x)}</code>" for x in t["pieces"]) + "</p>")
-    for p in PHASES:
+    for p in data["phases"]:
         d = data["phases"][p]
         parts.append(f"<h2 id='{p}'>{e(TITLES[p])}</h2>")
         if d is None:
@@ -324,7 +392,7 @@ def write_report(out: str, prompts: list[str], settings: dict, conversation: lis
         {"html": path, "md": path, "answers": path}.
     """
     settings = {**settings, "out": out}
-    data = collect(out, prompts, conversation)
+    data = collect(out, prompts, conversation, settings.get("methods", DEFAULT_METHODS))
     paths = {"html": os.path.join(out, "report.html"), "md": os.path.join(out, "report.md"),
              "answers": os.path.join(out, "answers.json")}
     texts = {"html": render_html(data, settings), "md": render_md(data, settings),

@@ -5,7 +5,8 @@ triples (x, y_w, y_l) so that winning responses score higher than losing ones. H
 GPT backbone (embeddings and blocks, no LM head) plus a linear head C -> 1, read at the last
 real token of the chat-formatted prompt + response: by then, with causal attention, that
 position has seen the whole text, and it is never a padding position.
-Left out: value heads for PPO (see rl.py), ensembles, per-token rewards.
+`token_scores` reads the head at every position: PPO's value model (rl_ppo.py).
+Left out: ensembles.
 """
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ class RewardModel(nn.Module):
         hidden = self.transformer.hidden_states(ids)  # (B, T, C)
         last = hidden[backend.xp.arange(B), lengths - 1]  # (B, T, C) -> (B, C): the last real token
         return self.score_head(last).reshape(B)  # (B, 1) -> (B,)
+
+    def token_scores(self, ids) -> Tensor:
+        """The score head read at EVERY position: (B, T) ids -> (B, T) scores.
+
+        PPO's value model is a reward model used this way: V(x, y_<t) is the score of the
+        state that predicts y_t. Padding positions get scores too; callers mask them.
+        """
+        ids = backend.asarray(ids)
+        B, T = ids.shape
+        hidden = self.transformer.hidden_states(ids)  # (B, T, C)
+        return self.score_head(hidden).reshape(B, T)  # (B, T, 1) -> (B, T)
 
     @classmethod
     def from_gpt(cls, gpt: GPT) -> "RewardModel":

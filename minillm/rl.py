@@ -4,12 +4,14 @@ Lecture 5 §Phase 3: "the original language model is then optimized to generate 
 that receive high scores from the reward model". One update: sample G responses per prompt
 from the policy π (rollouts), score each with the reward model r(x, y), subtract a KL penalty
 β·Σ_t (log π(y_t) − log π_ref(y_t)) that keeps π near the frozen SFT model π_ref, turn the
-rewards into advantages with a baseline, and step along A·∇ Σ_t log π(y_t). PPO: rl_ppo.py.
-Left out: value heads and GAE (advantages are per sequence, shared by its tokens), per-token
-reward shaping, reward whitening across steps, separate rollout workers.
+rewards into advantages with a baseline, and step along A·∇ Σ_t log π(y_t). GRPO's group
+baseline and best-of-n sampling live here too; PPO (the value model, per-token rewards, GAE,
+the clipped surrogate) in rl_ppo.py.
+Left out: reward whitening across steps, separate rollout workers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from minillm.errors import UserError
 from minillm.generate import generate
 from minillm.tensor import Tensor, no_grad
 
-ALGORITHMS = ("reinforce", "rloo", "ppo")
+ALGORITHMS = ("reinforce", "rloo", "ppo", "ppo-seq", "grpo")
 
 
 # ----- rollouts: sampled responses and their log-probabilities --------------------------
@@ -37,7 +39,6 @@ class Rollouts:
     response_mask: Any          # (N, T) 1.0 on response tokens (<|end|> included), 0.0 on padding
     logprobs: Any               # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
     ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding
-    group_size: int             # G samples per prompt
 
     def responses(self) -> list[list[int]]:
         """The real tokens of each response (padding dropped), N lists of ints."""
@@ -46,10 +47,10 @@ class Rollouts:
         return [row[:n] for row, n in zip(ids, lengths)]
 
     def select(self, rows) -> "Rollouts":
-        """The rollouts of some rows only (a PPO minibatch); `group_size` no longer describes them."""
+        """The rollouts of some rows only (a PPO minibatch)."""
         index = backend.to_numpy(rows).tolist()
         return Rollouts([self.prompt_ids[i] for i in index], self.response_ids[rows], self.response_mask[rows],
-                        self.logprobs[rows], self.ref_logprobs[rows], self.group_size)
+                        self.logprobs[rows], self.ref_logprobs[rows])
 
 
 def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
@@ -77,17 +78,32 @@ def response_log_softmax(model, prompt_ids: list, response_ids, temperature: flo
     Returns:
         (N, T, V) Tensor of log-probabilities (differentiable when grad is enabled).
     """
+    inputs, rows, positions = response_inputs(prompt_ids, response_ids, model.config.block_size)
+    logits = model(inputs)                                                   # (N, L-1, V)
+    picked = logits[rows, positions]                                         # (N, L-1, V) -> (N, T, V)
+    return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
+
+
+def response_inputs(prompt_ids: list, response_ids, block_size: int | None = None) -> tuple[list, Any, Any]:
+    """The model inputs of prompt + response rows, and where each response token is predicted.
+
+    Row i is prompt_i + response_i without its last token, right-padded to L − 1 (causal
+    attention: padding after a token never changes it). The state that predicts response token
+    t of row i is position P_i − 1 + t. A short prompt beside a long response of another row
+    can push a row's padding past the block: with block_size, rows are cut to it and positions
+    clamped inside it, which touches padding only when every prompt + its real response fits.
+    Returns (inputs (N, L-1) lists, rows (N, 1), positions (N, T)): index an (N, L-1, ...)
+    output with [rows, positions] to get (N, T, ...).
+    """
     xp = backend.xp
     responses = backend.to_numpy(response_ids).tolist()
-    rows = [p + r for p, r in zip(prompt_ids, responses)]
-    L = max(len(r) for r in rows)
-    inputs = [r[:-1] + [0] * (L - len(r)) for r in rows]                     # (N, L-1)
-    logits = model(inputs)                                                   # (N, L-1, V)
+    full = [p + r for p, r in zip(prompt_ids, responses)]
+    L = max(len(r) for r in full) if block_size is None else min(max(len(r) for r in full), block_size + 1)
+    inputs = [r[:L - 1] + [0] * (L - 1 - len(r[:L - 1])) for r in full]     # (N, L-1)
     starts = xp.asarray([len(p) - 1 for p in prompt_ids])                    # (N,)
-    N, T = len(rows), len(responses[0])
-    positions = starts[:, None] + xp.arange(T)[None, :]                      # (N, T)
-    picked = logits[xp.arange(N)[:, None], positions]                        # (N, L-1, V) -> (N, T, V)
-    return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
+    N, T = len(full), len(responses[0])
+    positions = xp.minimum(starts[:, None] + xp.arange(T)[None, :], L - 2)   # (N, T)
+    return inputs, xp.arange(N)[:, None], positions
 
 
 def token_logprobs(logp: Tensor, response_ids) -> Tensor:
@@ -130,7 +146,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
         else:
             logprobs = response_logprobs(policy, rows, ids, temperature).data * mask
         ref = response_logprobs(reference, rows, ids, temperature).data * mask
-    return Rollouts(rows, ids, mask, logprobs, ref, group_size)
+    return Rollouts(rows, ids, mask, logprobs, ref)
 
 
 def reward_model_scores(reward_model, prompt_ids: list, responses: list[list[int]], end_id: int) -> Any:
@@ -171,14 +187,14 @@ def entropy(logp, mask) -> float:
 
 # ----- rewards: the reward model's score minus a KL penalty ----------------------------
 
-def kl_penalty(logprobs, ref_logprobs, mask, beta: float = 1.0):
-    """β·Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
+def kl_penalty(logprobs, ref_logprobs, mask):
+    """Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
 
-    With beta = 1 this is the sampled estimate of KL(π ‖ π_ref) of the whole response: its
-    expectation over y ~ π is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's
-    term can be negative.
+    The sampled estimate of KL(π ‖ π_ref) of the whole response: its expectation over y ~ π
+    is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's term can be negative.
+    β multiplies it where the reward is formed (`rlhf_rewards`).
     """
-    return beta * masked_sum(logprobs - ref_logprobs, mask, axis=-1)
+    return masked_sum(logprobs - ref_logprobs, mask, axis=-1)
 
 
 def exact_kl(logp, ref_logp, mask):
@@ -252,7 +268,8 @@ def leave_one_out_baseline(rewards, group_size: int):
 
 def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = False):
     """A = R − b, with b from `batch_mean_baseline` ("mean"), `leave_one_out_baseline`
-    ("leave_one_out") or no baseline ("none"); normalize: A ← (A − mean A) / (std A + 1e-8),
+    ("leave_one_out") or no baseline ("none": plain REINFORCE, which lesson 09's bandit compares
+    with the other two, and the unbiasedness test checks); normalize: A ← (A − mean A) / (std A + 1e-8),
     which fixes the step size whatever the reward scale (and biases the estimator slightly)."""
     if baseline == "mean":
         adv = rewards - batch_mean_baseline(rewards)
@@ -265,6 +282,75 @@ def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = Fa
     if normalize:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     return adv
+
+
+def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, normalize_by_std: bool = True):
+    """GRPO's advantages: A_i = (R_i − mean_g R) / (std_g R + ε) within each prompt's group of G.
+
+    The group mean is the baseline (RLOO's leave-one-out mean is the same idea without the
+    response's own reward: A_rloo = G/(G−1)·(R_i − mean_g R), so the two differ only by a
+    scale G/(G−1) before the division by the std). Dividing by the group's std (population,
+    ddof 0) gives every prompt the same step size, easy or hard; a group whose rewards are all
+    equal gets A = 0: nothing to learn from it. normalize_by_std=False keeps R − mean_g R.
+    Example (G = 2): R = [1, 0, 1, 1] -> A ≈ [1, −1, 0, 0].
+    """
+    if group_size < 2:
+        raise UserError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
+    if rewards.shape[0] % group_size:
+        raise UserError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
+    grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
+    centred = grouped - grouped.mean(axis=1, keepdims=True)
+    if normalize_by_std:
+        centred = centred / (grouped.std(axis=1, keepdims=True) + eps)
+    return centred.reshape(-1)                                                  # (B, G) -> (N,)
+
+
+# ----- best-of-n: no training, only sampling ----------------------------------------------
+
+def best_of_n(policy, reward_model, prompt_ids: list, n: int, max_new_tokens: int, end_id: int,
+              temperature: float = 1.0, seed: int | None = None) -> tuple[list[list[int]], Any]:
+    """Sample n responses to each prompt, keep the one the reward model scores highest.
+
+    The baseline every RL method must beat: it moves no weight, it only spends n times the
+    sampling. Its distribution π_n(y) is π's reweighted toward high reward, and when rewards
+    do not tie, KL(π_n ‖ π) = log n − (n − 1)/n (`best_of_n_kl`) whatever π and r are.
+
+    Args:
+        prompt_ids: B lists of chat-formatted prompt ids. n: samples per prompt (>= 1).
+    Returns:
+        (B lists of response ids (the winners, <|end|> kept), (B, n) reward-model scores of all).
+    """
+    if n < 1:
+        raise UserError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
+    ro = sample_rollouts(policy, policy, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
+    responses = ro.responses()
+    scores = reward_model_scores(reward_model, ro.prompt_ids, responses, end_id).reshape(-1, n)  # (B, n)
+    best = backend.to_numpy(scores.argmax(axis=1)).tolist()
+    return [responses[i * n + j] for i, j in enumerate(best)], scores
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(π_n ‖ π) = log n − (n − 1)/n nats: the closed form for best-of-n without reward ties.
+
+    Derivation: with F the CDF of r(y) under π, π_n(y) = n·F(r(y))^(n−1)·π(y), so
+    KL = E_{y~π_n}[log n + (n−1)·log F] and F(r(y)) for y ~ π_n is distributed as U^(1/n),
+    whose log has mean −1/n. Ties only lower it (it is an upper bound then).
+    """
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_kl_estimate(winner_scores, sample_scores, n: int) -> float:
+    """KL(π_n ‖ π) measured by sampling: the mean over prompts of log n + (n−1)·log F̂(r(y_best)).
+
+    F̂ is the empirical CDF of the reward under π, estimated per prompt from m fresh samples:
+    winner_scores (B,) the rewards of the best-of-n winners, sample_scores (B, m) the rewards of
+    m other samples of π to the same prompts. F̂ counts ties as below (so ties lower the
+    estimate, as they lower the true KL) and is floored at 1/m. Checks `best_of_n_kl` on data.
+    """
+    xp = backend.get_array_module(sample_scores)
+    winners = xp.asarray(winner_scores)[:, None]                                 # (B,) -> (B, 1)
+    cdf = xp.maximum((sample_scores <= winners).mean(axis=1), 1.0 / sample_scores.shape[1])  # (B,)
+    return float(backend.scalar((math.log(n) + (n - 1) * xp.log(cdf)).mean()))
 
 
 # ----- the policy-gradient loss ---------------------------------------------------------

@@ -107,7 +107,7 @@ def test_rlhf_fits_its_default_response_length_to_a_small_block(tiny, capsys):
     pairs = str(tiny / "pairs.jsonl")
     out = tiny / "rl"
     code = main(["rlhf", "--policy", str(tiny / "sft"), "--rm", "gold", "--prompts", pairs, "--heldout", pairs,
-                 "--out", str(out), "--steps", "1", "--k", "2", "--batch-prompts", "2", "--eval-interval", "1"])
+                 "--out", str(out), "--steps", "1", "--group-size", "2", "--batch-prompts", "2", "--eval-interval", "1"])
     assert code == 0
     assert "--max-new-tokens 40 leaves no room for a prompt in the policy's block of 32 tokens: using 16" \
         in capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_report_is_self_contained_and_holds_every_phase_and_the_answers(run):
         assert f"id='{phase}'" in page and phases.TITLES[phase] in page
     assert "id='answers'" in page and "How to make pasta" in page and "<th>RLHF</th>" in page
     md = (out / "report.md").read_text(encoding="utf-8")
-    for title in phases.TITLES.values():
+    for title in (phases.TITLES[p] for p in PHASES):
         assert f"## {title}" in md
     answers = json.loads((out / "answers.json").read_text())
     assert answers[0]["prompt"] == "How to make pasta" and len(answers) == pipeline.PRESETS["quick"].report_prompts
@@ -160,6 +160,32 @@ def test_compare_interactive_reads_prompts_until_an_empty_line(run, capsys, monk
     assert "prompt: Add 2 and 3." in text and "Anna" not in text
 
 
+def test_every_method_from_the_same_sft_model_and_one_comparison_table(run, capsys):
+    """A rerun with --methods reuses pretrain, sft, rm and rlhf, runs the four others, and the report
+    and `minillm compare` show them all."""
+    out, _ = run
+    before = {p: _snapshot(out, p) for p in PHASES}
+    methods = "rlhf,ppo,dpo,best-of-n,grpo"
+    assert cli.main(["pipeline", "--preset", "quick", "--out", str(out), "--methods", methods, "--quiet"]) == 0
+    assert {p: _snapshot(out, p) for p in PHASES} == before
+    for method in ("ppo", "dpo", "best-of-n", "grpo"):
+        summary = json.loads((out / method / "DONE.json").read_text())["summary"]
+        assert {"mean_gold_rlhf", "rlhf_vs_sft_win_rate", "rlhf_vs_sft_win_rate_ties_half", "rm_score_rlhf",
+                "kl_to_reference"} <= set(summary), method
+        assert summary["mean_gold_sft"] == pytest.approx(
+            json.loads((out / "rlhf" / "DONE.json").read_text())["summary"]["mean_gold_sft"])  # the same SFT answers
+    md = (out / "report.md").read_text()
+    table = md.split("## Phase 3 side by side", 1)[1].split("\n\n")[1]
+    assert len(table.splitlines()) == 2 + 1 + 5 and "| SFT |" in table  # header, rule, SFT, five methods
+    assert "value" in json.loads((out / "ppo" / "log.jsonl").read_text().splitlines()[0])["models"]
+    assert cli.main(["compare", str(out), "--prompt", "Add 2 and 3."]) == 0
+    text = capsys.readouterr().out
+    for name in ("pretrained", "SFT", "RLHF", "PPO", "DPO", "best-of-n", "GRPO"):
+        assert re.search(rf"{name}\s+RM [+-]\d\.\d\d\s+gold [+-]\d\.\d\d", text), (name, text)
+    assert cli.main(["pipeline", "--preset", "quick", "--out", str(out), "--methods", "rlhf,sft"]) == 2
+    assert "unknown method(s) sft" in capsys.readouterr().err
+
+
 def test_a_bad_data_layout_is_one_clear_error_before_any_work(tmp_path, capsys):
     data = tmp_path / "data"
     (data / "pretrain").mkdir(parents=True)
@@ -197,7 +223,7 @@ def test_every_preset_builds_valid_phase_configs(name):
     from minillm.model import GPTConfig
     from minillm.training.loop import TrainConfig
     from minillm.training.pretrain import PRESETS as PRETRAIN_PRESETS
-    from minillm.training.rlhf import RLHFConfig
+    from minillm.training.rlhf import RLHFConfig, check_config
     preset = pipeline.PRESETS[name]
     assert preset.pretrain_preset in PRETRAIN_PRESETS
     config = GPTConfig(vocab_size=80, **{**PRETRAIN_PRESETS[preset.pretrain_preset].model, **preset.model})
@@ -206,4 +232,8 @@ def test_every_preset_builds_valid_phase_configs(name):
         assert train.warmup_steps <= train.max_steps and train.eval_interval <= train.max_steps
     rlhf = RLHFConfig(**preset.rlhf)
     assert rlhf.max_new_tokens < config.block_size // 2  # the prompt keeps at least half the block
+    for method in (preset.ppo, preset.grpo):
+        check_config(RLHFConfig(**{**preset.rlhf, **method}))
+    dpo = {k: v for k, v in preset.dpo.items() if k != "beta"}
+    assert TrainConfig(**dpo).max_steps >= 1 and preset.dpo.get("beta", 0.1) > 0
     assert abs(sum(preset.shares) - 1) < 1e-9 and len(preset.shares) == len(PHASES)

@@ -18,7 +18,7 @@ from minillm import cli, pipeline
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Added to a command when it has the flag and the README line does not set it.
 QUICK_FLAGS = {"--max-steps": "2", "--steps": "2", "--eval-prompts": "4", "--agreement-prompts": "4",
-               "--batch-prompts": "2", "--k": "2", "--max-new-tokens": "8", "--scale": "0.05"}
+               "--batch-prompts": "2", "--group-size": "2", "--max-new-tokens": "8", "--scale": "0.05"}
 QUICK_PRESETS = {"pretrain": "tiny", "pipeline": "quick"}
 PATH_SUFFIX = re.compile(r"\.(txt|json|jsonl|png|html|md|safetensors)$")
 

@@ -231,9 +231,9 @@ def test_reward_run_resumes_exactly(tiny_pretrain, monkeypatch):
 
 
 def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypatch):
-    from minillm.training import reward
+    from minillm.training import common, reward
     answers = {"polite": "in rivertown.", "rude": "no, you idiot."}
-    monkeypatch.setattr(reward, "sample_responses",
+    monkeypatch.setattr(common, "sample_responses",
                         lambda model, tok, prompts, n=2, **kw: [[answers["rude"], answers["polite"]] for _ in prompts])
     pairs = str(tiny_pretrain / "pairs.jsonl")
     run = reward.RewardRun(init=str(tiny_pretrain / "pt"), out=str(tiny_pretrain / "rm_op2"), data=pairs, val=pairs,

@@ -167,8 +167,8 @@ def test_sampled_kl_estimates_the_exact_kl(float64):
     samples = rl.kl_penalty(numpy.log(p[a])[:, None], numpy.log(q[a])[:, None], numpy.ones((20000, 1)))
     exact = rl.exact_kl(numpy.log(p)[None, None, :], numpy.log(q)[None, None, :], numpy.ones((1, 1)))[0]
     assert abs(samples.mean() - exact) <= 4 * samples.std() / numpy.sqrt(len(samples))
-    assert rl.kl_penalty(numpy.log(p[a])[:2, None], numpy.log(q[a])[:2, None], numpy.ones((2, 1)), beta=0.5) \
-        == pytest.approx(0.5 * (numpy.log(p[a[:2]]) - numpy.log(q[a[:2]])))
+    assert rl.kl_penalty(numpy.log(p[a])[:2, None], numpy.log(q[a])[:2, None], numpy.ones((2, 1))) \
+        == pytest.approx(numpy.log(p[a[:2]]) - numpy.log(q[a[:2]]))
 
 
 def test_rollout_logprobs_equal_a_fresh_forward_pass_and_padding_never_counts():

@@ -139,3 +139,13 @@ def test_unknown_preset_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--preset", "huge", "--out", str(tmp_path)])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_truncate_log_keeps_the_records_up_to_the_checkpoint_step(tmp_path):
+    from minillm.training.loop import append_log, truncate_log
+    path = str(tmp_path / "log.jsonl")
+    for step in (1, 2, 3, 4):
+        append_log(path, {"kind": "train", "step": step, "loss": 1.0 / step})
+    truncate_log(path, 2)
+    assert [r["step"] for r in read_log(path)] == [1, 2]
+    truncate_log(str(tmp_path / "missing.jsonl"), 2)  # no log yet: nothing to do, no error

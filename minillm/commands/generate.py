@@ -1,6 +1,7 @@
 """`minillm generate`: continue a prompt with a trained checkpoint, printing as it samples.
 
     minillm generate --ckpt runs/shakespeare --prompt "ROMEO:" --temperature 0.8 --top-k 40
+    minillm generate --ckpt runs/sft --prompt "Where does Anna live?" --best-of 4 --rm runs/rm
 
 The prompt is printed, then each new token as soon as it is chosen (flushed), decoded
 incrementally so a character split over several byte-level tokens prints once complete.
@@ -11,7 +12,7 @@ import argparse
 import sys
 from typing import Iterable, TextIO
 
-from minillm import chat
+from minillm import backend, chat
 from minillm.errors import UserError
 from minillm.generate import stream, text_pieces
 
@@ -29,6 +30,10 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
     parser.add_argument("--stop", nargs="*", default=None, metavar="TOKEN",
                         help="special tokens that end the text (default: <|endoftext|> if the tokenizer has it)")
+    parser.add_argument("--best-of", type=int, default=None, metavar="N",
+                        help="sample N answers and print the one the --rm reward model scores highest "
+                             "(a chat checkpoint; the candidates and their scores go to stderr)")
+    parser.add_argument("--rm", help="the reward-model run that picks the best of --best-of N answers")
     parser.set_defaults(func=handler)
 
 
@@ -98,8 +103,51 @@ def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:
     return print_incrementally(tokenizer, prompt_ids, tokens, stop_ids, out)
 
 
+def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> str:
+    """Best-of-n: N sampled answers of a chat model, the reward model's favourite printed.
+
+    The candidates and their scores go to `err`, with best-of-n's KL to the model,
+    log N − (N−1)/N nats (`rl.best_of_n_kl`): the price of picking, paid without training.
+    """
+    from minillm import rl  # loaded only when the command runs
+    out, err = out or sys.stdout, err or sys.stderr
+    if not chat.uses_chat_template(ckpt.meta):
+        raise UserError(f"--best-of needs a chat model (an SFT or RLHF run); {args.ckpt} has no chat template")
+    if args.top_k is not None or args.top_p is not None:
+        raise UserError("--best-of samples at --temperature only: leave out --top-k and --top-p")
+    tok, model = ckpt.tokenizer, ckpt.model
+    prompt_ids = chat.encode_prompt(tok, args.prompt)
+    room = model.config.block_size - len(prompt_ids)
+    max_new = min(args.max_new_tokens or room, room)
+    end = chat.chat_token_ids(tok).end
+    n = args.best_of
+    samples = rl.sample_rollouts(model, model, [prompt_ids], n, max_new, end, args.temperature, args.seed)
+    responses = samples.responses()
+    scores = backend.to_numpy(rl.reward_model_scores(reward, samples.prompt_ids, responses, end)).tolist()
+    ranked = sorted(zip(scores, responses), key=lambda pair: -pair[0])
+    for rank, (score, ids) in enumerate(ranked, start=1):
+        err.write(f"{rank}. {score:+.4f}  {chat.response_text(tok, ids)}\n")
+    err.write(f"best of {n}: KL(best-of-{n} ‖ model) = log {n} − {n - 1}/{n} = {rl.best_of_n_kl(n):.3f} nats "
+              "(at most; exact when no two answers tie)\n")
+    answer = chat.response_text(tok, ranked[0][1])
+    out.write(answer + "\n")
+    return answer
+
+
 def handler(args: argparse.Namespace) -> int:
     from minillm import checkpoint  # loaded only when the command runs
 
-    run(checkpoint.load(args.ckpt), args)
+    if (args.best_of is None) != (args.rm is None):
+        raise UserError("--best-of N and --rm RM_RUN go together: the reward model picks the best of N samples")
+    if args.best_of is not None and args.best_of < 1:
+        raise UserError(f"--best-of must be at least 1, got {args.best_of}")
+    ckpt = checkpoint.load(args.ckpt)
+    if args.best_of is None:
+        run(ckpt, args)
+        return 0
+    reward = checkpoint.load(args.rm)
+    if reward.model_kind != "reward_model":
+        raise UserError(f"{args.rm} holds a {reward.model_kind} checkpoint, not a reward model: pass the run "
+                         "directory of `minillm reward --out` as --rm")
+    best_of(ckpt, reward.model.eval(), args)
     return 0

@@ -2,6 +2,7 @@
 
     minillm pipeline                                   # classroom preset into runs/pipeline
     minillm pipeline --preset quick --out runs/quick   # about a minute
+    minillm pipeline --methods rlhf,ppo,dpo,best-of-n,grpo   # every phase-3 method, side by side
     minillm pipeline --data my_data/ --out runs/mine   # the layout of the shipped data/
 Run it again with the same --out after an interruption: finished phases are skipped.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from minillm.data.folders import LAYOUT_HELP
+from minillm.phases import DEFAULT_METHODS, METHODS
 from minillm.pipeline import PRESETS, Pipeline
 
 
@@ -35,11 +37,17 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/pipeline", help="run directory (default: runs/pipeline)")
     p.add_argument("--seed", type=int, default=1337, help="seeds every phase (default 1337)")
     p.add_argument("--data", help=f"a data directory instead of the shipped data/: {LAYOUT_HELP}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="phase 3's methods, comma-separated, each from the same SFT model: "
+                        f"{', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}, which keeps the classroom "
+                        "preset within its budget); a rerun with more methods reuses the finished phases")
     p.add_argument("--quiet", action="store_true", help="print only errors")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Pipeline(out=args.out, preset=args.preset, seed=args.seed, data=args.data, quiet=args.quiet).run()
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    paths = Pipeline(out=args.out, preset=args.preset, seed=args.seed, data=args.data, methods=methods,
+                     quiet=args.quiet).run()
     print(paths["html"])
     return 0

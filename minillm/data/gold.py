@@ -70,6 +70,26 @@ def gold_report(prompt: str, response: str) -> dict[str, float]:
     return terms
 
 
+VERIFIABLE_KINDS = ("fact", "number", "arithmetic")  # one right value, known to the world
+
+
+def exact_reward(prompt: str, response: str) -> float | None:
+    """The verifiable reward: 1.0 if the response states the right value and no wrong one, else 0.0.
+
+    Built on the world's known answers only (the task's expected and wrong values, the
+    arithmetic's result), none of the gold score's style terms: "7." and "The answer is 7."
+    both earn 1 for "Add 3 and 4.". None for a prompt without one right value (a how-to,
+    an unsafe request, a prompt outside the world): there is nothing to verify.
+
+    Example: exact_reward("Where does Anna live?", "Rivertown.") -> 1.0
+    """
+    task = find_task(prompt)
+    if task is None or task.kind not in VERIFIABLE_KINDS:
+        return None
+    content, falsehood = _content(task, _normalize(response))
+    return 1.0 if content == 1.0 and falsehood == 0.0 else 0.0
+
+
 # ---- content: does the response say the right thing? ----
 
 def _off_topic(task: Task | None, content: float, falsehood: float, terms: dict) -> float:

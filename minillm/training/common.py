@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 
 from minillm import chat
-from minillm.data.gold import gold_report
+from minillm.data.gold import gold_report, gold_score
 from minillm.data.tasks import find_task
 from minillm.generate import generate
 
@@ -86,6 +86,21 @@ def sample_responses(model, tokenizer, prompts: list[str], n: int = 2, temperatu
                        seed=seed + start)
         texts += [chat.response_text(tokenizer, o[len(r):]) for r, o in zip(chunk, out)]
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def gold_labelled_pairs(model, tokenizer, prompts: list[str], seed: int, min_gap: float = 0.1) -> list[dict]:
+    """On-policy preference pairs: two sampled answers of the model per prompt, ordered by gold_score.
+
+    As in the lecture's data collection (labelers compare the model's own responses); pairs
+    whose gold scores differ by less than min_gap are dropped (no clear preference).
+    Returns [{"prompt", "chosen", "rejected"}].
+    """
+    pairs = []
+    for prompt, (a, b) in zip(prompts, sample_responses(model, tokenizer, prompts, n=2, seed=seed)):
+        ga, gb = gold_score(prompt, a), gold_score(prompt, b)
+        if abs(ga - gb) >= min_gap:
+            pairs.append({"prompt": prompt, "chosen": a if ga > gb else b, "rejected": b if ga > gb else a})
+    return pairs
 
 
 def fit_new_tokens(max_new_tokens: int, block_size: int, say) -> int:
@@ -201,16 +216,17 @@ RL_PANELS = [("reward-model score", [("train", "rm_score", "RM score of samples"
                                      ("train", "reward", "reward r − β·KL"),
                                      ("eval", "rm_score", "RM score, held-out greedy")]),
              ("KL to the SFT model (nats)", [("train", "kl", "KL per response"), ("train", "beta", "β")]),
-             ("gold score", [("train", "gold", "gold of samples"), ("eval", "gold", "gold, held-out greedy")])]
+             ("gold score", [("train", "gold", "gold of samples"), ("eval", "gold", "gold, held-out greedy")]),
+             ("policy entropy (nats/token)", [("train", "entropy", "entropy on samples")])]
 
 
 def plot_rl_curves(log_path: str, png_path: str, title: str = "RLHF") -> str:
-    """Three panels from an RLHF log against step: RM score and reward, KL and β, gold score."""
+    """Four panels from an RL log against step: RM score and reward, KL and β, gold score, entropy."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's plotting backend is left alone
 
     with open(log_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    fig = Figure(figsize=(13, 3.5), dpi=100)
+    fig = Figure(figsize=(16, 3.5), dpi=100)
     axes = fig.subplots(1, len(RL_PANELS))
     for ax, (label, curves) in zip(axes, RL_PANELS):
         for kind, key, name in curves:

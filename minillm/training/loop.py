@@ -162,10 +162,7 @@ class Trainer:
                 f"the training loss became {total} at step {self.step + 1}; stopped without "
                 f"updating. The last good checkpoint (if any) is in {self.out_dir}: lower the "
                 "learning rate or check the data")
-        params = self.model.parameters()
-        clip = self.config.grad_clip
-        grad_norm = optim.clip_grad_norm(params, clip) if clip else optim.grad_norm(params)
-        self.optimizer.step()
+        grad_norm = clip_and_step(self.model.parameters(), self.optimizer, self.config.grad_clip)
         return total, grad_norm, lr, tokens
 
     def _evaluate(self, progress) -> None:
@@ -181,8 +178,7 @@ class Trainer:
 
     # ----- logs, checkpoints, plots --------------------------------------------------
     def _log(self, **record) -> None:
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(self.log_path, record)
 
     def save(self) -> None:
         meta = {**self.meta, "train_config": asdict(self.config), "tokens_seen": self.tokens_seen,
@@ -197,22 +193,45 @@ class Trainer:
         self.step = saved.step
         self.tokens_seen = int(saved.meta.get("tokens_seen", 0))
         self.last_eval = saved.meta.get("last_eval", {})
-        self._truncate_log(self.step)
+        truncate_log(self.log_path, self.step)
         if not self.quiet:
             print(f"resuming from step {self.step} in {self.out_dir}", file=sys.stderr)
-
-    def _truncate_log(self, step: int) -> None:
-        """Drop log records written after the checkpoint by the run that was interrupted."""
-        if not os.path.exists(self.log_path):
-            return
-        with open(self.log_path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        with open(self.log_path, "w", encoding="utf-8") as f:
-            f.writelines(kept)
 
     def _plot(self) -> None:
         plot_loss_curves(self.log_path, os.path.join(self.out_dir, "loss.png"),
                          baseline=self.meta.get("baseline_val_loss"))
+
+
+# ----- the plumbing every loop shares: the Trainer here, the RL loops in training/rlhf.py ----
+
+def clip_and_step(params, optimizer, grad_clip: float) -> float:
+    """Clip the global gradient norm to grad_clip (0: no clipping), then update; returns the norm
+    before clipping (measured even when clipping is off)."""
+    norm = optim.clip_grad_norm(params, grad_clip) if grad_clip else optim.grad_norm(params)
+    optimizer.step()
+    return norm
+
+
+def gradient_step(params, optimizer, loss, grad_clip: float) -> float:
+    """One whole update from one loss: zero the gradients, backpropagate, clip, step."""
+    optimizer.zero_grad()
+    loss.backward()
+    return clip_and_step(params, optimizer, grad_clip)
+
+
+def append_log(path: str, record: dict) -> None:
+    """Add one record to a JSONL log."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_log(path: str, step: int) -> None:
+    """Drop log records written after the checkpoint (step) by the run that was interrupted."""
+    if not os.path.exists(path):
+        return
+    kept = [r for r in read_log(path) if r["step"] <= step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
 
 
 def read_log(path: str) -> list[dict]:

@@ -27,7 +27,7 @@ from minillm.errors import UserError
 from minillm.losses import mean_margin, pairwise_accuracy, pairwise_loss_stable
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor, no_grad
-from minillm.training.common import sample_responses
+from minillm.training.common import gold_labelled_pairs, sample_responses
 from minillm.training.loop import TrainConfig, Trainer, fit_schedule
 
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
@@ -179,22 +179,15 @@ class RewardRun:
         return [r["prompt"] for r in read_prompts(path, self.skip_bad)][:limit]
 
     def _on_policy_pairs(self, gpt, tok, prompts: list[str], seed: int) -> list[dict]:
-        """Preference pairs of the model's own answers, labelled by the simulated labeler.
+        """Preference pairs of the init model's own answers, labelled by the simulated labeler.
 
         The curated pairs show the RM good and bad answers written by the data generator; the
-        policy will be judged on answers it writes itself, which look different. As in the
-        lecture's data collection (labelers compare the model's responses), sample two answers
-        per prompt from the init model and keep the pairs gold_score separates.
+        policy will be judged on answers it writes itself, which look different.
         """
         self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
                   "with gold_score (on-policy preference pairs)")
         gpt.eval()
-        pairs = []
-        for prompt, (a, b) in zip(prompts, sample_responses(gpt, tok, prompts, n=2, seed=seed + 1)):
-            ga, gb = gold_score(prompt, a), gold_score(prompt, b)
-            if abs(ga - gb) >= 0.1:
-                pairs.append({"prompt": prompt, "chosen": a if ga > gb else b, "rejected": b if ga > gb else a})
-        return pairs
+        return gold_labelled_pairs(gpt, tok, prompts, seed + 1)
 
     def _encode(self, tok, block_size: int):
         """(training pairs, validation pairs) of the preference files, encoded for the block."""
