@@ -98,7 +98,7 @@ def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
     """Run and (unless check) save one lesson; returns "" or a one-line description of the failure."""
     notebook = nbformat.read(path, as_version=4)
     try:
-        seconds = execute(notebook, path, timeout)
+        seconds = round(execute(notebook, path, timeout), 1)  # one rounding: metadata and time line agree
     except nbclient.exceptions.CellExecutionError as err:
         return first_error(notebook) or f"{err.ename}: {err.evalue}"
     except nbclient.exceptions.CellTimeoutError as err:
@@ -108,7 +108,7 @@ def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
         return error
     print(f"  {path.stem}: {format_seconds(seconds)}", flush=True)
     if not check:
-        notebook.metadata["minillm"] = {"fast": fast, "seconds": round(seconds, 1)}
+        notebook.metadata["minillm"] = {"fast": fast, "seconds": seconds}
         if not fast:
             state_time(notebook, seconds)
         nbformat.write(notebook, path)
