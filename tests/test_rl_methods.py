@@ -11,7 +11,7 @@ from minillm.model import GPT, GPTConfig
 from minillm.reward_model import RewardModel
 from minillm.tensor import Tensor
 from minillm.tokenizers import CharTokenizer
-from tests.conftest import rand
+from conftest import rand
 
 
 # ----- GAE ---------------------------------------------------------------------------------
