@@ -5,7 +5,7 @@ run's --out (pretrain, sft, rm, then one per phase-3 method: rlhf by default; pp
 best-of-n and grpo with --methods, each from the same SFT model and the same data). When a phase has saved its final checkpoint, a
 DONE.json marker (its summary) is written atomically; a rerun with the same --out skips the
 finished phases and resumes an unfinished one from its own last checkpoint. At the end
-`minillm.report` answers the same held-out prompts with every model and writes report.html/md.
+`minillm.report` answers the same held-out prompts with every model; `report_writer` writes report.html/md.
 Left out: running phases in parallel, hyperparameter sweeps, picking the best checkpoint.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from minillm import report
+from minillm import report, report_writer
 from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
@@ -199,7 +199,7 @@ class Pipeline:
             self._run_phase(index, phase, len(phases), preset, layout, heldout, progress)
         progress.say("answering the report's prompts with the pretrained, SFT and phase-3 models")
         prompts = pick_prompts(layout.held_out(), preset.report_prompts)
-        paths = report.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
+        paths = report_writer.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
                                                         "data": self.data or "shipped data/",
                                                         "methods": phases[3:]},
                                     conversation=pick_conversation(layout.chat_test))

@@ -25,7 +25,7 @@ LAYERS = [
     ["chat_session", "rl", "rl_ppo"],
     ["training.loop", "training.common", "training.judge"],
     ["training.pretrain", "training.sft", "training.reward", "training.rlhf", "training.dpo", "training.best_of_n"],
-    ["phases", "report", "pipeline"],
+    ["phases", "report", "report_writer", "pipeline"],
     ["commands."],
     ["cli", "__main__"],
 ]
