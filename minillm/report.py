@@ -97,6 +97,8 @@ def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
     winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, seed=seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
+
+
 def converse(models: dict, user_turns: list[str]) -> dict:
     """Every model's greedy replies in one multi-turn conversation: {model name: [reply, ...]}.
 
