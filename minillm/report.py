@@ -16,7 +16,7 @@ from minillm import chat, checkpoint, rl
 from minillm.chat_session import ChatSession, Sampling
 from minillm.data.gold import gold_score
 from minillm.chat import ResponseTooLong
-from minillm.phases import CORE, DEFAULT_METHODS, METHODS, PHASES, read_done  # noqa: F401 (PHASES: lesson 00 reads report.PHASES)
+from minillm.phases import CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, read_done  # noqa: F401 (lesson 00 reads report.PHASES, report.TITLES)
 from minillm.training import common
 from minillm.training.reward import score_responses
 
