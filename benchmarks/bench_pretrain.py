@@ -5,9 +5,9 @@ implementations run the same config on the same random batches in float32 with 2
 they alternate, and the best of several repeats is reported, because shared machines are
 noisy. Also prints the peak resident memory and checks it does not grow step to step.
 
-    python benchmarks/bench_pretrain.py                 # both configs
-    python benchmarks/bench_pretrain.py --config char   # one of them
-    python benchmarks/bench_pretrain.py --profile char  # where one step's time goes, beside PyTorch's
+    python benchmarks/bench_pretrain.py                 # the char and bpe configs
+    python benchmarks/bench_pretrain.py --config classroom --one-thread  # one config; and on 1 thread
+    python benchmarks/bench_pretrain.py --profile classroom  # where one step's time goes, beside PyTorch's
     python benchmarks/bench_pretrain.py --device cuda --config bpe --config gpt2-small
 
 On `--device cuda` minillm runs on CuPy and the twin on PyTorch's CUDA backend (eager, float32,
@@ -37,10 +37,13 @@ CONFIGS = {
     "char": (GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
     # a BPE config: 512-token vocabulary, 4 layers, 4 heads, 256 channels, block 128, batch 16
     "bpe": (GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=256), 16),
+    # the classroom pipeline's pretraining: BPE-1024, 4 layers, 4 heads, 128 channels, block 128, batch 8
+    "classroom": (GPTConfig(vocab_size=1024, block_size=128, n_layer=4, n_head=4, n_embd=128), 8),
     # GPT-2 small's shape: 12 layers, 12 heads, 768 channels, block 1024, GPT-2's BPE vocabulary
     "gpt2-small": (GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768), 8),
 }
 DEVICE = "cpu"
+ONE_THREAD = False  # --one-thread: also time minillm with MINILLM_THREADS=1, alternating
 
 
 def batches(cfg: GPTConfig, batch: int, count: int = 8):
@@ -244,10 +247,14 @@ def bench(name: str, repeats: int, steps: int) -> dict:
         theirs = None
     for fn in filter(None, (ours, theirs)):  # warm up both
         time_steps(fn, data, 3)
-    best_ours, best_theirs, rss = float("inf"), float("inf"), []
+    best_ours, best_theirs, best_single, rss = float("inf"), float("inf"), float("inf"), []
+    one_thread = ONE_THREAD and DEVICE == "cpu"
     for _ in range(repeats):
         best_ours = min(best_ours, time_steps(ours, data, steps))
         rss.append(peak_rss_mb())
+        if one_thread:  # the same step with the element-wise work on the calling thread only
+            with minillm.backend.threads(1):
+                best_single = min(best_single, time_steps(ours, data, steps))
         if theirs:
             best_theirs = min(best_theirs, time_steps(theirs, data, steps))
     tokens = batch * cfg.block_size
@@ -260,6 +267,9 @@ def bench(name: str, repeats: int, steps: int) -> dict:
         result.update(torch_ms=best_theirs * 1e3, ratio=best_ours / best_theirs)
         line += (f"  torch {best_theirs * 1e3:7.1f} ms/step ({tokens / best_theirs:,.0f} tok/s, "
                  f"{flops / best_theirs / 1e12:.2f} TFLOP/s)  ratio {best_ours / best_theirs:.2f}x")
+    if one_thread:
+        result.update(one_thread_ms=best_single * 1e3)
+        line += f"  minillm on 1 thread {best_single * 1e3:7.1f} ms/step ({best_single / best_ours:.2f}x)"
     memory = {k: round(v) for k, v in result.items() if k.endswith("_mb")}
     print(line + f"  memory {memory} (RSS after each repeat: {', '.join(f'{r:.0f}' for r in rss)})")
     if DEVICE == "cuda":
@@ -347,7 +357,8 @@ def profile(name: str, steps: int = 5) -> None:
     except ImportError:
         theirs = {}
     rows = [k for k in ours if k != "total"] + [k for k in theirs if k not in ours and k != "total"]
-    print(f"one training step of {name!r}, ms per step (mean of {steps}; profilers add their own cost)")
+    print(f"one training step of {name!r}, ms per step (mean of {steps}; profilers add their own cost); "
+          f"minillm threads={getattr(minillm.backend, 'get_threads', lambda: 1)()}, load {os.getloadavg()[0]:.2f}")
     print(f"| category | minillm | PyTorch |\n| --- | ---: | ---: |")
     for key in sorted(rows, key=lambda k: -ours.get(k, 0.0)):
         print(f"| {key} | {ours.get(key, 0.0):.1f} | {theirs.get(key, 0.0):.1f} |" if theirs
@@ -362,15 +373,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--profile", choices=sorted(CONFIGS))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also time minillm with its element-wise work on one thread (MINILLM_THREADS=1)")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, ONE_THREAD
+    DEVICE, ONE_THREAD = args.device, args.one_thread
     minillm.use_device(args.device)
     if args.profile:
         return profile(args.profile)
     import platform
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-          f"python {sys.version.split()[0]} numpy {numpy.__version__}")
+          f"python {sys.version.split()[0]} numpy {numpy.__version__} "
+          f"minillm threads={getattr(minillm.backend, 'get_threads', lambda: 1)()} "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} load {os.getloadavg()[0]:.2f}")
     for name in args.config or ["char", "bpe"]:
         bench(name, args.repeats, args.steps)
 
