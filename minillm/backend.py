@@ -11,9 +11,12 @@ Left out on purpose: multiple GPUs, mixed precision, and any array library but t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
-from typing import Any, Iterator
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
 
 import numpy
 
@@ -244,6 +247,152 @@ def reset_transfer_counts() -> None:
         transfers[key] = 0
 
 
+# ----- threads for element-wise work on the CPU -----------------------------------------
+
+def _threads_from_environment() -> int:
+    """MINILLM_THREADS, or the number of cores up to 4 (more rarely pays at these sizes)."""
+    value = os.environ.get("MINILLM_THREADS", "").strip()
+    if not value:
+        return max(1, min(os.cpu_count() or 1, 4))
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"MINILLM_THREADS must be a positive integer (threads for element-wise work), "
+                        f"got {value!r}")
+    return int(value)
+
+
+_threads = 1  # set from MINILLM_THREADS at import, by _init_from_environment
+# Below this many elements a chunk's hand-off to a thread costs more than the thread saves.
+_parallel_min_size = 1 << 15
+_pool: ThreadPoolExecutor | None = None
+_in_worker = threading.local()
+
+
+def set_threads(count: int, min_size: int | None = None) -> None:
+    """Run the row-wise element-wise work of the fused ops and AdamW on `count` threads
+    (1: all on the calling thread); arrays smaller than `min_size` elements are never split."""
+    global _threads, _parallel_min_size, _pool
+    if not isinstance(count, int) or count < 1:
+        raise UserError(f"the thread count must be a positive integer, got {count!r}")
+    if _pool is not None and count != _threads:
+        _pool.shutdown()
+        _pool = None
+    _threads = count
+    if min_size is not None:
+        _parallel_min_size = int(min_size)
+
+
+def get_threads() -> int:
+    """How many threads `parallel_rows` uses (MINILLM_THREADS, or the cores up to 4)."""
+    return _threads
+
+
+@contextlib.contextmanager
+def threads(count: int, min_size: int | None = None) -> Iterator[None]:
+    """Context manager: `set_threads(count, min_size)` inside the block, the previous setting after."""
+    previous = (_threads, _parallel_min_size)
+    set_threads(count, min_size)
+    try:
+        yield
+    finally:
+        set_threads(*previous)
+
+
+def _run_in_worker(fn: Callable, chunks, shared: dict) -> Any:
+    _in_worker.active = True  # a nested parallel_rows runs serially: no worker waits on its own pool
+    try:
+        return fn(*chunks, **shared)
+    finally:
+        _in_worker.active = False
+
+
+_blas_functions: Any = None  # (set, get) thread count of the OpenBLAS NumPy loaded; False: none found
+
+
+def _openblas():
+    """openblas_set_num_threads and openblas_get_num_threads of the OpenBLAS that NumPy loaded,
+    found among the process's shared libraries; None where there is none (another BLAS, or
+    a platform without /proc/self/maps)."""
+    global _blas_functions
+    if _blas_functions is None:
+        _blas_functions = False
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = sorted({line.split()[5] for line in maps
+                                if len(line.split()) == 6 and "openblas" in line.split()[5].lower()})
+        except OSError:
+            paths = []
+        names = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                 ("openblas_set_num_threads", "openblas_get_num_threads")]
+        for path in paths:
+            library = ctypes.CDLL(path)  # already loaded: this only looks its symbols up
+            found = [(getattr(library, s, None), getattr(library, g, None)) for s, g in names]
+            found = [pair for pair in found if all(pair)]
+            if found:
+                _blas_functions = found[0]
+                break
+    return _blas_functions or None
+
+
+@contextlib.contextmanager
+def blas_threads(count: int) -> Iterator[bool]:
+    """Inside the block NumPy's OpenBLAS runs each matrix product on `count` threads; yields
+    whether it could be set (False with another BLAS: nothing changes)."""
+    functions = _openblas()
+    if functions is None:
+        yield False
+        return
+    set_count, get_count = functions
+    previous = get_count()
+    set_count(count)
+    try:
+        yield True
+    finally:
+        set_count(previous)
+
+
+def parallel_rows(fn: Callable, *arrays, products: bool = False, **shared) -> list:
+    """fn(*chunks, **shared) for contiguous blocks of rows (the leading axis) of `arrays`, at
+    once on `get_threads()` threads; returns fn's results, in row order. `shared` (weights,
+    constants) goes to every call whole.
+
+    products=True says fn makes many small matrix products (attention's, one per sequence
+    and head): they run on one BLAS thread each, since waking BLAS threads costs more than
+    such a product, and the blocks of rows are the parallelism instead. Where NumPy's BLAS
+    threads cannot be set, the blocks run one after another on the calling thread.
+
+    NumPy releases the interpreter lock inside its array loops, so blocks on different
+    threads run on different cores: this is how the element-wise work of a training step
+    uses more than one core. `fn` must treat each row on its own (row-wise formulas, results
+    written into the chunks given) so the result is the same, bit for bit, however the rows
+    are split; `fn(*arrays, **shared)` on the calling thread is that twin, and what runs for small
+    arrays, on one thread, on a GPU and inside a worker.
+    """
+    if products and on_host(arrays[0]):
+        with blas_threads(1) as limited:
+            return _split_rows(fn, arrays, shared) if limited else [fn(*arrays, **shared)]
+    return _split_rows(fn, arrays, shared)
+
+
+def _split_rows(fn: Callable, arrays, shared: dict) -> list:
+    rows = arrays[0].shape[0] if arrays[0].ndim else 1
+    parts = min(_threads, rows)
+    if (parts < 2 or arrays[0].size < _parallel_min_size or not on_host(arrays[0])
+            or getattr(_in_worker, "active", False)):
+        return [fn(*arrays, **shared)]
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="minillm-rows")
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    chunks = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    futures = [_pool.submit(_run_in_worker, fn, chunk, shared) for chunk in chunks[1:]]
+    try:
+        first = fn(*chunks[0], **shared)
+    finally:
+        rest = [f.result() for f in futures]  # every block finishes before the arrays are read
+    return [first, *rest]
+
+
 # ----- debugging -----------------------------------------------------------------------
 
 def set_debug_nan(enabled: bool) -> None:
@@ -257,18 +406,21 @@ def debug_nan_enabled() -> bool:
 
 
 def _init_from_environment() -> None:
-    """Apply MINILLM_DEVICE; a bad value is a DeviceError, or one line and exit 2 in `minillm`."""
+    """Apply MINILLM_THREADS and MINILLM_DEVICE; a bad value is a UserError, or one line and
+    exit 2 in `minillm`."""
+    global _threads
     name = os.environ.get("MINILLM_DEVICE", "").strip().lower()
-    if not name:
-        return
     try:
-        use_device(name)
-    except DeviceError as err:
+        _threads = _threads_from_environment()
+        if name:
+            use_device(name)
+    except UserError as err:
         if not _started_as_the_command():
             raise
         # The command imports this module before its own error handling exists, so it
         # reports bad input here, the way it reports any other: one sentence, no traceback.
-        print(f"minillm: error: MINILLM_DEVICE={name}: {err}", file=sys.stderr)
+        prefix = f"MINILLM_DEVICE={name}: " if isinstance(err, DeviceError) else ""
+        print(f"minillm: error: {prefix}{err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -21,7 +21,7 @@ import math
 import numpy
 
 from minillm import kernels
-from minillm.backend import get_array_module
+from minillm.backend import get_array_module, parallel_rows
 from minillm.ops import Function
 
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -221,19 +221,26 @@ class CausalSelfAttention(Function):
         heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4))
         q, k, v = heads[0], heads[1], heads[2]
         self.scale, self.on_gpu = 1.0 / math.sqrt(D), xp is not numpy
-        probs = self._probs(q, k)
-        y = probs @ v  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        y = xp.empty_like(q)  # (B, H, T, D)
+        self.probs = None if self.on_gpu else xp.empty((B, n_head, T, T), dtype=q.dtype)
+        # Each block of sequences attends on its own thread (one call on a GPU), its products on
+        # one BLAS thread: they release the interpreter lock, and so does the softmax's array work.
+        parallel_rows(self._attend, q, k, v, y, *([] if self.probs is None else [self.probs]), products=True)
         self.q, self.k, self.v, self.shape = q, k, v, (B, T, C, n_head, D)
-        self.probs = None if self.on_gpu else probs
         return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
 
-    def _probs(self, q, k):
-        """P = softmax(q kᵀ · scale + causal mask): (B, H, T, D) x 2 -> (B, H, T, T)."""
-        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
-        # scores is new and only ours: scale, mask, exponentiate and normalise it in place.
+    def _attend(self, q, k, v, y, probs=None):
+        """y = P v, P = softmax(q kᵀ · scale + causal mask), for a block of sequences:
+        (b, H, T, D) x 3 -> y (b, H, T, D), written in place; P is kept in `probs` if given."""
+        get_array_module(q).matmul(self._probs(q, k, probs), v, out=y)
+
+    def _probs(self, q, k, out=None):
+        """P = softmax(q kᵀ · scale + causal mask): (b, H, T, D) x 2 -> (b, H, T, T), into `out` if given."""
+        xp = get_array_module(q)
+        scores = xp.matmul(q, k.swapaxes(-1, -2), out=out)  # (b, H, T, D) @ (b, H, D, T) -> (b, H, T, T)
+        # scores is new, or `out`, and only ours: scale, mask, exponentiate and normalise it in place.
         if self.on_gpu:
             return kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
-        xp = numpy
         scores *= self.scale
         scores += _causal_bias(xp, scores.shape[-1], scores.dtype)  # -inf above the diagonal: no looking ahead
         scores -= scores.max(axis=-1, keepdims=True)
@@ -244,12 +251,19 @@ class CausalSelfAttention(Function):
     def backward(self, grad):
         xp = get_array_module(grad)
         B, T, C, H, D = self.shape
-        q, k, v = self.q, self.k, self.v
         dy = xp.ascontiguousarray(grad.reshape(B, T, H, D).transpose(0, 2, 1, 3))  # (B, T, C) -> (B, H, T, D)
-        probs = self._probs(q, k) if self.probs is None else self.probs
         dqkv = xp.empty((3, B, H, T, D), dtype=grad.dtype)  # dq, dk, dv written straight into place
-        xp.matmul(probs.swapaxes(-1, -2), dy, out=dqkv[2])  # dv = Pᵀ dy
-        dprobs = dy @ v.swapaxes(-1, -2)  # (B, H, T, T), a new array only this function holds
+        parallel_rows(self._attend_backward, dy, self.q, self.k, self.v, dqkv[0], dqkv[1], dqkv[2],
+                      *([] if self.probs is None else [self.probs]), products=True)
+        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # (3, B, H, T, D) -> (B, T, 3C)
+
+    def _attend_backward(self, dy, q, k, v, dq, dk, dv, probs=None):
+        """dq, dk, dv (b, H, T, D) of a block of sequences from dy (b, H, T, D), written in place;
+        P is recomputed from q and k where it was not kept."""
+        xp = get_array_module(dy)
+        probs = self._probs(q, k) if probs is None else probs
+        xp.matmul(probs.swapaxes(-1, -2), dy, out=dv)  # dv = Pᵀ dy
+        dprobs = dy @ v.swapaxes(-1, -2)  # (b, H, T, T), a new array only this function holds
         # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
         if self.on_gpu:
             dscores = kernels.softmax_backward_(dprobs, probs, self.scale)  # one kernel
@@ -259,6 +273,5 @@ class CausalSelfAttention(Function):
             dscores -= row_dot
             dscores *= probs
             dscores *= self.scale
-        xp.matmul(dscores, k, out=dqkv[0])  # dq = dS k (the scale is in dS)
-        xp.matmul(dscores.swapaxes(-1, -2), q, out=dqkv[1])  # dk = dSᵀ q
-        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # (3, B, H, T, D) -> (B, T, 3C)
+        xp.matmul(dscores, k, out=dq)  # dq = dS k (the scale is in dS)
+        xp.matmul(dscores.swapaxes(-1, -2), q, out=dk)  # dk = dSᵀ q
