@@ -68,15 +68,51 @@ class Gelu(Function):
         if xp is not numpy:  # on a GPU: the same formula as one compiled kernel
             y, self.t = kernels.gelu_forward(x)
             return y
-        self.t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1 + self.t)
+        y, self.t = xp.empty_like(x), xp.empty_like(x)
+        parallel_rows(_gelu_rows, x, y, self.t)
+        return y
 
     def backward(self, grad):
         x, t = self.x, self.t
-        if get_array_module(grad) is not numpy:
+        xp = get_array_module(grad)
+        if xp is not numpy:
             return (kernels.gelu_backward(grad, x, t),)
-        inner_derivative = GELU_C * (1 + 3 * 0.044715 * x * x)
-        return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner_derivative),)
+        dx = xp.empty_like(grad)
+        parallel_rows(_gelu_backward_rows, grad, x, t, dx)
+        return (dx,)
+
+
+def _gelu_rows(x, y, t) -> None:
+    """Into y and t, for a block of rows: t = tanh(√(2/π) (x + 0.044715 x³)), y = ½ x (1 + t)."""
+    xp = get_array_module(x)
+    # Each step below writes over an array the caller made for this (t, then y).
+    xp.multiply(x, 0.044715, out=t)
+    t *= x
+    t *= x
+    t += x
+    t *= GELU_C
+    xp.tanh(t, out=t)
+    xp.add(t, 1, out=y)
+    y *= x
+    y *= 0.5
+
+
+def _gelu_backward_rows(grad, x, t, dx) -> None:
+    """Into dx, for a block of rows: g · (½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3·0.044715 x²))."""
+    xp = get_array_module(x)
+    inner = xp.multiply(x, 3 * 0.044715, out=dx)  # dx holds √(2/π)(1 + 3·0.044715 x²) until it is used
+    inner *= x
+    inner += 1
+    inner *= GELU_C
+    slope = xp.multiply(t, t)  # becomes ½ x (1 - t²) · inner
+    xp.subtract(1, slope, out=slope)
+    slope *= x
+    slope *= 0.5
+    slope *= inner
+    xp.add(t, 1, out=dx)  # inner was read: dx becomes ½ (1 + t) + slope, then times g
+    dx *= 0.5
+    dx += slope
+    dx *= grad
 
 
 def _column_sums(matrix):
@@ -97,26 +133,54 @@ class LayerNorm(Function):
         if xp is not numpy:  # on a GPU: one kernel per row for all of it
             y, self.xhat, self.inv_std = kernels.layer_norm_forward(x, weight, bias, eps)
             return y
-        mu = x.mean(axis=-1, keepdims=True)
-        centered = x - mu
-        var = (centered * centered).mean(axis=-1, keepdims=True)
-        self.inv_std = 1.0 / xp.sqrt(var + eps)
-        self.xhat = centered * self.inv_std
-        out = self.xhat if weight is None else self.xhat * weight
-        return out if bias is None else out + bias
+        rows = x.reshape(-1, x.shape[-1])  # (..., C) -> (N, C): blocks of rows go to threads
+        y, xhat, inv_std = xp.empty_like(rows), xp.empty_like(rows), xp.empty((len(rows), 1), dtype=x.dtype)
+        parallel_rows(_layer_norm_rows, rows, y, xhat, inv_std, weight=weight, bias=bias, eps=eps)
+        self.xhat, self.inv_std = xhat.reshape(x.shape), inv_std.reshape(x.shape[:-1] + (1,))
+        return y.reshape(x.shape)
 
     def backward(self, grad):
-        xhat = self.xhat
-        if get_array_module(grad) is not numpy:
+        xhat, xp, C = self.xhat, get_array_module(grad), grad.shape[-1]
+        if xp is not numpy:
             dx = kernels.layer_norm_backward(grad, xhat, self.inv_std, self.weight)
+            gx = grad * xhat if self.needs_grad[1] else None
         else:
-            ghat = grad if self.weight is None else grad * self.weight
-            dx = (ghat - ghat.mean(axis=-1, keepdims=True)
-                  - xhat * (ghat * xhat).mean(axis=-1, keepdims=True)) * self.inv_std
-        rows = grad.reshape(-1, grad.shape[-1])
-        dw = _column_sums(rows * xhat.reshape(rows.shape)) if self.needs_grad[1] else None
-        db = _column_sums(rows) if self.needs_grad[2] else None
+            rows = grad.reshape(-1, C)  # (..., C) -> (N, C)
+            dx, gx = xp.empty_like(rows), xp.empty_like(rows) if self.needs_grad[1] else None
+            parallel_rows(_layer_norm_backward_rows, rows, xhat.reshape(rows.shape),
+                          self.inv_std.reshape(-1, 1), dx, *([] if gx is None else [gx]), weight=self.weight)
+            dx = dx.reshape(grad.shape)
+        dw = _column_sums(gx.reshape(-1, C)) if self.needs_grad[1] else None
+        db = _column_sums(grad.reshape(-1, C)) if self.needs_grad[2] else None
         return dx, dw, db, None
+
+
+def _layer_norm_rows(x, y, xhat, inv_std, weight, bias, eps) -> None:
+    """Into y, x̂ and 1/√(σ² + eps), for a block of rows: x̂ = (x - μ) / √(σ² + eps), y = x̂ · w + b."""
+    xp = get_array_module(x)
+    xp.subtract(x, x.mean(axis=-1, keepdims=True), out=xhat)  # x - μ, normalised in place below
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)
+    xp.divide(1.0, xp.sqrt(var + eps), out=inv_std)
+    xhat *= inv_std
+    if weight is None:
+        y[...] = xhat
+    else:
+        xp.multiply(xhat, weight, out=y)
+    if bias is not None:
+        y += bias
+
+
+def _layer_norm_backward_rows(grad, xhat, inv_std, dx, gx=None, weight=None) -> None:
+    """Into dx, for a block of rows: dx = (ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / √(σ² + eps), ĝ = g ⊙ w;
+    and g ⊙ x̂ into gx where given (its column sums are dw)."""
+    xp = get_array_module(grad)
+    ghat = grad if weight is None else xp.multiply(grad, weight, out=dx)  # dx holds ĝ until the subtraction
+    m2 = (ghat * xhat).mean(axis=-1, keepdims=True)
+    xp.subtract(ghat, ghat.mean(axis=-1, keepdims=True), out=dx)
+    dx -= xhat * m2
+    dx *= inv_std
+    if gx is not None:
+        xp.multiply(grad, xhat, out=gx)
 
 
 def scatter_add_rows(num_rows: int, ids, values):
@@ -166,12 +230,9 @@ class CrossEntropy(Function):
             self.logits, self.targets, self.ignore_index = logits, targets, ignore_index
             return nll.sum() / self.count
         safe_targets = xp.where(counted, targets, 0)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        exp = xp.exp(shifted)
-        total = exp.sum(axis=-1, keepdims=True)
-        rows = xp.arange(len(targets))
-        nll = xp.log(total[:, 0]) - shifted[rows, safe_targets]  # (N,)
-        self.probs, self.rows, self.targets, self.counted = exp / total, rows, safe_targets, counted
+        self.probs, nll = xp.empty_like(logits), xp.empty(len(targets), dtype=logits.dtype)
+        parallel_rows(_cross_entropy_rows, logits, safe_targets, self.probs, nll)
+        self.targets, self.counted = safe_targets, counted
         return (nll * counted).sum() / self.count
 
     def backward(self, grad):
@@ -179,10 +240,28 @@ class CrossEntropy(Function):
             scale = (grad / self.count).astype(self.logits.dtype)
             return kernels.cross_entropy_backward(self.logits, self.targets, self.lse, scale,
                                                   self.ignore_index), None, None
-        d = self.probs.copy()
-        d[self.rows, self.targets] -= 1  # softmax - onehot
-        d *= (self.counted / self.count)[:, None] * grad
+        d = get_array_module(grad).empty_like(self.probs)
+        weights = (self.counted / self.count)[:, None] * grad  # (N, 1): 1/n on counted rows, 0 on ignored
+        parallel_rows(_cross_entropy_backward_rows, self.probs, self.targets, weights, d)
         return d, None, None
+
+
+def _cross_entropy_rows(logits, targets, probs, nll) -> None:
+    """Into probs and nll, for a block of rows: softmax(z) and logsumexp(z) - z[y] (max-shifted)."""
+    xp = get_array_module(logits)
+    shifted = xp.subtract(logits, logits.max(axis=-1, keepdims=True), out=probs)  # exponentiated below
+    picked = shifted[xp.arange(len(targets)), targets]  # (n,)
+    exp = xp.exp(shifted, out=probs)
+    total = exp.sum(axis=-1, keepdims=True)
+    xp.subtract(xp.log(total[:, 0]), picked, out=nll)
+    probs /= total
+
+
+def _cross_entropy_backward_rows(probs, targets, weights, d) -> None:
+    """Into d, for a block of rows: (softmax(z) - onehot(y)) · weight of the row."""
+    d[...] = probs
+    d[get_array_module(d).arange(len(targets)), targets] -= 1  # softmax - onehot
+    d *= weights
 
 
 _CAUSAL_BIAS: dict = {}
