@@ -193,18 +193,31 @@ class AdamW(Optimizer):
         # Fold both bias corrections into the step size: lr·√(1-β2^t)/(1-β1^t) · m / (√v + eps').
         step_size = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
         eps = group["eps"] * math.sqrt(1 - beta2 ** t)
-        xp = backend.get_array_module(p)
-        if xp is not numpy:
+        if backend.get_array_module(p) is not numpy:
             return kernels.adamw_(p, g, m, v, decay, beta1, beta2, step_size, eps)
-        if group["weight_decay"]:
-            p *= decay
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * (g * g)
-        denom = xp.sqrt(v)
-        denom += eps
-        p -= step_size * (m / denom)
+        # Blocks of the flat buffer on several threads; the formula is element by element.
+        backend.parallel_rows(_adamw_rows, p, g, m, v, decay=decay if group["weight_decay"] else None,
+                              beta1=beta1, beta2=beta2, step_size=step_size, eps=eps)
+
+
+def _adamw_rows(p, g, m, v, decay, beta1, beta2, step_size, eps) -> None:
+    """AdamW's update in place on p, m, v (a block of them): p <- p·decay (skipped when None),
+    m <- β1·m + (1-β1)·g, v <- β2·v + (1-β2)·g², p <- p - step_size · m / (√v + eps)."""
+    xp = backend.get_array_module(p)
+    if decay is not None:
+        p *= decay
+    scratch = xp.multiply(g, 1 - beta1)
+    m *= beta1
+    m += scratch
+    xp.multiply(g, g, out=scratch)
+    scratch *= 1 - beta2
+    v *= beta2
+    v += scratch
+    xp.sqrt(v, out=scratch)
+    scratch += eps
+    xp.divide(m, scratch, out=scratch)  # m / (√v + eps), then times the step size
+    scratch *= step_size
+    p -= scratch
 
 
 def _global_norm(grads):
