@@ -250,10 +250,10 @@ def reset_transfer_counts() -> None:
 # ----- threads for element-wise work on the CPU -----------------------------------------
 
 def _threads_from_environment() -> int:
-    """MINILLM_THREADS, or the number of cores up to 4 (more rarely pays at these sizes)."""
+    """MINILLM_THREADS, or the number of cores up to 8."""
     value = os.environ.get("MINILLM_THREADS", "").strip()
     if not value:
-        return max(1, min(os.cpu_count() or 1, 4))
+        return max(1, min(os.cpu_count() or 1, 8))
     if not value.isdigit() or int(value) < 1:
         raise UserError(f"MINILLM_THREADS must be a positive integer (threads for element-wise work), "
                         f"got {value!r}")
@@ -282,7 +282,7 @@ def set_threads(count: int, min_size: int | None = None) -> None:
 
 
 def get_threads() -> int:
-    """How many threads `parallel_rows` uses (MINILLM_THREADS, or the cores up to 4)."""
+    """How many threads `parallel_rows` uses (MINILLM_THREADS, or the cores up to 8)."""
     return _threads
 
 
@@ -351,38 +351,42 @@ def blas_threads(count: int) -> Iterator[bool]:
         set_count(previous)
 
 
-def parallel_rows(fn: Callable, *arrays, products: bool = False, **shared) -> list:
+def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | None = None, **shared) -> list:
     """fn(*chunks, **shared) for contiguous blocks of rows (the leading axis) of `arrays`, at
     once on `get_threads()` threads; returns fn's results, in row order. `shared` (weights,
     constants) goes to every call whole.
 
-    products=True says fn makes many small matrix products (attention's, one per sequence
-    and head): they run on one BLAS thread each, since waking BLAS threads costs more than
-    such a product, and the blocks of rows are the parallelism instead. Where NumPy's BLAS
-    threads cannot be set, the blocks run one after another on the calling thread.
+    NumPy releases the interpreter lock inside its array loops and its BLAS calls, so blocks
+    on different threads run on different cores: this is how the element-wise work of a
+    training step uses more than one core. `fn` must treat each row on its own (row-wise
+    formulas, results written into the chunks given) so the result is the same, bit for bit,
+    however the rows are split; `fn(*arrays, **shared)` on the calling thread is that twin,
+    and what runs on one thread, on a GPU, inside a worker, and for arrays smaller than the
+    threshold of `set_threads` (`size` overrides the element count compared with it).
 
-    NumPy releases the interpreter lock inside its array loops, so blocks on different
-    threads run on different cores: this is how the element-wise work of a training step
-    uses more than one core. `fn` must treat each row on its own (row-wise formulas, results
-    written into the chunks given) so the result is the same, bit for bit, however the rows
-    are split; `fn(*arrays, **shared)` on the calling thread is that twin, and what runs for small
-    arrays, on one thread, on a GPU and inside a worker.
+    products=True says fn makes matrix products: while the blocks run, each product runs on
+    one BLAS thread, so the blocks are the parallelism and BLAS's own threads (which spin
+    while they wait, and lose badly on a busy machine) stay out of it. Where NumPy's BLAS
+    threads cannot be set, such blocks run as one call instead.
     """
-    if products and on_host(arrays[0]):
-        with blas_threads(1) as limited:
-            return _split_rows(fn, arrays, shared) if limited else [fn(*arrays, **shared)]
-    return _split_rows(fn, arrays, shared)
-
-
-def _split_rows(fn: Callable, arrays, shared: dict) -> list:
     rows = arrays[0].shape[0] if arrays[0].ndim else 1
     parts = min(_threads, rows)
-    if (parts < 2 or arrays[0].size < _parallel_min_size or not on_host(arrays[0])
-            or getattr(_in_worker, "active", False)):
+    if (parts < 2 or (arrays[0].size if size is None else size) < _parallel_min_size
+            or not on_host(arrays[0]) or getattr(_in_worker, "active", False)):
         return [fn(*arrays, **shared)]
+    if not products:
+        return _run_blocks(fn, arrays, parts, shared)
+    with blas_threads(1) as limited:
+        if limited:
+            return _run_blocks(fn, arrays, parts, shared)
+    return [fn(*arrays, **shared)]
+
+
+def _run_blocks(fn: Callable, arrays, parts: int, shared: dict) -> list:
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="minillm-rows")
+    rows = arrays[0].shape[0]
     bounds = [rows * i // parts for i in range(parts + 1)]
     chunks = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
     futures = [_pool.submit(_run_in_worker, fn, chunk, shared) for chunk in chunks[1:]]

@@ -8,7 +8,7 @@ Left out: argmax/argmin (not differentiable), einsum.
 """
 from __future__ import annotations
 
-from minillm.backend import get_array_module
+from minillm.backend import get_array_module, parallel_rows
 from minillm.ops import Function, unbroadcast
 
 
@@ -78,6 +78,21 @@ class LogSumExp(Function):
 
 # ----- matrix product ------------------------------------------------------------------
 
+def layer_product(a, b):
+    """a @ b for (R, K) @ (K, N) -> (R, N), R in blocks of rows on `parallel_rows`' threads,
+    each block one BLAS call on one BLAS thread. Each output element is the same sum over K
+    however the rows are split, so the blocks give the numbers of one call."""
+    xp = get_array_module(a)
+    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
+    parallel_rows(_product_rows, a, out, b=b, products=True, size=out.size)
+    return out
+
+
+def _product_rows(a, out, b) -> None:
+    """out = a @ b for a block of a's rows: (r, K) @ (K, N) -> (r, N), written into out."""
+    get_array_module(a).matmul(a, b, out=out)
+
+
 class MatMul(Function):
     """a @ b with NumPy's batching and broadcasting: dA = G @ Bᵀ, dB = Aᵀ @ G."""
 
@@ -93,8 +108,8 @@ class MatMul(Function):
         self.a, self.b = a, b
         if a.ndim > 2 and b.ndim == 2:
             # (..., K) @ (K, N) as one (rows, K) @ (K, N) product: one large BLAS call
-            # instead of one per leading index.
-            return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[1])
+            # instead of one per leading index (in blocks of rows on several cores).
+            return layer_product(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[1])
         return a @ b
 
     def backward(self, grad):
@@ -103,8 +118,9 @@ class MatMul(Function):
             return grad * b, grad * a
         if a.ndim > 2 and b.ndim == 2:  # a layer's weight: flatten the rows, as in forward
             rows, g2 = a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1])
-            ga = (g2 @ b.T).reshape(a.shape) if self.needs_grad[0] else None
-            gb = rows.T @ g2 if self.needs_grad[1] else None
+            ga = layer_product(g2, b.T).reshape(a.shape) if self.needs_grad[0] else None
+            # dB = Aᵀ G, computed as (Gᵀ A)ᵀ so that its blocks are blocks of output rows
+            gb = layer_product(g2.T, rows).T if self.needs_grad[1] else None
             return ga, gb
         # Treat vectors as matrices so one rule covers every case.
         a2 = a[None, :] if a.ndim == 1 else a
