@@ -268,14 +268,17 @@ _in_worker = threading.local()
 
 
 def set_threads(count: int, min_size: int | None = None) -> None:
-    """Run the row-wise element-wise work of the fused ops and AdamW on `count` threads
-    (1: all on the calling thread); arrays smaller than `min_size` elements are never split."""
+    """Run the row-wise work of the fused ops, the layers' products and AdamW on `count`
+    threads (1: all on the calling thread, and NumPy's BLAS gets its own threads back);
+    arrays smaller than `min_size` elements are never split."""
     global _threads, _parallel_min_size, _pool
     if not isinstance(count, int) or count < 1:
         raise UserError(f"the thread count must be a positive integer, got {count!r}")
     if _pool is not None and count != _threads:
         _pool.shutdown()
         _pool = None
+    if count == 1:
+        _give_back_blas()
     _threads = count
     if min_size is not None:
         _parallel_min_size = int(min_size)
@@ -334,21 +337,30 @@ def _openblas():
     return _blas_functions or None
 
 
-@contextlib.contextmanager
-def blas_threads(count: int) -> Iterator[bool]:
-    """Inside the block NumPy's OpenBLAS runs each matrix product on `count` threads; yields
-    whether it could be set (False with another BLAS: nothing changes)."""
+_blas_given_back: int | None = None  # BLAS's own thread count while minillm's threads replace it
+
+
+def _take_over_blas() -> bool:
+    """Set NumPy's OpenBLAS to one thread for as long as minillm's threads split the products
+    (until `set_threads(1)` gives the previous count back); False where it cannot be set.
+
+    Set once, not around each product: every change of OpenBLAS's thread count wakes its
+    worker threads, which then spin on the core the other block needs."""
+    global _blas_given_back
     functions = _openblas()
     if functions is None:
-        yield False
-        return
-    set_count, get_count = functions
-    previous = get_count()
-    set_count(count)
-    try:
-        yield True
-    finally:
-        set_count(previous)
+        return False
+    if _blas_given_back is None:
+        _blas_given_back = functions[1]()
+        functions[0](1)
+    return True
+
+
+def _give_back_blas() -> None:
+    global _blas_given_back
+    if _blas_given_back is not None:
+        _openblas()[0](_blas_given_back)
+        _blas_given_back = None
 
 
 def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | None = None, **shared) -> list:
@@ -364,22 +376,19 @@ def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | Non
     and what runs on one thread, on a GPU, inside a worker, and for arrays smaller than the
     threshold of `set_threads` (`size` overrides the element count compared with it).
 
-    products=True says fn makes matrix products: while the blocks run, each product runs on
-    one BLAS thread, so the blocks are the parallelism and BLAS's own threads (which spin
-    while they wait, and lose badly on a busy machine) stay out of it. Where NumPy's BLAS
-    threads cannot be set, such blocks run as one call instead.
+    products=True says fn makes matrix products: the first such split sets NumPy's OpenBLAS
+    to one thread (until `set_threads(1)`), so the blocks are the parallelism and BLAS's own
+    threads (which spin while they wait, and lose badly on a busy machine) stay out of it.
+    Where NumPy's BLAS threads cannot be set, such blocks run as one call instead.
     """
     rows = arrays[0].shape[0] if arrays[0].ndim else 1
     parts = min(_threads, rows)
     if (parts < 2 or (arrays[0].size if size is None else size) < _parallel_min_size
             or not on_host(arrays[0]) or getattr(_in_worker, "active", False)):
         return [fn(*arrays, **shared)]
-    if not products:
-        return _run_blocks(fn, arrays, parts, shared)
-    with blas_threads(1) as limited:
-        if limited:
-            return _run_blocks(fn, arrays, parts, shared)
-    return [fn(*arrays, **shared)]
+    if products and not _take_over_blas():
+        return [fn(*arrays, **shared)]
+    return _run_blocks(fn, arrays, parts, shared)
 
 
 def _run_blocks(fn: Callable, arrays, parts: int, shared: dict) -> list:
