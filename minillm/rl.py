@@ -313,20 +313,44 @@ def best_of_n(policy, reward_model, prompt_ids: list, n: int, max_new_tokens: in
 
     The baseline every RL method must beat: it moves no weight, it only spends n times the
     sampling. Its distribution π_n(y) is π's reweighted toward high reward, and when rewards
-    do not tie, KL(π_n ‖ π) = log n − (n − 1)/n (`best_of_n_kl`) whatever π and r are.
+    do not tie, KL(π_n ‖ π) = log n − (n − 1)/n (`best_of_n_kl`) whatever π and r are. π is the
+    distribution that was sampled: at a temperature τ ≠ 1 that is softmax(z/τ), not the model's own.
 
     Args:
         prompt_ids: B lists of chat-formatted prompt ids. n: samples per prompt (>= 1).
     Returns:
         (B lists of response ids (the winners, <|end|> kept), (B, n) reward-model scores of all).
     """
+    responses, scores = best_of_n_candidates(policy, reward_model, prompt_ids, n, max_new_tokens, end_id,
+                                             temperature, seed)
+    return pick_best(responses, scores), scores
+
+
+def best_of_n_candidates(policy, reward_model, prompt_ids: list, n: int, max_new_tokens: int, end_id: int,
+                         temperature: float = 1.0, seed: int | None = None) -> tuple[list[list[int]], Any]:
+    """The n sampled responses to each prompt that best-of-n chooses from, with their rewards.
+
+    Returns (B·n response id lists, row i answering prompt i // n; (B, n) reward-model scores).
+    """
     if n < 1:
         raise UserError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
     ro = sample_rollouts(policy, policy, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
     responses = ro.responses()
     scores = reward_model_scores(reward_model, ro.prompt_ids, responses, end_id).reshape(-1, n)  # (B, n)
+    return responses, scores
+
+
+def pick_best(candidates: list, scores) -> list:
+    """The highest-scored of each prompt's n candidates: B·n items and (B, n) scores -> B items.
+
+    Any score picks: the reward model's (best-of-n) or the gold labeler's (an oracle, the
+    ceiling a perfect reward model would reach on the same samples). A tie goes to the first.
+    """
+    n = scores.shape[1]
+    if len(candidates) != scores.shape[0] * n:
+        raise UserError(f"{len(candidates)} candidates do not match scores of shape {tuple(scores.shape)}")
     best = backend.to_numpy(scores.argmax(axis=1)).tolist()
-    return [responses[i * n + j] for i, j in enumerate(best)], scores
+    return [candidates[i * n + j] for i, j in enumerate(best)]
 
 
 def best_of_n_kl(n: int) -> float:
