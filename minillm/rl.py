@@ -363,18 +363,26 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n_kl_estimate(winner_scores, sample_scores, n: int) -> float:
-    """KL(π_n ‖ π) measured by sampling: the mean over prompts of log n + (n−1)·log F̂(r(y_best)).
+def best_of_n_kl_estimate(winner_scores, sample_scores, n: int, rtol: float = 1e-5, atol: float = 1e-6) -> float:
+    """KL(π_n ‖ π) measured by sampling: the mean over prompts of log π_n(y_best)/π(y_best).
 
-    F̂ is the empirical CDF of the reward under π, estimated per prompt from m fresh samples:
-    winner_scores (B,) the rewards of the best-of-n winners, sample_scores (B, m) the rewards of
-    m other samples of π to the same prompts. F̂ counts ties as below (so ties lower the
-    estimate, as they lower the true KL) and is floored at 1/m. Checks `best_of_n_kl` on data.
+    At a reward r, π_n/π = (F(r)^n − F(r⁻)^n) / (F(r) − F(r⁻)) with F(r) = P(reward ≤ r) and
+    F(r⁻) = P(reward < r): n·F(r)^(n−1) where no other answer scores r (then KL = log n +
+    (n−1)·E[log F], `best_of_n_kl`), and less where answers tie, down to 1 (KL 0) when every
+    sample is the same answer. A sharp π (a low temperature) samples the same answer often, so
+    ties matter there. F̂ and the tied share come from m other samples of π to the same prompts:
+    winner_scores (B,) the rewards of the best-of-n winners, sample_scores (B, m); scores within
+    rtol/atol count as tied (one answer scored in two batches can differ in its last bits), and
+    F̂ is floored at 1/m. Checks `best_of_n_kl` on data.
     """
     xp = backend.get_array_module(sample_scores)
     winners = xp.asarray(winner_scores)[:, None]                                 # (B,) -> (B, 1)
-    cdf = xp.maximum((sample_scores <= winners).mean(axis=1), 1.0 / sample_scores.shape[1])  # (B,)
-    return float(backend.scalar((math.log(n) + (n - 1) * xp.log(cdf)).mean()))
+    tied = xp.isclose(sample_scores, winners, rtol=rtol, atol=atol)              # (B, m)
+    below = ((sample_scores < winners) & ~tied).mean(axis=1)                     # F̂(r⁻), (B,)
+    share = tied.mean(axis=1)                                                    # F̂(r) − F̂(r⁻), (B,)
+    cdf = xp.maximum(below + share, 1.0 / sample_scores.shape[1])                # F̂(r), (B,)
+    ratio = xp.where(share > 0, (cdf ** n - below ** n) / xp.maximum(share, 1e-300), n * cdf ** (n - 1))
+    return float(backend.scalar(xp.log(ratio).mean()))
 
 
 # ----- the policy-gradient loss ---------------------------------------------------------

@@ -193,6 +193,24 @@ def test_best_of_n_kl_estimate_from_samples():
     assert estimate == pytest.approx(rl.best_of_n_kl(n), abs=0.05)
 
 
+def test_best_of_n_kl_estimate_with_ties_matches_the_exact_discrete_kl():
+    # π: three answers with probabilities 0.5, 0.3, 0.2 and rewards 0, 1, 2 (ties: each answer recurs)
+    p, r, n = numpy.array([0.5, 0.3, 0.2]), numpy.array([0.0, 1.0, 2.0]), 4
+    F_hi, F_lo = numpy.cumsum(p), numpy.cumsum(p) - p
+    pi_n = F_hi ** n - F_lo ** n
+    exact = float(numpy.sum(pi_n * numpy.log(pi_n / p)))
+    assert exact < rl.best_of_n_kl(n)                                           # ties lower the true KL
+    rng = numpy.random.default_rng(0)
+    B, m = 4000, 64
+    winners = r[rng.choice(3, size=(B, n), p=p)].max(axis=1)
+    samples = r[rng.choice(3, size=(B, m), p=p)]
+    assert rl.best_of_n_kl_estimate(winners, samples, n) == pytest.approx(exact, abs=0.03)
+    # one answer only: best-of-n is π itself, KL 0 (counting ties as below would give log n)
+    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)), n) == pytest.approx(0.0)
+    # the same answer scored in another batch, off in its last bits, is still a tie
+    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)) + 1e-8, n) == pytest.approx(0.0)
+
+
 def test_best_of_n_returns_the_highest_scored_sample():
     tok = CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?.,", special_tokens=["<|endoftext|>"])
     chat.add_chat_tokens(tok)
