@@ -3,8 +3,13 @@
 The names most lessons need are importable from here: `Tensor`, `no_grad`, `gradcheck`,
 the multi-tensor functions (`concatenate`, `stack`, `split`, `where`, `maximum`,
 `minimum`), and the backend switches (`use_device`, `manual_seed`, default dtype).
+Importing it tunes glibc's malloc for NumPy's big temporaries (`minillm.allocator`).
 """
 __version__ = "0.1.0"
+
+from minillm.allocator import tune_allocator  # noqa: E402
+
+tune_allocator()  # before the first big array: see allocator.py for why
 
 from minillm.backend import (  # noqa: E402
     use_device, manual_seed, make_rng, get_default_dtype, set_default_dtype, default_dtype,

@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 # The layers of docs/architecture.md, lowest first: a module imports only from its own layer
 # or those before it. A name ending in "." stands for every module of that package.
 LAYERS = [
-    ["errors"],
+    ["errors", "allocator"],
     ["backend", "tokenizers.", "chat", "plots", "training.progress"],
     ["ops", "ops_reduce", "ops_shape", "kernels", "safe_files", "data."],
     ["tensor"],
