@@ -57,7 +57,6 @@ def diagnose(prompts: list[str], candidates: list[str], rm_scores) -> dict:
             "oracle_gold": float(oracle.mean()), "rm_pick_is_oracle": float((rm_pick == oracle).mean())}
 
 
-
 @dataclass
 class BestOfNRun:
     """Best-of-n answers to held-out prompts, judged against the SFT model's greedy answers."""
@@ -106,10 +105,11 @@ class BestOfNRun:
                  "sampled_tokens": sum(len(w) for w in winners), **diagnose(heldout, candidates, scores)}
         details = (f"The SFT model's greedy answers (first line) against the best of {self.n} of its samples at "
                    f"τ = {self.temperature} by the reward model (first line), to")
-        more = (f"KL(best-of-{self.n} ‖ SFT sampled at τ = {self.temperature}) is measured as log n + "
-                f"(n−1)·log F̂(r(y_best)) with F̂ the empirical CDF of the reward over {self.kl_samples} fresh "
-                f"samples per prompt: {kl_sampled:.3f} nats; the closed form log n − (n−1)/n gives "
-                f"{rl.best_of_n_kl(self.n):.3f} (exact without reward ties). The KL to the SFT model itself adds "
+        more = (f"KL(best-of-{self.n} ‖ SFT sampled at τ = {self.temperature}) is measured as the mean of "
+                f"log π_n/π at the winners' rewards, from the empirical CDF of the reward over {self.kl_samples} "
+                f"fresh samples per prompt (tied rewards counted as ties): {kl_sampled:.3f} nats; the closed form "
+                f"log n − (n−1)/n gives {rl.best_of_n_kl(self.n):.3f} (exact without reward ties, an upper bound "
+                f"with them). The KL to the SFT model itself adds "
                 f"E[log π_τ(y) − log π(y)] over the winners, {tempering:.3f} nats (0 at τ = 1). "
                 f"Where the gold comes from, on the same {self.n} samples per prompt: one sample "
                 f"{extra['sample_gold']:.3f}, the reward model's pick {extra['rm_pick_gold']:.3f}, the gold "
