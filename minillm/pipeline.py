@@ -52,6 +52,7 @@ class PipelinePreset:
     grpo: dict = field(default_factory=dict)   # ... for --methods grpo
     dpo: dict = field(default_factory=dict)    # TrainConfig fields, and "beta", for --methods dpo
     best_of_n: int = 4              # n of --methods best-of-n
+    best_of_n_temperature: float = 1.0  # τ its n samples are drawn at (README: the sweep that chose it)
 
 
 def train_schedule(steps: int, batch: int, **more) -> dict:
@@ -89,7 +90,7 @@ PRESETS = {
         eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123,
         ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
-        dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1)),
+        dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
     # the best this project does on a CPU in about an hour
     "full": PipelinePreset(
         pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
@@ -102,7 +103,7 @@ PRESETS = {
         eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
         ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
-        dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1)),
+        dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
 }
 
 
@@ -316,7 +317,7 @@ def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str
 def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
     return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
                       n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
-                      seed=run.seed, quiet=run.quiet).run()
+                      temperature=preset.best_of_n_temperature, seed=run.seed, quiet=run.quiet).run()
 
 
 RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf, "ppo": _rl_method("ppo"),

@@ -33,9 +33,10 @@ NOT_FINISHED = "not available: this phase has not finished (run `minillm pipelin
 # ----- answering the same prompts with every model -------------------------------------
 
 def load_models(out: str) -> tuple[dict, tuple | None]:
-    """({model name: (GPT, tokenizer, uses the chat template, best-of n or 0)}, (reward model, its
+    """({model name: (GPT, tokenizer, uses the chat template, best-of (n, τ) or 0)}, (reward model, its
     tokenizer) or None), for the phases of `out` that have finished. Best-of-n has no model of
-    its own: it is the SFT model's entry with its n (it answers only where the reward model is)."""
+    its own: it is the SFT model's entry with its n and sampling temperature τ (it answers only
+    where the reward model is)."""
     models, reward = {}, None
     for phase, name in MODELS:
         done = read_done(out, phase)
@@ -43,7 +44,8 @@ def load_models(out: str) -> tuple[dict, tuple | None]:
             continue
         if phase == "best-of-n":
             if "SFT" in models and read_done(out, "rm") is not None:
-                models[name] = (*models["SFT"][:3], int(done["summary"]["n"]))
+                summary = done["summary"]
+                models[name] = (*models["SFT"][:3], (int(summary["n"]), float(summary.get("temperature", 1.0))))
             continue
         ckpt = checkpoint.load(os.path.join(out, phase))
         models[name] = (ckpt.model.eval(), ckpt.tokenizer, phase != "pretrain", 0)
@@ -82,7 +84,7 @@ def answer_side_by_side(models: dict, reward: tuple | None, prompts: list[str]) 
     rows = [{"prompt": p, "answers": {}} for p in prompts]
     for name, (model, tok, template, best_of) in models.items():
         ok = [i for i, p in enumerate(prompts) if _encodable(tok, p)]
-        texts = (best_of_n_answers(model, tok, reward[0], [prompts[i] for i in ok], best_of) if best_of
+        texts = (best_of_n_answers(model, tok, reward[0], [prompts[i] for i in ok], *best_of) if best_of
                  else common.answer_prompts(model, tok, [prompts[i] for i in ok], use_template=template))
         for i, text in zip(ok, texts):
             rows[i]["answers"][name] = {"text": text, "rm": rm_score(reward, prompts[i], text),
@@ -90,12 +92,14 @@ def answer_side_by_side(models: dict, reward: tuple | None, prompts: list[str]) 
     return rows
 
 
-def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int, seed: int = 1337) -> list[str]:
-    """The reward model's favourite of n sampled answers (first line) of a chat model to each prompt."""
+def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int, temperature: float = 1.0,
+                      seed: int = 1337) -> list[str]:
+    """The reward model's favourite of n answers (first line) of a chat model to each prompt, sampled at τ."""
     block = model.config.block_size
     room = block // 2
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
-    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, seed=seed)
+    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, temperature,
+                              seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
 
 
@@ -173,8 +177,24 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
             *_sampled_rows(s, name),
             (f"KL({name} ‖ SFT) per response (nats)", f"{s['kl_to_reference']:.3f}")]
     if phase == "best-of-n":
-        return rows + [("KL, closed form log n − (n−1)/n", f"{s['kl_formula']:.3f}"), ("n", str(s["n"]))]
+        return rows + _best_of_n_rows(s)
     return rows + [("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+
+
+def _best_of_n_rows(s: dict) -> list[tuple[str, str]]:
+    """Best-of-n's own figures: n and τ, its KL to the distribution sampled, and where its gold comes from
+    (older runs sampled at τ = 1 and have no diagnosis)."""
+    tau = s.get("temperature", 1.0)
+    rows = [("n, sampling temperature τ", f"{s['n']}, {tau}"),
+            (f"KL(best-of-n ‖ SFT sampled at τ = {tau}), measured / closed form log n − (n−1)/n",
+             f"{s.get('kl_to_sampled', s['kl_to_reference']):.3f} / {s['kl_formula']:.3f}")]
+    if "sample_gold" not in s:
+        return rows
+    return rows + [(f"gold of held-out answers: greedy SFT, one sample at τ = {tau}, the reward model's pick "
+                    f"of {s['n']}, the gold labeler's pick of the same {s['n']}",
+                    f"{s['mean_gold_sft']:.3f}, {s['sample_gold']:.3f}, {s['rm_pick_gold']:.3f}, "
+                    f"{s['oracle_gold']:.3f}"),
+                   ("prompts where the reward model picked a top-gold sample", f"{s['rm_pick_is_oracle']:.1%}")]
 
 
 def _wins(s: dict, prefix: str) -> str:
@@ -210,7 +230,8 @@ def comparison_rows(phases: dict) -> list[list[str]]:
     rows = [["SFT", f"{first['mean_gold_sft']:+.3f}", "—", "—", f"{first['rm_score_sft']:+.3f}", "0", "—", "—"]]
     for m in methods:
         d, s = phases[m], phases[m]["summary"]
-        rows.append([f"{METHOD_NAMES[m]} ({s.get('algo', m)})", f"{s['mean_gold_rlhf']:+.3f}",
+        algo = s.get("algo", m) + (f", τ = {s['temperature']}" if m == "best-of-n" and "temperature" in s else "")
+        rows.append([f"{METHOD_NAMES[m]} ({algo})", f"{s['mean_gold_rlhf']:+.3f}",
                      f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']}–{s['rlhf_vs_sft_losses']})",
                      f"{s['rlhf_vs_sft_win_rate_ties_half']:.1%}", f"{s['rm_score_rlhf']:+.3f}",
                      f"{s['kl_to_reference']:.3f}", f"{d['seconds']:.0f} s", f"{d['size']['flops']:.3g}"])
@@ -218,9 +239,10 @@ def comparison_rows(phases: dict) -> list[list[str]]:
 
 
 COMPARISON_NOTE = ("Every method starts from the same SFT model and answers the same held-out prompts (greedy, "
-                   "except best-of-n: the reward model's favourite of n samples); wins and losses count prompts "
+                   "except best-of-n: the reward model's favourite of n samples at τ); wins and losses count prompts "
                    "where the gold score is higher or lower than the SFT model's. KL: the exact per-token KL on "
-                   "one sampled answer per prompt (best-of-n: measured from fresh samples). Training FLOPs of "
+                   "one sampled answer per prompt (best-of-n: its KL to the SFT model sampled at τ, measured from "
+                   "fresh samples, plus what sampling at τ instead of 1 adds). Training FLOPs of "
                    "best-of-n are 0: it pays n samples per answer at inference instead.")
 
 

@@ -4,6 +4,7 @@ writes (self-contained HTML, every phase, the answers table); `minillm compare`;
 The quick pipeline runs once per module: a first run is killed by a simulated Ctrl-C right
 after the reward model's first checkpoint, a second run with the same --out finishes it.
 """
+import dataclasses
 import io
 import json
 import os
@@ -174,8 +175,11 @@ def test_every_method_from_the_same_sft_model_and_one_comparison_table(run, caps
                 "kl_to_reference"} <= set(summary), method
         assert summary["mean_gold_sft"] == pytest.approx(
             json.loads((out / "rlhf" / "DONE.json").read_text())["summary"]["mean_gold_sft"])  # the same SFT answers
+    best_of_n = json.loads((out / "best-of-n" / "DONE.json").read_text())["summary"]
+    assert best_of_n["temperature"] == pipeline.PRESETS["quick"].best_of_n_temperature
     md = (out / "report.md").read_text()
     table = md.split("## Phase 3 side by side", 1)[1].split("\n\n")[1]
+    assert f"(best-of-{best_of_n['n']}, τ = {best_of_n['temperature']})" in table
     assert len(table.splitlines()) == 2 + 1 + 5 and "| SFT |" in table  # header, rule, SFT, five methods
     assert "value" in json.loads((out / "ppo" / "log.jsonl").read_text().splitlines()[0])["models"]
     assert cli.main(["compare", str(out), "--prompt", "Add 2 and 3."]) == 0
@@ -184,6 +188,18 @@ def test_every_method_from_the_same_sft_model_and_one_comparison_table(run, caps
         assert re.search(rf"{name}\s+RM [+-]\d\.\d\d\s+gold [+-]\d\.\d\d", text), (name, text)
     assert cli.main(["pipeline", "--preset", "quick", "--out", str(out), "--methods", "rlhf,sft"]) == 2
     assert "unknown method(s) sft" in capsys.readouterr().err
+
+
+def test_the_presets_best_of_n_temperature_reaches_its_run(run, tmp_path):
+    out, _ = run
+    preset = dataclasses.replace(pipeline.PRESETS["quick"], best_of_n_temperature=0.7)
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Add 2 and 3.", "Where does Anna live?")))
+    summary = pipeline._best_of_n(pipeline.Pipeline(out=str(out), preset="quick", quiet=True), preset, None,
+                                  str(heldout), str(tmp_path / "best-of-n"))
+    assert summary["temperature"] == 0.7 and "τ = 0.7" in (tmp_path / "best-of-n" / "report.md").read_text()
+    for name in ("classroom", "full"):  # the value benchmarks/best_of_n_sweep.py chose on the classroom run
+        assert pipeline.PRESETS[name].best_of_n_temperature == 0.5
 
 
 def test_a_bad_data_layout_is_one_clear_error_before_any_work(tmp_path, capsys):

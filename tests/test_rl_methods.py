@@ -193,6 +193,24 @@ def test_best_of_n_kl_estimate_from_samples():
     assert estimate == pytest.approx(rl.best_of_n_kl(n), abs=0.05)
 
 
+def test_best_of_n_kl_estimate_with_ties_matches_the_exact_discrete_kl():
+    # π: three answers with probabilities 0.5, 0.3, 0.2 and rewards 0, 1, 2 (ties: each answer recurs)
+    p, r, n = numpy.array([0.5, 0.3, 0.2]), numpy.array([0.0, 1.0, 2.0]), 4
+    F_hi, F_lo = numpy.cumsum(p), numpy.cumsum(p) - p
+    pi_n = F_hi ** n - F_lo ** n
+    exact = float(numpy.sum(pi_n * numpy.log(pi_n / p)))
+    assert exact < rl.best_of_n_kl(n)                                           # ties lower the true KL
+    rng = numpy.random.default_rng(0)
+    B, m = 4000, 64
+    winners = r[rng.choice(3, size=(B, n), p=p)].max(axis=1)
+    samples = r[rng.choice(3, size=(B, m), p=p)]
+    assert rl.best_of_n_kl_estimate(winners, samples, n) == pytest.approx(exact, abs=0.03)
+    # one answer only: best-of-n is π itself, KL 0 (counting ties as below would give log n)
+    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)), n) == pytest.approx(0.0)
+    # the same answer scored in another batch, off in its last bits, is still a tie
+    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)) + 1e-8, n) == pytest.approx(0.0)
+
+
 def test_best_of_n_returns_the_highest_scored_sample():
     tok = CharTokenizer.train("abcdefghijklmnopqrstuvwxyz ?.,", special_tokens=["<|endoftext|>"])
     chat.add_chat_tokens(tok)
@@ -209,3 +227,39 @@ def test_best_of_n_returns_the_highest_scored_sample():
         assert float(mine[0]) == pytest.approx(row.max())
     with pytest.raises(ValueError, match="n >= 1"):
         rl.best_of_n(policy, reward_model, prompts, 0, 10, end)
+    # the candidates it chose from, sampled again with the same seed: the same winners
+    responses, again = rl.best_of_n_candidates(policy, reward_model, prompts, 3, 10, end, seed=5)
+    assert len(responses) == 6 and rl.pick_best(responses, again) == best
+    numpy.testing.assert_allclose(backend.to_numpy(again), backend.to_numpy(scores))
+    # at τ = 0.3 the samples differ but the pick is still the reward model's favourite
+    sharp, sharp_scores = rl.best_of_n(policy, reward_model, prompts, 3, 10, end, temperature=0.3, seed=5)
+    for prompt, answer, row in zip(prompts, sharp, backend.to_numpy(sharp_scores)):
+        assert float(rl.reward_model_scores(reward_model, [prompt], [answer], end)[0]) == pytest.approx(row.max())
+
+
+def test_pick_best_takes_any_score_and_the_first_of_a_tie():
+    candidates = ["a", "b", "c", "d", "e", "f"]                              # 2 prompts, n = 3
+    assert rl.pick_best(candidates, numpy.array([[0.1, 0.9, 0.5], [2.0, 2.0, -1.0]])) == ["b", "d"]
+    assert rl.pick_best([[1], [2]], numpy.array([[-3.0, -4.0]])) == [[1]]
+    with pytest.raises(ValueError, match="5 candidates do not match scores of shape"):
+        rl.pick_best(candidates[:5], numpy.zeros((2, 3)))
+
+
+def test_diagnose_splits_best_of_n_gold_into_sampling_picking_and_the_oracle():
+    from minillm.data.gold import gold_score
+    from minillm.training.best_of_n import diagnose
+    prompts = ["How many legs has a sheep?", "What is 5 - 1?"]
+    candidates = ["A sheep has 4 legs.", "I'm not sure, but a sheep has 3 legs.", "Why do you ask?",
+                  "The answer is 4.", "The answer is 2.", "I don't know."]
+    gold = numpy.array([gold_score(p, c) for p, c in zip([prompts[0]] * 3 + [prompts[1]] * 3, candidates)])
+    assert gold[0] > max(gold[1], gold[2]) and gold[3] > max(gold[4], gold[5])  # the right answers are the best
+    rm = numpy.array([[0.0, 1.0, -1.0], [5.0, 0.0, 0.0]])  # the RM prefers a wrong sheep, the right sum
+    d = diagnose(prompts, candidates, rm)
+    assert d["sample_gold"] == pytest.approx(gold.mean())
+    assert d["rm_pick_gold"] == pytest.approx((gold[1] + gold[3]) / 2)
+    assert d["oracle_gold"] == pytest.approx((gold[0] + gold[3]) / 2)
+    assert d["rm_pick_is_oracle"] == 0.5
+    one = diagnose(prompts[:1], candidates[:1], numpy.zeros((1, 1)))  # n = 1: all three are the one sample
+    assert one["sample_gold"] == one["rm_pick_gold"] == one["oracle_gold"] == gold[0]
+    with pytest.raises(ValueError, match="do not make 3 answers to each of 2 prompts"):
+        diagnose(prompts, candidates[:5], rm)

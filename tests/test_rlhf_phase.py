@@ -156,6 +156,8 @@ def test_dpo_command_on_a_tiny_run(runs):
     assert {"val_loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp",
             "chosen_logp_change", "rejected_logp_change"} <= set(evals[0])
     assert evals[-1]["reward_margin"] > 0 and evals[-1]["val_loss"] < numpy.log(2)  # it learned the pairs
+    trains = [r for r in read_log(out / "log.jsonl") if r["kind"] == "train"]
+    assert trains and all(r["entropy"] > 0 for r in trains)  # the policy's entropy at every logged step
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "dpo" and {"kl_to_reference", "rlhf_vs_sft_win_rate", "rm_score_rlhf"} <= set(summary)
     assert checkpoint.load(out).meta["phase"] == "dpo"
@@ -184,3 +186,23 @@ def test_best_of_n_run_writes_its_report_and_both_kls(runs):
     assert summary["kl_formula"] == pytest.approx(best_of_n_kl(2))
     assert numpy.isfinite(summary["kl_to_reference"])  # measured from 3 fresh samples a prompt: an estimate
     assert summary["method"] == "best-of-2" and (out / "report.md").exists() and (out / "summary.json").exists()
+    # at τ = 1 the distribution sampled is the SFT model's: both KLs are one
+    assert summary["temperature"] == 1.0 and summary["kl_to_reference"] == pytest.approx(summary["kl_to_sampled"])
+    # the diagnosis: the reward model's pick is the answer judged; the gold labeler's pick bounds it and one sample
+    assert summary["rm_pick_gold"] == pytest.approx(summary["mean_gold_rlhf"])
+    assert summary["oracle_gold"] >= max(summary["rm_pick_gold"], summary["sample_gold"])
+    assert 0.0 <= summary["rm_pick_is_oracle"] <= 1.0 and summary["entropy"] > 0
+
+
+def test_best_of_n_at_a_lower_temperature_states_it_and_both_kls(runs):
+    from minillm.training.best_of_n import BestOfNRun
+    out = runs / "bon_sharp"
+    kwargs = dict(policy=str(runs / "sft"), reward_model=str(runs / "rm"), n=2, heldout=str(runs / "pairs.jsonl"),
+                  max_new_tokens=8, kl_samples=3, quiet=True)
+    summary = BestOfNRun(out=str(out), temperature=0.1, **kwargs).run()
+    assert summary["temperature"] == 0.1 and "τ = 0.1" in (out / "report.md").read_text()
+    # KL to SFT = KL to π_τ + E[log π_τ − log π] over the winners; near τ = 0 the winners are about the
+    # greedy answers, which π_τ gives probability near 1 and π less: the second term is positive
+    assert summary["kl_to_reference"] > summary["kl_to_sampled"]
+    with pytest.raises(ValueError, match="temperature > 0"):
+        BestOfNRun(out=str(out), temperature=0.0, **kwargs).run()

@@ -106,8 +106,9 @@ def run(ckpt, args: argparse.Namespace, out: TextIO | None = None) -> list[int]:
 def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> str:
     """Best-of-n: N sampled answers of a chat model, the reward model's favourite printed.
 
-    The candidates and their scores go to `err`, with best-of-n's KL to the model,
-    log N − (N−1)/N nats (`rl.best_of_n_kl`): the price of picking, paid without training.
+    The candidates and their scores go to `err`, with best-of-n's KL to the model as sampled
+    (at --temperature), log N − (N−1)/N nats (`rl.best_of_n_kl`): the price of picking, paid
+    without training.
     """
     from minillm import rl  # loaded only when the command runs
     out, err = out or sys.stdout, err or sys.stderr
@@ -121,13 +122,14 @@ def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, e
     max_new = min(args.max_new_tokens or room, room)
     end = chat.chat_token_ids(tok).end
     n = args.best_of
-    samples = rl.sample_rollouts(model, model, [prompt_ids], n, max_new, end, args.temperature, args.seed)
-    responses = samples.responses()
-    scores = backend.to_numpy(rl.reward_model_scores(reward, samples.prompt_ids, responses, end)).tolist()
+    responses, scores = rl.best_of_n_candidates(model, reward, [prompt_ids], n, max_new, end, args.temperature,
+                                                args.seed)
+    scores = backend.to_numpy(scores)[0].tolist()
     ranked = sorted(zip(scores, responses), key=lambda pair: -pair[0])
     for rank, (score, ids) in enumerate(ranked, start=1):
         err.write(f"{rank}. {score:+.4f}  {chat.response_text(tok, ids)}\n")
-    err.write(f"best of {n}: KL(best-of-{n} ‖ model) = log {n} − {n - 1}/{n} = {rl.best_of_n_kl(n):.3f} nats "
+    sampled = "model" if args.temperature == 1.0 else f"model sampled at τ = {args.temperature}"
+    err.write(f"best of {n}: KL(best-of-{n} ‖ {sampled}) = log {n} − {n - 1}/{n} = {rl.best_of_n_kl(n):.3f} nats "
               "(at most; exact when no two answers tie)\n")
     answer = chat.response_text(tok, ranked[0][1])
     out.write(answer + "\n")

@@ -7,7 +7,8 @@ r(x, y) = β·log π(y|x)/π_ref(y|x) + const, and trains the policy directly wi
 model's pairwise loss on that implicit reward (`losses.dpo_loss`). One supervised loop on
 the same preference pairs the reward model learns from: it stands on the shared Trainer.
 The evaluation logs the loss, the implicit reward's accuracy and margin, and the chosen and
-rejected responses' log-probabilities apart (both may fall: DPO only needs their gap to grow).
+rejected responses' log-probabilities apart (both may fall: DPO only needs their gap to grow);
+each logged training step carries the policy's entropy on its batch's chosen responses.
 Left out: IPO and other variants, label smoothing, a reference-free mode.
 """
 from __future__ import annotations
@@ -77,19 +78,21 @@ def encode_pairs(tokenizer, records, block_size: int) -> EncodedPairs:
     return out
 
 
-def sequence_logps(model, prompts: list, responses: list):
-    """Σ_t log π(y_t | x, y_<t) over each response's tokens: (N,) Tensor, one forward pass."""
-    ids, mask = rl.pad_responses(responses)                                     # (N, T)
-    return rl.masked_sum(rl.response_logprobs(model, prompts, ids), mask, axis=-1)  # (N, T) -> (N,)
-
-
 def pair_logps(model, pairs: EncodedPairs, rows: list[int]):
-    """(chosen (B,), rejected (B,)) summed log-probs of some pairs: chosen and rejected in one pass."""
+    """(chosen (B,), rejected (B,)) summed log-probs Σ_t log π(y_t | x, y_<t) of some pairs, in one pass."""
+    chosen, rejected, _ = pair_logps_and_entropy(model, pairs, rows)
+    return chosen, rejected
+
+
+def pair_logps_and_entropy(model, pairs: EncodedPairs, rows: list[int]):
+    """`pair_logps` and, from the same forward pass, the policy's mean next-token entropy
+    H = −Σ_v π(v) log π(v) over the chosen responses' tokens (a float, no gradient)."""
     prompts = [pairs.prompts[i] for i in rows]
-    responses = [pairs.chosen[i] for i in rows] + [pairs.rejected[i] for i in rows]
-    logps = sequence_logps(model, prompts + prompts, responses)                 # (2B,)
+    ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows] + [pairs.rejected[i] for i in rows])  # (2B, T)
+    logp = rl.response_log_softmax(model, prompts + prompts, ids)                # (2B, T, V)
+    logps = rl.masked_sum(rl.token_logprobs(logp, ids), mask, axis=-1)          # (2B, T) -> (2B,)
     B = len(rows)
-    return logps[:B], logps[B:]
+    return logps[:B], logps[B:], rl.entropy(logp.data[:B], mask[:B])
 
 
 def reference_logps(reference, pairs: EncodedPairs, batch_size: int = 32):
@@ -193,10 +196,11 @@ class DPORun:
         return backend.to_numpy(rng.permutation(n)[:min(batch_size, n)]).tolist()
 
     def _loss(self, model, pairs: EncodedPairs, ref: tuple, rows: list[int]):
-        chosen, rejected = pair_logps(model, pairs, rows)
+        """(the DPO loss of a batch of pairs, its response tokens, {"entropy": on its chosen responses})."""
+        chosen, rejected, entropy = pair_logps_and_entropy(model, pairs, rows)
         index = backend.xp.asarray(rows)
         tokens = sum(len(pairs.chosen[i]) + len(pairs.rejected[i]) for i in rows)
-        return dpo_loss(chosen, rejected, ref[0][index], ref[1][index], self.beta), tokens
+        return dpo_loss(chosen, rejected, ref[0][index], ref[1][index], self.beta), tokens, {"entropy": entropy}
 
     def _on_policy_pairs(self, reference, tok) -> list[dict]:
         if not self.on_policy_prompts:

@@ -85,7 +85,9 @@ class Trainer:
         out_dir: the run directory: log.jsonl, loss.png, and the checkpoint in out_dir/checkpoint
             (which `checkpoint.load(out_dir)` finds).
         train_batch: rng -> one micro-batch (any object the loss understands).
-        loss_fn: (model, batch) -> (loss Tensor, number of tokens the loss counted).
+        loss_fn: (model, batch) -> (loss Tensor, number of tokens the loss counted), or with a third
+            item, a dict of floats about the step (DPO's entropy) logged beside the loss (their
+            mean over micro-batches).
         evaluate: model -> {"val_loss": ..., other metrics}; called in eval mode, no grad.
         tokenizer, meta: saved with every checkpoint.
     """
@@ -128,7 +130,7 @@ class Trainer:
         progress = Progress(self.config.max_steps, self.step, quiet=self.quiet)
         start_time, start_tokens = time.perf_counter(), self.tokens_seen
         while self.step < self.config.max_steps:
-            loss, grad_norm, lr, tokens = self._train_step()
+            loss, grad_norm, lr, tokens, stats = self._train_step()
             self.step += 1
             self.tokens_seen += tokens
             elapsed = time.perf_counter() - start_time
@@ -136,7 +138,7 @@ class Trainer:
             progress.update(self.step, loss=loss, tok_s=rate)
             if self.step % self.config.log_interval == 0 or self.step == self.config.max_steps:
                 self._log(kind="train", step=self.step, loss=loss, lr=lr, grad_norm=grad_norm,
-                          tokens_seen=self.tokens_seen, tokens_per_s=rate, elapsed=elapsed)
+                          tokens_seen=self.tokens_seen, tokens_per_s=rate, elapsed=elapsed, **stats)
             if self.step % self.config.eval_interval == 0 or self.step == self.config.max_steps:
                 self._evaluate(progress)
             if self.step % self.config.checkpoint_interval == 0 or self.step == self.config.max_steps:
@@ -151,19 +153,21 @@ class Trainer:
         lr = self.schedule(self.step)
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
-        total, tokens = 0.0, 0
+        total, tokens, stats = 0.0, 0, {}
         for _ in range(self.config.grad_accum):
-            loss, n = self.loss_fn(self.model, self.train_batch(backend.get_rng()))
+            loss, n, *more = self.loss_fn(self.model, self.train_batch(backend.get_rng()))
             (loss * (1.0 / self.config.grad_accum)).backward()
             total += loss.item() / self.config.grad_accum  # the one host sync per micro-batch: a logged scalar
             tokens += int(n)
+            for key, value in (more[0] if more else {}).items():
+                stats[key] = stats.get(key, 0.0) + float(value) / self.config.grad_accum
         if not math.isfinite(total):
             raise TrainingDiverged(
                 f"the training loss became {total} at step {self.step + 1}; stopped without "
                 f"updating. The last good checkpoint (if any) is in {self.out_dir}: lower the "
                 "learning rate or check the data")
         grad_norm = clip_and_step(self.model.parameters(), self.optimizer, self.config.grad_clip)
-        return total, grad_norm, lr, tokens
+        return total, grad_norm, lr, tokens, stats
 
     def _evaluate(self, progress) -> None:
         if self.evaluate is None:
