@@ -3,8 +3,9 @@
 Every piece of array code in minillm reaches its array library through this module, so
 the same lines run on either device (the CuPy "generic code" pattern). This is the only
 module that imports CuPy. It also owns the default floating dtype, the seeded random
-generators, and the transfers between device and host (which it counts, so a test can
-prove that a training step makes no hidden device -> host copies).
+generators, the transfers between device and host (which it counts, so a test can
+prove that a training step makes no hidden device -> host copies), and the threads that
+split a CPU step's work over the cores (`parallel_rows`).
 
 Left out on purpose: multiple GPUs, mixed precision, and any array library but these two.
 """
@@ -247,7 +248,7 @@ def reset_transfer_counts() -> None:
         transfers[key] = 0
 
 
-# ----- threads for element-wise work on the CPU -----------------------------------------
+# ----- threads on the CPU: blocks of rows on every core ----------------------------------
 
 def _threads_from_environment() -> int:
     """MINILLM_THREADS, or the number of cores up to 8."""
@@ -255,7 +256,7 @@ def _threads_from_environment() -> int:
     if not value:
         return max(1, min(os.cpu_count() or 1, 8))
     if not value.isdigit() or int(value) < 1:
-        raise UserError(f"MINILLM_THREADS must be a positive integer (threads for element-wise work), "
+        raise UserError(f"MINILLM_THREADS must be a positive integer (the threads a CPU step uses), "
                         f"got {value!r}")
     return int(value)
 
@@ -370,11 +371,12 @@ def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | Non
 
     NumPy releases the interpreter lock inside its array loops and its BLAS calls, so blocks
     on different threads run on different cores: this is how the element-wise work of a
-    training step uses more than one core. `fn` must treat each row on its own (row-wise
-    formulas, results written into the chunks given) so the result is the same, bit for bit,
-    however the rows are split; `fn(*arrays, **shared)` on the calling thread is that twin,
-    and what runs on one thread, on a GPU, inside a worker, and for arrays smaller than the
-    threshold of `set_threads` (`size` overrides the element count compared with it).
+    training step uses more than one core (its products too, see below). `fn` must treat
+    each row on its own (row-wise formulas, results written into the chunks given) so the
+    result is the same, bit for bit, however the rows are split; `fn(*arrays, **shared)` on
+    the calling thread is that twin, and what runs on one thread, on a GPU, inside a worker,
+    and for arrays smaller than the threshold of `set_threads` (`size` overrides the element
+    count compared with it).
 
     products=True says fn makes matrix products: the first such split sets NumPy's OpenBLAS
     to one thread (until `set_threads(1)`), so the blocks are the parallelism and BLAS's own

@@ -156,7 +156,8 @@ class LayerNorm(Function):
 
 
 def _layer_norm_rows(x, y, xhat, inv_std, weight, bias, eps) -> None:
-    """Into y, x̂ and 1/√(σ² + eps), for a block of rows: x̂ = (x - μ) / √(σ² + eps), y = x̂ · w + b."""
+    """Into y, x̂ and 1/√(σ² + eps), for a block of rows:
+    x̂ = (x - μ) / √(σ² + eps), y = x̂ · w + b."""
     xp = get_array_module(x)
     xp.subtract(x, x.mean(axis=-1, keepdims=True), out=xhat)  # x - μ, normalised in place below
     var = (xhat * xhat).mean(axis=-1, keepdims=True)
@@ -171,8 +172,8 @@ def _layer_norm_rows(x, y, xhat, inv_std, weight, bias, eps) -> None:
 
 
 def _layer_norm_backward_rows(grad, xhat, inv_std, dx, gx=None, weight=None) -> None:
-    """Into dx, for a block of rows: dx = (ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / √(σ² + eps), ĝ = g ⊙ w;
-    and g ⊙ x̂ into gx where given (its column sums are dw)."""
+    """Into dx, for a block of rows: dx = (ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / √(σ² + eps),
+    ĝ = g ⊙ w; and g ⊙ x̂ into gx where given (its column sums are dw)."""
     xp = get_array_module(grad)
     ghat = grad if weight is None else xp.multiply(grad, weight, out=dx)  # dx holds ĝ until the subtraction
     m2 = (ghat * xhat).mean(axis=-1, keepdims=True)
