@@ -41,15 +41,25 @@ _PICKLE_SIGNATURES = {b"\x80": "a Python pickle", b"PK\x03\x04": "a zip archive 
                       b"\x93NUMPY": "a NumPy .npy file"}
 
 
+def _safetensors_header(head: bytes, file_size: int) -> bool:
+    """Whether a file opens as safetensors does: an 8-byte little-endian header length n that
+    fits in the file, then the header's JSON object. The length is binary, so its first byte
+    can be anything, 0x80 (a pickle's first byte) included: it is checked before signatures."""
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 8 + n <= file_size
+
+
 def read_tensors(path: Path) -> dict[str, numpy.ndarray]:
     """Read a safetensors file as name -> NumPy array; refuse anything else, pickles above all."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} is missing")
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
     for signature, kind in _PICKLE_SIGNATURES.items():
-        if head.startswith(signature):
+        if head.startswith(signature) and not _safetensors_header(head, path.stat().st_size):
             raise CheckpointError(f"{path} is {kind}, not safetensors. minillm never loads pickled "
                                   "data, because unpickling a file can run any code; convert the file "
                                   "to safetensors with the tool that wrote it")

@@ -11,6 +11,7 @@ from minillm import backend, checkpoint
 from minillm import functional as F
 from minillm.checkpoint import CheckpointError
 from minillm.model import GPT, GPTConfig
+from minillm.safe_files import read_tensors
 from minillm.optim import SGD, AdamW
 from minillm.tokenizers import CharTokenizer
 
@@ -212,6 +213,19 @@ def test_pickled_files_are_refused_not_executed(tmp_path, kind):
     with pytest.raises(CheckpointError, match="never loads pickled data"):
         checkpoint.load(tmp_path / "ckpt")
     assert not marker.exists()
+
+
+def test_a_safetensors_header_length_starting_with_a_pickles_byte_still_loads(tmp_path):
+    """The header length is binary: a length of 0x..80 bytes begins the file with 0x80, a
+    pickle's first byte. Such a file is safetensors and must load (it once stopped a run)."""
+    tensors = {"w": numpy.arange(6, dtype=numpy.float32).reshape(2, 3)}
+    path = tmp_path / "model.safetensors"
+    for pad in range(256):  # some metadata length makes the header's length end in 0x80
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    numpy.testing.assert_array_equal(read_tensors(path)["w"], tensors["w"])
 
 
 def test_garbage_file_is_not_safetensors(tmp_path):
