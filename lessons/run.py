@@ -5,7 +5,8 @@
 NAMES pick lessons by number or name (`05`, `05_pretraining`, `lessons/05_pretraining.ipynb`);
 without names every lesson runs, in order. Each notebook runs in a fresh Jupyter kernel with
 matplotlib's inline back-end, so every figure is stored as an image, and is written back with its
-outputs and, in its metadata, `"minillm": {"fast": false, "seconds": <wall time>}`. A full run
+outputs and, in its metadata, `"minillm": {"fast": false, "seconds": <wall time>, "cores": ..., "load": ...}`
+(the machine's cores and its load as the lesson started). A full run
 also writes the measured time into the line `**Running time:** ...` of the lesson's first cell.
 
 --fast sets MINILLM_FAST=1 (the tests' shrunken runs); --check executes without saving anything,
@@ -50,16 +51,20 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def time_line(seconds: float) -> str:
+def time_line(seconds: float, cores: int | None = None, load: float | None = None) -> str:
+    """The lesson's stated time, with the machine's cores and its load as the run started (a
+    busy machine can make a lesson several times slower); older runs recorded neither."""
+    machine = (f"a {cores}-core CPU at load {load:.1f} as it started" if cores and load is not None
+               else "a 2-core CPU shared with other work")
     return (f"**Running time:** {format_seconds(seconds)} in full mode, measured by `python lessons/run.py` "
-            f"on a 2-core CPU shared with other work (with `MINILLM_FAST=1`, as in the tests, much less).")
+            f"on {machine} (with `MINILLM_FAST=1`, as in the tests, much less).")
 
 
-def state_time(notebook, seconds: float) -> None:
+def state_time(notebook, seconds: float, cores: int, load: float) -> None:
     """Write the measured full-mode time into the first cell: replace its time line, or add one
     after the title."""
     first = notebook.cells[0]
-    line = time_line(seconds)
+    line = time_line(seconds, cores, load)
     if TIME_LINE.search(first.source):
         first.source = TIME_LINE.sub(line, first.source)
     else:
@@ -97,6 +102,7 @@ def first_error(notebook) -> str:
 def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
     """Run and (unless check) save one lesson; returns "" or a one-line description of the failure."""
     notebook = nbformat.read(path, as_version=4)
+    cores, load = os.cpu_count(), round(os.getloadavg()[0], 1)  # the machine as the lesson starts
     try:
         seconds = round(execute(notebook, path, timeout), 1)  # one rounding: metadata and time line agree
     except nbclient.exceptions.CellExecutionError as err:
@@ -108,9 +114,9 @@ def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
         return error
     print(f"  {path.stem}: {format_seconds(seconds)}", flush=True)
     if not check:
-        notebook.metadata["minillm"] = {"fast": fast, "seconds": seconds}
+        notebook.metadata["minillm"] = {"fast": fast, "seconds": seconds, "cores": cores, "load": load}
         if not fast:
-            state_time(notebook, seconds)
+            state_time(notebook, seconds, cores, load)
         nbformat.write(notebook, path)
     return ""
 
