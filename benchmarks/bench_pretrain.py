@@ -28,6 +28,7 @@ import time
 import numpy
 
 import minillm
+from minillm import cpu_threads
 from minillm import functional as F
 from minillm import optim
 from minillm.model import GPT, GPTConfig
@@ -253,7 +254,7 @@ def bench(name: str, repeats: int, steps: int) -> dict:
         best_ours = min(best_ours, time_steps(ours, data, steps))
         rss.append(peak_rss_mb())
         if one_thread:  # the same step with the element-wise work on the calling thread only
-            with minillm.backend.threads(1):
+            with cpu_threads.threads(1):
                 best_single = min(best_single, time_steps(ours, data, steps))
         if theirs:
             best_theirs = min(best_theirs, time_steps(theirs, data, steps))
@@ -358,7 +359,7 @@ def profile(name: str, steps: int = 5) -> None:
         theirs = {}
     rows = [k for k in ours if k != "total"] + [k for k in theirs if k not in ours and k != "total"]
     print(f"one training step of {name!r}, ms per step (mean of {steps}; profilers add their own cost); "
-          f"minillm threads={getattr(minillm.backend, 'get_threads', lambda: 1)()}, load {os.getloadavg()[0]:.2f}")
+          f"minillm threads={cpu_threads.get_threads()}, load {os.getloadavg()[0]:.2f}")
     print(f"| category | minillm | PyTorch |\n| --- | ---: | ---: |")
     for key in sorted(rows, key=lambda k: -ours.get(k, 0.0)):
         print(f"| {key} | {ours.get(key, 0.0):.1f} | {theirs.get(key, 0.0):.1f} |" if theirs
@@ -384,7 +385,7 @@ def main() -> None:
     import platform
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
           f"python {sys.version.split()[0]} numpy {numpy.__version__} "
-          f"minillm threads={getattr(minillm.backend, 'get_threads', lambda: 1)()} "
+          f"minillm threads={cpu_threads.get_threads()} "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} load {os.getloadavg()[0]:.2f}")
     for name in args.config or ["char", "bpe"]:
         bench(name, args.repeats, args.steps)

@@ -21,7 +21,8 @@ import math
 import numpy
 
 from minillm import kernels
-from minillm.backend import get_array_module, parallel_rows
+from minillm.backend import get_array_module
+from minillm.cpu_threads import parallel_rows
 from minillm.ops import Function
 
 GELU_C = math.sqrt(2.0 / math.pi)

@@ -8,7 +8,8 @@ Left out: argmax/argmin (not differentiable), einsum.
 """
 from __future__ import annotations
 
-from minillm.backend import get_array_module, parallel_rows
+from minillm.backend import get_array_module
+from minillm.cpu_threads import parallel_rows
 from minillm.ops import Function, unbroadcast
 
 

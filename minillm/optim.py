@@ -16,6 +16,7 @@ import math
 import numpy
 
 from minillm import backend, kernels
+from minillm.cpu_threads import parallel_rows
 from minillm.errors import UserError
 
 
@@ -196,7 +197,7 @@ class AdamW(Optimizer):
         if backend.get_array_module(p) is not numpy:
             return kernels.adamw_(p, g, m, v, decay, beta1, beta2, step_size, eps)
         # Blocks of the flat buffer on several threads; the formula is element by element.
-        backend.parallel_rows(_adamw_rows, p, g, m, v, decay=decay if group["weight_decay"] else None,
+        parallel_rows(_adamw_rows, p, g, m, v, decay=decay if group["weight_decay"] else None,
                               beta1=beta1, beta2=beta2, step_size=step_size, eps=eps)
 
 

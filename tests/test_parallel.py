@@ -1,4 +1,4 @@
-"""Element-wise work split over threads (`backend.parallel_rows`) against its one-thread twin:
+"""Element-wise work split over threads (`cpu_threads.parallel_rows`) against its one-thread twin:
 the fused ops, AdamW and whole training steps give the same numbers bit for bit."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, backend, gradcheck, optim
+from minillm import Tensor, cpu_threads, gradcheck, optim
 from minillm import functional as F
 from minillm.errors import UserError
 from minillm.model import GPT, GPTConfig
@@ -41,9 +41,9 @@ def test_threaded_op_equals_one_thread_bit_for_bit(name):
     fn, shapes = OPS[name]
     inputs = [rand(*shape, seed=i).detach() for i, shape in enumerate(shapes)]
     inputs = [Tensor(t.data.astype(numpy.float32), requires_grad=True) for t in inputs]
-    with backend.threads(1):
+    with cpu_threads.threads(1):
         one = _value_and_grads(fn, *inputs)
-    with backend.threads(**SPLIT):
+    with cpu_threads.threads(**SPLIT):
         split = _value_and_grads(fn, *inputs)
     for a, b in zip(one, split):
         numpy.testing.assert_array_equal(a, b)
@@ -52,7 +52,7 @@ def test_threaded_op_equals_one_thread_bit_for_bit(name):
 @pytest.mark.parametrize("name", ["gelu", "layer_norm", "attention", "cross_entropy"])
 def test_threaded_op_gradcheck(name, float64):
     fn, shapes = OPS[name]
-    with backend.threads(**SPLIT):
+    with cpu_threads.threads(**SPLIT):
         assert gradcheck(fn, [rand(*shape, seed=i) for i, shape in enumerate(shapes)])
 
 
@@ -60,7 +60,7 @@ def test_threaded_whole_model_gradcheck(float64):
     minillm.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4))
     x = numpy.random.default_rng(0).integers(0, 5, (3, 4))
-    with backend.threads(**SPLIT):
+    with cpu_threads.threads(**SPLIT):
         assert gradcheck(lambda *_: F.cross_entropy(model(x).reshape(-1, 5), x[:, ::-1].reshape(-1)),
                          model.parameters(), atol=1e-6, rtol=1e-5)
 
@@ -85,9 +85,9 @@ def _train(steps: int = 3):
 
 
 def test_threaded_training_steps_equal_one_thread_bit_for_bit():
-    with backend.threads(1):
+    with cpu_threads.threads(1):
         params_one, losses_one = _train()
-    with backend.threads(**SPLIT):
+    with cpu_threads.threads(**SPLIT):
         params_split, losses_split = _train()
     assert losses_one == losses_split
     for a, b in zip(params_one, params_split):
@@ -102,11 +102,11 @@ def test_parallel_rows_splits_rows_and_keeps_their_order():
         out_block[...] = block.sum(axis=1) + offset
         return len(block)
 
-    with backend.threads(3, min_size=1):
-        assert backend.parallel_rows(row_sums, x, out, offset=1.0) == [3, 3, 4]
+    with cpu_threads.threads(3, min_size=1):
+        assert cpu_threads.parallel_rows(row_sums, x, out, offset=1.0) == [3, 3, 4]
     numpy.testing.assert_array_equal(out, x.sum(axis=1) + 1)
-    with backend.threads(3, min_size=100):  # small arrays stay on the calling thread
-        assert backend.parallel_rows(row_sums, x, out, offset=1.0) == [10]
+    with cpu_threads.threads(3, min_size=100):  # small arrays stay on the calling thread
+        assert cpu_threads.parallel_rows(row_sums, x, out, offset=1.0) == [10]
 
 
 def test_parallel_rows_passes_on_a_worker_error():
@@ -114,13 +114,13 @@ def test_parallel_rows_passes_on_a_worker_error():
         if block[-1] == 9:
             raise FloatingPointError("the last block failed")
 
-    with backend.threads(2, min_size=1), pytest.raises(FloatingPointError, match="last block"):
-        backend.parallel_rows(fail_on_last_block, numpy.arange(10))
+    with cpu_threads.threads(2, min_size=1), pytest.raises(FloatingPointError, match="last block"):
+        cpu_threads.parallel_rows(fail_on_last_block, numpy.arange(10))
 
 
 def test_bad_thread_counts_are_refused():
     with pytest.raises(UserError, match="positive integer"):
-        backend.set_threads(0)
+        cpu_threads.set_threads(0)
     done = subprocess.run([sys.executable, "-m", "minillm", "--help"], capture_output=True, text=True,
                           env={**os.environ, "MINILLM_THREADS": "two"})
     assert done.returncode == 2
