@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.commands.train_flags import add_train_flags, train_overrides
+from minillm.commands.train_flags import add_run_flags, add_train_flags, train_overrides
 from minillm.training.dpo import DPORun, config_dict
 
 DEFAULTS = config_dict()
@@ -34,8 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--rm", help="optional reward-model run: the report shows the RM score of the answers too")
     p.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled answer in the report (default 60)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p)
     add_train_flags(p)
     p.set_defaults(func=run)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.commands.train_flags import add_train_flags, train_overrides
+from minillm.commands.train_flags import add_run_flags, add_train_flags, train_overrides
 from minillm.training.pretrain import PRESETS, PretrainRun, preset_table
 
 
@@ -17,8 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", help="char | word[:MAX_VOCAB] | bpe[:VOCAB] (default: the preset's)")
     p.add_argument("--preset", default="shakespeare-char", choices=sorted(PRESETS))
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p)
     add_train_flags(p)
     p.add_argument("--block-size", dest="block_size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)

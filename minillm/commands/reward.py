@@ -11,7 +11,7 @@ import argparse
 from minillm import checkpoint
 from minillm.errors import UserError
 from minillm.training.reward import DEFAULT_TRAIN, RewardRun, score_responses
-from minillm.commands.train_flags import add_train_flags, train_overrides
+from minillm.commands.train_flags import add_run_flags, add_train_flags, train_overrides
 
 
 
@@ -48,8 +48,7 @@ def _register_reward(subparsers) -> None:
     p.add_argument("--on-policy-prompts", type=int, default=0,
                    help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p)
     add_train_flags(p)
     p.set_defaults(func=run_reward)
 

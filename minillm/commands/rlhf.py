@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from minillm.commands.train_flags import add_run_flags
 from minillm.rl import ALGORITHMS
 from minillm.training.rlhf import REWARDS, RLHFConfig, RLHFRun
 
@@ -54,8 +55,7 @@ def register(subparsers) -> None:
                         "(the world's facts and sums only), the verifiable reward GRPO was made for")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, rlhf.png, report.md")
     p.add_argument("--normalize-adv", action="store_true", help="divide advantages by their std")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p)
     for name, kind, text in FLAGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                        help=f"{text} (default {getattr(DEFAULTS, name)})")

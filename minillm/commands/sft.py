@@ -10,7 +10,7 @@ import argparse
 
 from minillm.losses import NORMALIZATIONS
 from minillm.training.sft import DEFAULT_TRAIN, SFTRun
-from minillm.commands.train_flags import add_train_flags, train_overrides
+from minillm.commands.train_flags import add_run_flags, add_train_flags, train_overrides
 
 
 
@@ -36,8 +36,7 @@ def register(subparsers) -> None:
                    help="loss mean over all response tokens of a batch (token) or per answer (sequence)")
     p.add_argument("--eval-prompts", type=int, default=None, help="evaluate only the first N held-out prompts")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p)
     add_train_flags(p)
     p.set_defaults(func=run)
 
