@@ -1,5 +1,5 @@
-"""Neural-network functions on Tensors: softmax, log_softmax, gelu, layer_norm, embedding,
-dropout, cross_entropy.
+"""Neural-network functions on Tensors: linear, softmax, log_softmax, gelu, layer_norm,
+embedding, dropout, cross_entropy.
 
 Lecture: the pieces the transformer and the losses are made of. Each function that has a
 fused one-node version (see `fused.py`) keeps its composed-from-primitives twin here,
@@ -16,6 +16,24 @@ from minillm.tensor import Tensor, apply, concatenate, maximum, minimum, split, 
 
 def _tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """An affine map of the last axis, y = x W + b: x (..., in), W (in, out), b (out,) -> (..., out)."""
+    x = _tensor(x)
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[0]:
+        raise ValueError(f"linear: input (..., in) and weight (in, out) must agree on `in`, got "
+                         f"input {x.shape} and weight {weight.shape}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[1]},) to match the weight "
+                         f"{weight.shape}, got {bias.shape}")
+    return apply(fused.Linear, x, weight, bias)
+
+
+def linear_composed(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """The same affine map as two primitives: a matrix product, then a broadcast add."""
+    out = _tensor(x) @ weight
+    return out if bias is None else out + bias
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:

@@ -24,6 +24,7 @@ from minillm import kernels
 from minillm.backend import get_array_module
 from minillm.cpu_threads import parallel_rows
 from minillm.ops import Function
+from minillm.ops_reduce import layer_product
 
 GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -116,9 +117,59 @@ def _gelu_backward_rows(grad, x, t, dx) -> None:
     dx *= grad
 
 
-def _column_sums(matrix):
-    """Σ over axis 0 of (N, C) -> (C,); on a GPU one cuBLAS product (`kernels.column_sums`)."""
-    return matrix.sum(axis=0) if get_array_module(matrix) is numpy else kernels.column_sums(matrix)
+class Linear(Function):
+    """y = x W + b: x (..., in), W (in, out), b (out,) or None -> (..., out).
+
+    With x and g flattened to rows (N, in) and (N, out): dx = g Wᵀ, dW = xᵀ g, db = Σ_rows g.
+    One node where the composed x @ W + b is two: the bias is added to each block of the
+    product's rows by the thread that computed it, with no (N, out) temporary for the sum.
+    """
+
+    def forward(self, x, weight, bias=None):
+        rows = x.reshape(-1, x.shape[-1])  # (..., in) -> (N, in)
+        self.rows, self.weight, self.lead = rows, weight, x.shape[:-1]
+        return layer_product(rows, weight, bias).reshape(*self.lead, weight.shape[1])  # -> (..., out)
+
+    def backward(self, grad):
+        g = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (N, out)
+        dx = layer_product(g, self.weight.T).reshape(*self.lead, -1) if self.needs_grad[0] else None
+        out_w, out_b = _gradient_outputs(self.grad_out, g.dtype)  # the optimizer's buffers, if free
+        dw = layer_product(self.rows.T, g, out=out_w) if self.needs_grad[1] else None  # (in, N) @ (N, out)
+        db = _column_sums(g, out=out_b) if self.needs_grad[2] else None
+        return dx, dw, db
+
+
+def _gradient_outputs(grad_out, dtype) -> tuple:
+    """(weight's, bias's) array to write the gradient into, from the engine's `grad_out`:
+    the optimizer's buffers where given and of the gradient's dtype, else None."""
+    if grad_out is None:
+        return None, None
+    return tuple(b if b is not None and b.dtype == dtype else None for b in grad_out[1:3])
+
+
+def _column_sums(matrix, out=None):
+    """Σ over axis 0 of (N, C) -> (C,), into `out` if given, as matrix-vector products
+    Mᵀ 1 (BLAS on the CPU, in blocks of columns on `parallel_rows`' threads; cuBLAS through
+    `kernels.column_sums` on a GPU): several times faster than NumPy's axis-0 sum, and no
+    less accurate (BLAS sums in blocks, with fused multiply-adds)."""
+    xp = get_array_module(matrix)
+    if xp is not numpy:
+        sums = kernels.column_sums(matrix)
+        return sums if out is None else _copy_into(out, sums)
+    out = xp.empty(matrix.shape[1], dtype=matrix.dtype) if out is None else out
+    ones = xp.ones(matrix.shape[0], dtype=matrix.dtype)
+    parallel_rows(_matrix_vector_rows, matrix.T, out, vector=ones, products=True, size=matrix.size)
+    return out
+
+
+def _matrix_vector_rows(matrix, out, vector) -> None:
+    """out = M v for a block of M's rows: (r, N) @ (N,) -> (r,)."""
+    get_array_module(matrix).matmul(matrix, vector, out=out)
+
+
+def _copy_into(out, values):
+    out[...] = values
+    return out
 
 
 class LayerNorm(Function):
@@ -298,17 +349,17 @@ class CausalSelfAttention(Function):
         B, T, C3 = qkv.shape
         C = C3 // 3
         D = C // n_head
-        # (B, T, 3C) -> (3, B, H, T, D), copied once so every product below reads whole matrices
-        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4))
-        q, k, v = heads[0], heads[1], heads[2]
         self.scale, self.on_gpu = 1.0 / math.sqrt(D), xp is not numpy
-        y = xp.empty_like(q)  # (B, H, T, D)
+        # (B, T, 3C) -> (3, B, H, T, D): q, k and v as views of qkv, no copy on the CPU (BLAS
+        # reads each head's (T, D) matrix with a row stride of 3C)
+        q, k, v = _heads(xp, qkv.reshape(B, T, 3, n_head, D), self.on_gpu)
+        y_rows, y = _head_outputs(xp, (B, T, n_head, D), qkv.dtype, self.on_gpu)  # y: (B, H, T, D)
         self.probs = None if self.on_gpu else xp.empty((B, n_head, T, T), dtype=q.dtype)
         # Each block of sequences attends on its own thread (one call on a GPU), its products on
         # one BLAS thread: they release the interpreter lock, and so does the softmax's array work.
         parallel_rows(self._attend, q, k, v, y, *([] if self.probs is None else [self.probs]), products=True)
         self.q, self.k, self.v, self.shape = q, k, v, (B, T, C, n_head, D)
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return y_rows.reshape(B, T, C)  # (B, T, H, D) -> (B, T, C)
 
     def _attend(self, q, k, v, y, probs=None):
         """y = P v, P = softmax(q kᵀ · scale + causal mask), for a block of sequences:
@@ -332,11 +383,11 @@ class CausalSelfAttention(Function):
     def backward(self, grad):
         xp = get_array_module(grad)
         B, T, C, H, D = self.shape
-        dy = xp.ascontiguousarray(grad.reshape(B, T, H, D).transpose(0, 2, 1, 3))  # (B, T, C) -> (B, H, T, D)
-        dqkv = xp.empty((3, B, H, T, D), dtype=grad.dtype)  # dq, dk, dv written straight into place
-        parallel_rows(self._attend_backward, dy, self.q, self.k, self.v, dqkv[0], dqkv[1], dqkv[2],
+        (dy,) = _heads(xp, grad.reshape(B, T, 1, H, D), self.on_gpu)  # (B, T, C) -> (B, H, T, D)
+        dqkv_rows, (dq, dk, dv) = _head_outputs(xp, (B, T, 3, H, D), grad.dtype, self.on_gpu)
+        parallel_rows(self._attend_backward, dy, self.q, self.k, self.v, dq, dk, dv,
                       *([] if self.probs is None else [self.probs]), products=True)
-        return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C), None  # (3, B, H, T, D) -> (B, T, 3C)
+        return dqkv_rows.reshape(B, T, 3 * C), None  # (B, T, 3, H, D) -> (B, T, 3C)
 
     def _attend_backward(self, dy, q, k, v, dq, dk, dv, probs=None):
         """dq, dk, dv (b, H, T, D) of a block of sequences from dy (b, H, T, D), written in place;
@@ -356,3 +407,35 @@ class CausalSelfAttention(Function):
             dscores *= self.scale
         xp.matmul(dscores, k, out=dq)  # dq = dS k (the scale is in dS)
         xp.matmul(dscores.swapaxes(-1, -2), q, out=dk)  # dk = dSᵀ q
+
+
+def _heads(xp, packed, on_gpu: bool):
+    """(B, T, P, H, D) -> (P, B, H, T, D): the P packed parts (q, k, v; or one gradient) by head.
+
+    On the CPU these are views: NumPy hands BLAS each (T, D) matrix with its row stride, as
+    fast as a copy would be and without the copy. cuBLAS's batched products want whole
+    matrices, so on a GPU they are copied once.
+    """
+    heads = packed.transpose(2, 0, 3, 1, 4)
+    return xp.ascontiguousarray(heads) if on_gpu else heads
+
+
+def _head_outputs(xp, shape, dtype, on_gpu: bool):
+    """An array for per-head results, and its per-head views: shape (B, T, H, D) gives
+    (rows, y (B, H, T, D)); (B, T, P, H, D) gives (rows, P views (B, H, T, D)).
+
+    On the CPU `rows` is laid out by token, so the products write each head's rows straight
+    into place and `rows.reshape(B, T, -1)` is free. On a GPU the heads are whole matrices and
+    `rows` a transposed view of them (its reshape copies once).
+    """
+    if not on_gpu:
+        rows = xp.empty(shape, dtype=dtype)
+        by_head = rows.transpose(0, 2, 1, 3) if len(shape) == 4 else rows.transpose(2, 0, 3, 1, 4)
+        return rows, by_head
+    if len(shape) == 4:
+        B, T, H, D = shape
+        by_head = xp.empty((B, H, T, D), dtype=dtype)
+        return by_head.transpose(0, 2, 1, 3), by_head
+    B, T, P, H, D = shape
+    by_head = xp.empty((P, B, H, T, D), dtype=dtype)
+    return by_head.transpose(1, 3, 0, 2, 4), by_head

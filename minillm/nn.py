@@ -131,8 +131,7 @@ class Linear(Module):
         self.bias = Parameter(backend.xp.zeros(out_features, dtype=backend.get_default_dtype())) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = x @ self.weight  # (..., in) -> (..., out)
-        return out if self.bias is None else out + self.bias
+        return F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out)
 
 
 class Embedding(Module):

@@ -29,6 +29,9 @@ class Function:
     """
 
     needs_grad: tuple = ()
+    # Set by the engine before backward: per input, an array its gradient may be written into
+    # (an optimizer's buffer, see tensor._gradient_buffers), or None for all; ops may ignore it.
+    grad_out: tuple | None = None
 
     def forward(self, *args):
         raise NotImplementedError

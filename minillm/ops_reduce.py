@@ -79,19 +79,24 @@ class LogSumExp(Function):
 
 # ----- matrix product ------------------------------------------------------------------
 
-def layer_product(a, b):
-    """a @ b for (R, K) @ (K, N) -> (R, N), R in blocks of rows on `parallel_rows`' threads,
-    each block one BLAS call on one BLAS thread. Each output element is the same sum over K
-    however the rows are split, so the blocks give the numbers of one call."""
+def layer_product(a, b, bias=None, out=None):
+    """a @ b (+ bias) for (R, K) @ (K, N) -> (R, N), R in blocks of rows on `parallel_rows`'
+    threads, each block one BLAS call on one BLAS thread. Each output element is the same sum
+    over K however the rows are split, so the blocks give the numbers of one call. A bias (N,)
+    is added to each block by the thread that computed it, while its rows are in cache.
+    `out`, if given, is the (R, N) array to write into."""
     xp = get_array_module(a)
-    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
-    parallel_rows(_product_rows, a, out, b=b, products=True, size=out.size)
+    if out is None:
+        out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
+    parallel_rows(_product_rows, a, out, b=b, bias=bias, products=True, size=out.size)
     return out
 
 
-def _product_rows(a, out, b) -> None:
-    """out = a @ b for a block of a's rows: (r, K) @ (K, N) -> (r, N), written into out."""
+def _product_rows(a, out, b, bias=None) -> None:
+    """out = a @ b (+ bias) for a block of a's rows: (r, K) @ (K, N) -> (r, N), written into out."""
     get_array_module(a).matmul(a, b, out=out)
+    if bias is not None:
+        out += bias  # out was just written by this block's product and is only ours
 
 
 class MatMul(Function):

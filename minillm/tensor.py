@@ -77,6 +77,28 @@ def _topological_order(root: "Tensor") -> list:
     return order
 
 
+def _gradient_buffers(inputs, grads: dict) -> tuple | None:
+    """For each input of an op about to run backward: the optimizer's buffer for that input's
+    gradient where the op may write the gradient straight into it, else None (None for all:
+    no such input).
+
+    A parameter laid out by an optimizer (`optim.FlatGroup`) has a `grad_buffer`, and
+    `_accumulate` copies its gradient there. An op that knows (`fused.Linear`) can instead
+    compute the gradient into the buffer and skip that copy. Allowed only for the parameter's
+    first gradient of this backward (nothing in `grads` yet, no `.grad` from an earlier one
+    to add to), and at one input position per op.
+    """
+    buffers, seen = None, set()
+    for i, x in enumerate(inputs):
+        buffer = getattr(x, "grad_buffer", None)
+        if buffer is None or x.grad is not None or id(x) in grads or id(x) in seen:
+            continue
+        seen.add(id(x))
+        buffers = buffers or [None] * len(inputs)
+        buffers[i] = buffer
+    return None if buffers is None else tuple(buffers)
+
+
 class Tensor:
     """An n-dimensional array with reverse-mode autograd.
 
@@ -189,6 +211,7 @@ class Tensor:
 
     @staticmethod
     def _propagate(node: "Tensor", g, grads: dict) -> None:
+        node._ctx.grad_out = _gradient_buffers(node._ctx.inputs, grads)
         input_grads = node._ctx.backward(g)
         for parent, pg in zip(node._ctx.inputs, input_grads):
             if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
@@ -200,7 +223,9 @@ class Tensor:
     def _accumulate(self, g) -> None:
         if g.dtype != self.data.dtype:
             g = g.astype(self.data.dtype)
-        if self.grad is None and self.grad_buffer is not None:  # an optimizer's flat buffer (optim.FlatGroup)
+        if g is self.grad_buffer:  # the op wrote it there already (see _gradient_buffers)
+            self.grad = g
+        elif self.grad is None and self.grad_buffer is not None:  # an optimizer's flat buffer (optim.FlatGroup)
             self.grad_buffer[...] = g
             self.grad = self.grad_buffer
         elif self.grad is None:

@@ -44,6 +44,27 @@ def test_layer_norm_affine_fused_equals_composed(float64):
         numpy.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("x_shape", [(2, 5, 4), (5, 4), (4,)], ids=str)
+def test_linear_fused_equals_composed(x_shape, with_bias, float64):
+    x, w, b = rand(*x_shape, seed=1), rand(4, 3, seed=2), rand(3, seed=3) if with_bias else None
+    inputs = [x, w] + ([b] if with_bias else [])
+    v1, g1 = _value_and_grads(lambda *t: F.linear(*t), *inputs)
+    v2, g2 = _value_and_grads(lambda *t: F.linear_composed(*t), *inputs)
+    assert v1.shape == x_shape[:-1] + (3,)
+    numpy.testing.assert_allclose(v1, v2, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g1, g2):
+        numpy.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_linear_refuses_mismatched_shapes():
+    x, w = rand(2, 5, 4, seed=1), rand(4, 3, seed=2)
+    with pytest.raises(ValueError, match=r"agree on `in`.*\(2, 5, 6\)"):
+        F.linear(rand(2, 5, 6, seed=1), w)
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
+        F.linear(x, w, rand(4, seed=3))
+
+
 def test_embedding_fused_equals_indexing(float64):
     w = rand(10, 4, seed=1)
     ids = numpy.array([[1, 1, 9], [0, 1, 3]])

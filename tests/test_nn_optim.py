@@ -236,3 +236,45 @@ def test_schedules_at_their_corners():
     assert s(110) == pytest.approx(0.1) and s(500) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         optim.WarmupCosineSchedule(1.0, 10, 5)
+
+
+
+class SharedSquare(nn.Module):
+    """Two layers that share one weight (as the tied embedding and LM head do), then a third."""
+
+    def __init__(self):
+        self.first, self.second, self.last = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.last(F.gelu(self.second(F.gelu(self.first(x)))))
+
+
+def test_gradients_written_into_the_optimizers_buffer_equal_copied_ones(monkeypatch):
+    """fused.Linear writes a laid-out parameter's gradient straight into AdamW's flat buffer
+    (tensor._gradient_buffers): the same numbers as the copy there, also when one weight
+    serves two layers, and when a second backward adds to the first (no buffer handed out)."""
+    minillm.manual_seed(5)
+    with_buffers, plain = SharedSquare(), SharedSquare()
+    plain.load_state_dict(with_buffers.state_dict())
+    opt = optim.AdamW(with_buffers.parameters(), lr=1e-2)
+    x = Tensor(numpy.random.default_rng(1).standard_normal((5, 6)).astype(numpy.float32))
+    written, backward = [], F.fused.Linear.backward
+
+    def spy(self, grad):
+        grads = backward(self, grad)
+        if self.grad_out is not None:
+            written.extend(g is b for g, b in zip(grads[1:], self.grad_out[1:]) if b is not None)
+        return grads
+
+    for backward_pass in range(2):
+        written.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(F.fused.Linear, "backward", spy)
+            (with_buffers(x) ** 2).sum().backward()
+        (plain(x) ** 2).sum().backward()
+        assert written and all(written) if backward_pass == 0 else not written
+        for (name, p), q in zip(with_buffers.named_parameters(), plain.parameters()):
+            numpy.testing.assert_allclose(minillm.to_numpy(p.grad), minillm.to_numpy(q.grad),
+                                          rtol=1e-6, atol=1e-7, err_msg=name)
+    assert opt._flat[0].has_all_grads()

@@ -121,6 +121,12 @@ def test_layer_norm_with_weight_and_bias_gradcheck(float64):
     assert gradcheck(lambda x, w, b: F.layer_norm_composed(x, w, b), [x, w, b])
 
 
+def test_linear_gradcheck(float64):
+    x, w, b = rand(2, 3, 4, seed=1), rand(4, 5, seed=2), rand(5, seed=3)
+    assert gradcheck(lambda x, w, b: F.linear(x, w, b), [x, w, b])
+    assert gradcheck(lambda x, w: F.linear(x, w), [x, w])
+
+
 def test_embedding_gradcheck_with_repeated_ids(float64):
     weight = rand(6, 4, seed=1)
     ids = numpy.array([[0, 2, 2], [5, 0, 2]])

@@ -31,6 +31,7 @@ OPS = {
     "gelu": (lambda x: F.gelu(x), [(7, 5, 6)]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, w, b), [(7, 5, 8), (8,), (8,)]),
     "layer_norm_plain": (lambda x: F.layer_norm(x), [(7, 5, 8)]),
+    "linear": (lambda x, w, b: F.linear(x, w, b), [(7, 5, 6), (6, 9), (9,)]),
     "attention": (lambda qkv: F.causal_self_attention(qkv, 2), [(7, 5, 12)]),
     "cross_entropy": (lambda z: F.cross_entropy(z, [0, 3, -100, 2, 1, 1, 4]), [(7, 5)]),
 }
@@ -49,7 +50,7 @@ def test_threaded_op_equals_one_thread_bit_for_bit(name):
         numpy.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["gelu", "layer_norm", "attention", "cross_entropy"])
+@pytest.mark.parametrize("name", ["gelu", "layer_norm", "linear", "attention", "cross_entropy"])
 def test_threaded_op_gradcheck(name, float64):
     fn, shapes = OPS[name]
     with cpu_threads.threads(**SPLIT):
