@@ -290,7 +290,8 @@ def _op_categories() -> dict:
     from minillm import fused, ops, ops_reduce, ops_shape
     named = {fused.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
              fused.Gelu: "GELU", fused.CrossEntropy: "cross entropy", fused.Embedding: "embedding",
-             fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products"}
+             fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products",
+             fused.Linear: "matrix products"}
     by_module = {ops: "other element-wise ops", ops_reduce: "reductions", ops_shape: "reshapes, indexing"}
     keys = {}
     for module, default in by_module.items():

@@ -222,9 +222,10 @@ def _adamw_rows(p, g, m, v, decay, beta1, beta2, step_size, eps) -> None:
 
 
 def _global_norm(grads):
-    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip."""
+    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip.
+    Each Σ g² is a dot product g·g (BLAS): one pass and no temporary of g's size."""
     xp = backend.get_array_module(grads[0])
-    return xp.sqrt(sum((g * g).sum() for g in grads))
+    return xp.sqrt(sum(xp.vdot(g, g) for g in grads))
 
 
 def grad_norm(params) -> float:
