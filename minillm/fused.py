@@ -88,11 +88,10 @@ def _gelu_rows(x, y, t) -> None:
     """Into y and t, for a block of rows: t = tanh(√(2/π) (x + 0.044715 x³)), y = ½ x (1 + t)."""
     xp = get_array_module(x)
     # Each step below writes over an array the caller made for this (t, then y).
-    xp.multiply(x, 0.044715, out=t)
-    t *= x
-    t *= x
-    t += x
-    t *= GELU_C
+    xp.multiply(x, x, out=t)
+    t *= GELU_C * 0.044715
+    t += GELU_C
+    t *= x  # √(2/π) x + √(2/π) 0.044715 x³
     xp.tanh(t, out=t)
     xp.add(t, 1, out=y)
     y *= x
@@ -100,20 +99,20 @@ def _gelu_rows(x, y, t) -> None:
 
 
 def _gelu_backward_rows(grad, x, t, dx) -> None:
-    """Into dx, for a block of rows: g · (½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3·0.044715 x²))."""
+    """Into dx, for a block of rows: g · ½ (1 + t) (1 + x (1 - t) √(2/π) (1 + 3·0.044715 x²)),
+    which is g · (½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3·0.044715 x²)) with 1 - t² = (1 - t)(1 + t)
+    factored out: fewer passes over the arrays."""
     xp = get_array_module(x)
-    inner = xp.multiply(x, 3 * 0.044715, out=dx)  # dx holds √(2/π)(1 + 3·0.044715 x²) until it is used
+    inner = xp.multiply(x, x, out=dx)  # dx holds x √(2/π)(1 + 3·0.044715 x²) (1 - t) + 1 first
+    inner *= GELU_C * 3 * 0.044715
+    inner += GELU_C
     inner *= x
+    one_minus_t = xp.subtract(1, t)
+    inner *= one_minus_t
     inner += 1
-    inner *= GELU_C
-    slope = xp.multiply(t, t)  # becomes ½ x (1 - t²) · inner
-    xp.subtract(1, slope, out=slope)
-    slope *= x
-    slope *= 0.5
-    slope *= inner
-    xp.add(t, 1, out=dx)  # inner was read: dx becomes ½ (1 + t) + slope, then times g
-    dx *= 0.5
-    dx += slope
+    half_one_plus_t = xp.multiply(t, 0.5, out=one_minus_t)  # 1 - t was read: reuse its memory
+    half_one_plus_t += 0.5
+    dx *= half_one_plus_t
     dx *= grad
 
 
@@ -205,8 +204,8 @@ def _layer_norm_rows(x, y, xhat, inv_std, weight, bias, eps) -> None:
     x̂ = (x - μ) / √(σ² + eps), y = x̂ · w + b."""
     xp = get_array_module(x)
     xp.subtract(x, _row_means(x)[:, None], out=xhat)  # x - μ, normalised in place below
-    squares = xp.multiply(xhat, xhat, out=y)  # y holds (x - μ)² until the end
-    xp.divide(1.0, xp.sqrt(_row_means(squares) + eps), out=inv_std[:, 0])
+    variance = xp.einsum("rc,rc->r", xhat, xhat) / xhat.dtype.type(x.shape[-1])  # mean of (x - μ)²
+    xp.divide(1.0, xp.sqrt(variance + eps), out=inv_std[:, 0])
     xhat *= inv_std
     if weight is None:
         y[...] = xhat
@@ -326,6 +325,8 @@ def _cross_entropy_backward_rows(probs, targets, weights, d) -> None:
 
 
 _CAUSAL_BIAS: dict = {}
+# Query rows per tile of the CPU attention (see CausalSelfAttention._attend); found by timing.
+ATTENTION_TILE = 64
 
 
 def _causal_bias(xp, T: int, dtype):
@@ -345,6 +346,8 @@ class CausalSelfAttention(Function):
     Forward, per head (q, k, v of shape (T, D)):  S = q kᵀ / √D + causal mask,
     P = softmax(S), y = P v.  Backward, with dy given:
         dv = Pᵀ dy,   dP = dy vᵀ,   dS = P ⊙ (dP - Σ_j dP ⊙ P),   dq = dS k / √D,   dk = dSᵀ q / √D.
+    On the CPU the row sums Σ_j dP_ij P_ij are taken as dy_i · y_i, the same number:
+    Σ_j (Σ_d dy_id v_jd) P_ij = Σ_d dy_id (P v)_id, a (T, D) product instead of a (T, T) one.
     Input qkv (B, T, 3C) holds q, k, v side by side; output (B, T, C) has the heads merged.
 
     On a GPU, P is not kept between forward and backward but recomputed from q and k (one
@@ -363,26 +366,45 @@ class CausalSelfAttention(Function):
         q, k, v = _heads(xp, qkv.reshape(B, T, 3, n_head, D), self.on_gpu)
         y_rows, y = _head_outputs(xp, (B, T, n_head, D), qkv.dtype, self.on_gpu)  # y: (B, H, T, D)
         self.probs = None if self.on_gpu else xp.empty((B, n_head, T, T), dtype=q.dtype)
+        self.tiles = self._query_tiles(T)  # fixed here: backward reads the P these tiles wrote
         # Each block of sequences attends on its own thread (one call on a GPU), its products on
         # one BLAS thread: they release the interpreter lock, and so does the softmax's array work.
         parallel_rows(self._attend, q, k, v, y, *([] if self.probs is None else [self.probs]), products=True)
         self.q, self.k, self.v, self.shape = q, k, v, (B, T, C, n_head, D)
+        self.y = None if self.on_gpu else y  # a view of the output, which the next layer keeps anyway
         return y_rows.reshape(B, T, C)  # (B, T, H, D) -> (B, T, C)
 
     def _attend(self, q, k, v, y, probs=None):
         """y = P v, P = softmax(q kᵀ · scale + causal mask), for a block of sequences:
-        (b, H, T, D) x 3 -> y (b, H, T, D), written in place; P is kept in `probs` if given."""
-        get_array_module(q).matmul(self._probs(q, k, probs), v, out=y)
+        (b, H, T, D) x 3 -> y (b, H, T, D), written in place; P is kept in `probs` if given.
 
-    def _probs(self, q, k, out=None):
-        """P = softmax(q kᵀ · scale + causal mask): (b, H, T, D) x 2 -> (b, H, T, T), into `out` if given."""
+        On the CPU the queries go in tiles (`_query_tiles`): the queries lo..hi-1 see only
+        the keys 0..hi-1, so each tile's products and softmax skip the keys after it, which
+        the causal mask would zero anyway. P's entries past a tile's keys stay unwritten.
+        """
         xp = get_array_module(q)
-        scores = xp.matmul(q, k.swapaxes(-1, -2), out=out)  # (b, H, T, D) @ (b, H, D, T) -> (b, H, T, T)
+        for lo, hi in self.tiles:
+            tile = None if probs is None else probs[:, :, lo:hi, :hi]
+            xp.matmul(self._probs(q[:, :, lo:hi], k[:, :, :hi], lo, tile), v[:, :, :hi], out=y[:, :, lo:hi])
+
+    def _query_tiles(self, T: int) -> list:
+        """[(lo, hi), ...]: the query rows of each tile; one tile (all of T) on a GPU, where
+        one kernel per step matters more than the arithmetic a tile saves."""
+        if self.on_gpu or T <= ATTENTION_TILE:
+            return [(0, T)]
+        return [(lo, min(lo + ATTENTION_TILE, T)) for lo in range(0, T, ATTENTION_TILE)]
+
+    def _probs(self, q, k, offset: int = 0, out=None):
+        """P = softmax(q kᵀ · scale + causal mask) for queries at positions offset.. and keys
+        from 0: (b, H, t, D) x (b, H, s, D) -> (b, H, t, s), into `out` if given."""
+        xp = get_array_module(q)
+        scores = xp.matmul(q, k.swapaxes(-1, -2), out=out)  # (b, H, t, D) @ (b, H, D, s) -> (b, H, t, s)
         # scores is new, or `out`, and only ours: scale, mask, exponentiate and normalise it in place.
         if self.on_gpu:
             return kernels.causal_softmax_(scores, self.scale)  # all of the below, one kernel
+        t, s = scores.shape[-2:]
         scores *= self.scale
-        scores += _causal_bias(xp, scores.shape[-1], scores.dtype)  # -inf above the diagonal: no looking ahead
+        scores += _causal_bias(xp, s, scores.dtype)[offset:offset + t]  # -inf after each query: no looking ahead
         scores -= scores.max(axis=-1, keepdims=True)
         probs = xp.exp(scores, out=scores)
         probs /= probs.sum(axis=-1, keepdims=True)
@@ -393,28 +415,37 @@ class CausalSelfAttention(Function):
         B, T, C, H, D = self.shape
         (dy,) = _heads(xp, grad.reshape(B, T, 1, H, D), self.on_gpu)  # (B, T, C) -> (B, H, T, D)
         dqkv_rows, (dq, dk, dv) = _head_outputs(xp, (B, T, 3, H, D), grad.dtype, self.on_gpu)
-        parallel_rows(self._attend_backward, dy, self.q, self.k, self.v, dq, dk, dv,
-                      *([] if self.probs is None else [self.probs]), products=True)
+        kept = [] if self.on_gpu else [self.probs, self.y]
+        parallel_rows(self._attend_backward, dy, self.q, self.k, self.v, dq, dk, dv, *kept, products=True)
         return dqkv_rows.reshape(B, T, 3 * C), None  # (B, T, 3, H, D) -> (B, T, 3C)
 
-    def _attend_backward(self, dy, q, k, v, dq, dk, dv, probs=None):
+    def _attend_backward(self, dy, q, k, v, dq, dk, dv, probs=None, y=None):
         """dq, dk, dv (b, H, T, D) of a block of sequences from dy (b, H, T, D), written in place;
-        P is recomputed from q and k where it was not kept."""
+        P is recomputed from q and k where it was not kept (on a GPU, where y is not given either).
+
+        Tile by tile as in `_attend`, from the last (which sees every key, so its products
+        write all of dk and dv) to the first (which adds to the keys it sees)."""
         xp = get_array_module(dy)
-        probs = self._probs(q, k) if probs is None else probs
-        xp.matmul(probs.swapaxes(-1, -2), dy, out=dv)  # dv = Pᵀ dy
-        dprobs = dy @ v.swapaxes(-1, -2)  # (b, H, T, T), a new array only this function holds
-        # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
-        if self.on_gpu:
-            dscores = kernels.softmax_backward_(dprobs, probs, self.scale)  # one kernel
-        else:
-            row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)  # Σ_j dP ⊙ P, taken while dP is intact
-            dscores = dprobs
-            dscores -= row_dot
-            dscores *= probs
-            dscores *= self.scale
-        xp.matmul(dscores, k, out=dq)  # dq = dS k (the scale is in dS)
-        xp.matmul(dscores.swapaxes(-1, -2), q, out=dk)  # dk = dSᵀ q
+        for lo, hi in reversed(self.tiles):
+            rows, keys = (slice(None), slice(None), slice(lo, hi)), (slice(None), slice(None), slice(0, hi))
+            tile = self._probs(q[rows], k[keys], lo) if probs is None else probs[:, :, lo:hi, :hi]
+            dprobs = dy[rows] @ v[keys].swapaxes(-1, -2)  # (b, H, t, s), a new array only this function holds
+            # dS = P ⊙ (dP - Σ_j dP ⊙ P) · scale, written over dP's memory: dP is not read again.
+            if self.on_gpu:
+                dscores = kernels.softmax_backward_(dprobs, tile, self.scale)  # one kernel
+            else:
+                row_dot = xp.einsum("bhtd,bhtd->bht", dy[rows], y[rows])[..., None]  # Σ_j dP_ij P_ij = dy_i · y_i
+                dscores = dprobs
+                dscores -= row_dot
+                dscores *= tile
+                dscores *= self.scale
+            xp.matmul(dscores, k[keys], out=dq[rows])  # dq = dS k (the scale is in dS)
+            if hi == dk.shape[2]:  # the last tile: every key, written
+                xp.matmul(tile.swapaxes(-1, -2), dy[rows], out=dv)  # dv = Pᵀ dy
+                xp.matmul(dscores.swapaxes(-1, -2), q[rows], out=dk)  # dk = dSᵀ q
+            else:  # an earlier tile: its keys also got gradients from the later tiles
+                dv[keys] += tile.swapaxes(-1, -2) @ dy[rows]
+                dk[keys] += dscores.swapaxes(-1, -2) @ q[rows]
 
 
 def _heads(xp, packed, on_gpu: bool):

@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, cpu_threads, gradcheck, optim
+from minillm import Tensor, cpu_threads, fused, gradcheck, optim
 from minillm import functional as F
 from minillm.errors import UserError
 from minillm.model import GPT, GPTConfig
@@ -37,8 +37,13 @@ OPS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_threaded_op_equals_one_thread_bit_for_bit(name):
+# (op, attention's query tile): attention also with its queries in tiles of 2 rows
+CASES = [(name, 64) for name in sorted(OPS)] + [("attention", 2)]
+
+
+@pytest.mark.parametrize("name, tile", CASES, ids=[f"{n}-tile{t}" for n, t in CASES])
+def test_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch):
+    monkeypatch.setattr(fused, "ATTENTION_TILE", tile)
     fn, shapes = OPS[name]
     inputs = [rand(*shape, seed=i).detach() for i, shape in enumerate(shapes)]
     inputs = [Tensor(t.data.astype(numpy.float32), requires_grad=True) for t in inputs]
