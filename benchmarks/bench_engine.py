@@ -30,10 +30,9 @@ import platform
 import pstats
 import time
 
-import numpy
-
-import minillm
-from minillm import Tensor
+import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
+import numpy  # noqa: E402
+from minillm import Tensor, blas_kernels
 from minillm import functional as F
 from minillm.nn import Linear, Module
 from minillm.optim import AdamW
@@ -181,7 +180,7 @@ def machine_info() -> str:
     # A load above the core count means other processes share the CPU: timings are inflated.
     return (f"{platform.system()} {platform.machine()}, processor {cpu!r}, os.cpu_count() = "
             f"{os.cpu_count()}, load average (1 min) {load:.2f}; Python {platform.python_version()}, "
-            f"NumPy {numpy.__version__}")
+            f"NumPy {numpy.__version__}, OpenBLAS kernels {blas_kernels.loaded_core()}")
 
 
 # ----- main ------------------------------------------------------------------------------------

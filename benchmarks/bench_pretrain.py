@@ -25,10 +25,9 @@ import resource
 import sys
 import time
 
-import numpy
-
-import minillm
-from minillm import cpu_threads
+import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
+import numpy  # noqa: E402
+from minillm import blas_kernels, cpu_threads
 from minillm import functional as F
 from minillm import optim
 from minillm.model import GPT, GPTConfig
@@ -393,7 +392,7 @@ def main() -> None:
     import platform
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
           f"python {sys.version.split()[0]} numpy {numpy.__version__} "
-          f"minillm threads={cpu_threads.get_threads()} "
+          f"OpenBLAS kernels {blas_kernels.loaded_core()} minillm threads={cpu_threads.get_threads()} "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} load {os.getloadavg()[0]:.2f}")
     for name in args.config or ["char", "bpe"]:
         bench(name, args.repeats, args.steps)

@@ -3,9 +3,15 @@
 The names most lessons need are importable from here: `Tensor`, `no_grad`, `gradcheck`,
 the multi-tensor functions (`concatenate`, `stack`, `split`, `where`, `maximum`,
 `minimum`), and the backend switches (`use_device`, `manual_seed`, default dtype).
-Importing it tunes glibc's malloc for NumPy's big temporaries (`minillm.allocator`).
+Importing it tunes glibc's malloc for NumPy's big temporaries (`minillm.allocator`) and,
+before NumPy loads, picks OpenBLAS's faster kernels on CPUs where that was measured
+(`minillm.blas_kernels`).
 """
 __version__ = "0.1.0"
+
+from minillm.blas_kernels import choose_kernels  # noqa: E402
+
+choose_kernels()  # before anything imports NumPy: OpenBLAS reads the choice once, as it loads
 
 from minillm.allocator import tune_allocator  # noqa: E402
 

@@ -82,31 +82,39 @@ def _run_in_worker(fn: Callable, chunks, shared: dict) -> Any:
 
 
 _blas_functions: Any = None  # (set, get) thread count of the OpenBLAS NumPy loaded; False: none found
+_openblas_paths: list | None = None
+
+
+def openblas_function(*names: str):
+    """The first of these functions found in the OpenBLAS that NumPy loaded (a ctypes
+    function), looked up among the process's shared libraries; None where there is none
+    (another BLAS, or a platform without /proc/self/maps)."""
+    global _openblas_paths
+    if _openblas_paths is None:
+        try:
+            with open("/proc/self/maps") as maps:
+                _openblas_paths = sorted({line.split()[5] for line in maps
+                                          if len(line.split()) == 6 and "openblas" in line.split()[5].lower()})
+        except OSError:
+            _openblas_paths = []
+    for path in _openblas_paths:
+        library = ctypes.CDLL(path)  # already loaded: this only looks its symbols up
+        for name in names:
+            function = getattr(library, name, None)
+            if function is not None:
+                return function
+    return None
 
 
 def _openblas():
-    """openblas_set_num_threads and openblas_get_num_threads of the OpenBLAS that NumPy loaded,
-    found among the process's shared libraries; None where there is none (another BLAS, or
-    a platform without /proc/self/maps)."""
+    """openblas_set_num_threads and openblas_get_num_threads of NumPy's OpenBLAS, or None."""
     global _blas_functions
     if _blas_functions is None:
-        _blas_functions = False
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = sorted({line.split()[5] for line in maps
-                                if len(line.split()) == 6 and "openblas" in line.split()[5].lower()})
-        except OSError:
-            paths = []
-        names = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+        pairs = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
                  ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
                  ("openblas_set_num_threads", "openblas_get_num_threads")]
-        for path in paths:
-            library = ctypes.CDLL(path)  # already loaded: this only looks its symbols up
-            found = [(getattr(library, s, None), getattr(library, g, None)) for s, g in names]
-            found = [pair for pair in found if all(pair)]
-            if found:
-                _blas_functions = found[0]
-                break
+        found = [(openblas_function(s), openblas_function(g)) for s, g in pairs]
+        _blas_functions = next((pair for pair in found if all(pair)), False)
     return _blas_functions or None
 
 

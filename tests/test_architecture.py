@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 LAYERS = [
     ["errors", "allocator"],
     ["backend", "tokenizers.", "chat", "plots", "training.progress"],
-    ["ops", "ops_reduce", "ops_shape", "kernels", "cpu_threads", "safe_files", "data."],
+    ["ops", "ops_reduce", "ops_shape", "kernels", "cpu_threads", "blas_kernels", "safe_files", "data."],
     ["tensor"],
     ["fused", "gradcheck"],
     ["functional"],
