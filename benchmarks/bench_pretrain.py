@@ -286,8 +286,8 @@ def bench(name: str, repeats: int, steps: int) -> dict:
 
 def _op_categories() -> dict:
     """cProfile key (file, line, name) of every op's forward/backward -> the category it counts in."""
-    from minillm import fused, ops, ops_reduce, ops_shape
-    named = {fused.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
+    from minillm import fused, fused_attention, ops, ops_reduce, ops_shape
+    named = {fused_attention.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
              fused.Gelu: "GELU", fused.CrossEntropy: "cross entropy", fused.Embedding: "embedding",
              fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products",
              fused.Linear: "matrix products"}

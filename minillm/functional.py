@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from minillm import backend, fused
+from minillm import backend, fused, fused_attention
 from minillm.tensor import Tensor, apply, concatenate, maximum, minimum, split, stack, where  # noqa: F401
 
 
@@ -169,7 +169,7 @@ def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
         raise ValueError(f"attention expects packed q, k, v of shape (B, T, 3C) with C divisible by "
                          f"n_head={n_head}, got {qkv.shape}")
-    return apply(fused.CausalSelfAttention, qkv, n_head=n_head)
+    return apply(fused_attention.CausalSelfAttention, qkv, n_head=n_head)
 
 
 def causal_self_attention_composed(qkv: Tensor, n_head: int, dropout=None) -> Tensor:

@@ -76,7 +76,7 @@ PRESETS = {
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
         ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
         dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
-    # the lecture demo, at most 10 minutes on a 2-core laptop. Byte-level BPE, not characters:
+    # the lecture demo, a few minutes on a 2-core laptop (measured times: README). Byte-level BPE, not characters:
     # a word of the tiny world is one token, so the same compute reads more text and the model
     # learns the world's facts (docs/architecture.md tells the story)
     "classroom": PipelinePreset(
@@ -91,7 +91,7 @@ PRESETS = {
         ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
         dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
-    # the best this project does on a CPU in about an hour
+    # the best this project does on a laptop CPU in one sitting (measured time: README)
     "full": PipelinePreset(
         pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
         model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),

@@ -16,7 +16,7 @@ LAYERS = [
     ["backend", "tokenizers.", "chat", "plots", "training.progress"],
     ["ops", "ops_reduce", "ops_shape", "kernels", "cpu_threads", "blas_kernels", "safe_files", "data."],
     ["tensor"],
-    ["fused", "gradcheck"],
+    ["fused", "fused_attention", "gradcheck"],
     ["functional"],
     ["nn", "optim", "losses", "kv_cache"],
     ["model", "ngram"],

@@ -5,7 +5,7 @@ import pytest
 
 import minillm
 import minillm.optim
-from minillm import Tensor, fused, gradcheck
+from minillm import Tensor, fused_attention, gradcheck
 from minillm import functional as F
 from minillm.kv_cache import KVCache
 from minillm.model import GPT, GPTConfig
@@ -65,9 +65,9 @@ def test_untied_head_gradcheck(float64):
 
 @pytest.mark.parametrize("tile", [64, 2, 3], ids=["one-tile", "tiles-of-2", "tiles-of-3"])
 def test_fused_attention_equals_composed_value_and_gradient(tile, float64, monkeypatch):
-    """Also with the queries in tiles (fused.ATTENTION_TILE) smaller than the sequence: the
+    """Also with the queries in tiles (fused_attention.ATTENTION_TILE) smaller than the sequence: the
     last tile shorter than the others (5 = 3 + 2), and several earlier tiles adding to dk, dv."""
-    monkeypatch.setattr(fused, "ATTENTION_TILE", tile)
+    monkeypatch.setattr(fused_attention, "ATTENTION_TILE", tile)
     qkv = rand(2, 5 if tile != 2 else 7, 12, seed=3)
     out1 = F.causal_self_attention(qkv, 2)
     w = Tensor(numpy.random.default_rng(0).standard_normal(out1.shape))

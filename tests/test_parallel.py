@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, cpu_threads, fused, gradcheck, optim
+from minillm import Tensor, cpu_threads, fused_attention, gradcheck, optim
 from minillm import functional as F
 from minillm.errors import UserError
 from minillm.model import GPT, GPTConfig
@@ -43,7 +43,7 @@ CASES = [(name, 64) for name in sorted(OPS)] + [("attention", 2)]
 
 @pytest.mark.parametrize("name, tile", CASES, ids=[f"{n}-tile{t}" for n, t in CASES])
 def test_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch):
-    monkeypatch.setattr(fused, "ATTENTION_TILE", tile)
+    monkeypatch.setattr(fused_attention, "ATTENTION_TILE", tile)
     fn, shapes = OPS[name]
     inputs = [rand(*shape, seed=i).detach() for i, shape in enumerate(shapes)]
     inputs = [Tensor(t.data.astype(numpy.float32), requires_grad=True) for t in inputs]

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
                     "Interrupted, it resumes where it stopped when run again with the same --out. "
                     "Presets: " + "; ".join(_describe(n) for n in PRESETS) + ".")
     p.add_argument("--preset", choices=list(PRESETS), default="classroom",
-                   help="quick: about a minute; classroom (default): at most 10 minutes on a 2-core CPU; "
-                        "full: about an hour")
+                   help="quick: about a minute; classroom (default): a few minutes on a 2-core CPU; "
+                        "full: about twenty minutes (measured times: README)")
     p.add_argument("--out", default="runs/pipeline", help="run directory (default: runs/pipeline)")
     p.add_argument("--seed", type=int, default=1337, help="seeds every phase (default 1337)")
     p.add_argument("--data", help=f"a data directory instead of the shipped data/: {LAYOUT_HELP}")
