@@ -34,17 +34,21 @@ def _threads_from_environment() -> int:
 
 
 _threads = 1  # set from MINILLM_THREADS at import (the end of this module)
-# Below this many elements a chunk's hand-off to a thread costs more than the thread saves.
-_parallel_min_size = 1 << 15
+# Below these sizes a block's hand-off to a thread (tens of microseconds) costs more than the
+# thread saves (benchmarks/README.md): element-wise work compared by its elements, products by
+# their output's elements (each of which costs a whole dot product, so they split far sooner).
+_parallel_min_size = 1 << 18
+_product_min_size = 1 << 15
 _pool: ThreadPoolExecutor | None = None
 _in_worker = threading.local()
 
 
-def set_threads(count: int, min_size: int | None = None) -> None:
+def set_threads(count: int, min_size: int | None = None, product_min_size: int | None = None) -> None:
     """Run the row-wise work of the fused ops, the layers' products and AdamW on `count`
     threads (1: all on the calling thread, and NumPy's BLAS gets its own threads back);
-    arrays smaller than `min_size` elements are never split."""
-    global _threads, _parallel_min_size, _pool
+    arrays smaller than `min_size` elements are never split, nor products whose output is
+    smaller than `product_min_size` (default: `min_size` too, when that is given)."""
+    global _threads, _parallel_min_size, _product_min_size, _pool
     if not isinstance(count, int) or count < 1:
         raise UserError(f"the thread count must be a positive integer, got {count!r}")
     if _pool is not None and count != _threads:
@@ -55,6 +59,8 @@ def set_threads(count: int, min_size: int | None = None) -> None:
     _threads = count
     if min_size is not None:
         _parallel_min_size = int(min_size)
+    if product_min_size is not None or min_size is not None:
+        _product_min_size = int(min_size if product_min_size is None else product_min_size)
 
 
 def get_threads() -> int:
@@ -65,7 +71,7 @@ def get_threads() -> int:
 @contextlib.contextmanager
 def threads(count: int, min_size: int | None = None) -> Iterator[None]:
     """Context manager: `set_threads(count, min_size)` inside the block, the previous setting after."""
-    previous = (_threads, _parallel_min_size)
+    previous = (_threads, _parallel_min_size, _product_min_size)
     set_threads(count, min_size)
     try:
         yield
@@ -165,7 +171,7 @@ def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | Non
     """
     rows = arrays[0].shape[0] if arrays[0].ndim else 1
     parts = min(_threads, rows)
-    if (parts < 2 or (arrays[0].size if size is None else size) < _parallel_min_size
+    if (parts < 2 or (arrays[0].size if size is None else size) < (_product_min_size if products else _parallel_min_size)
             or not backend.on_host(arrays[0]) or getattr(_in_worker, "active", False)):
         return [fn(*arrays, **shared)]
     if products and not _take_over_blas():
