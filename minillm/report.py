@@ -12,7 +12,7 @@ import json
 import math
 import os
 
-from minillm import chat, checkpoint, rl
+from minillm import chat, checkpoint, rl_best_of_n
 from minillm.chat_session import ChatSession, Sampling
 from minillm.data.gold import gold_score
 from minillm.chat import ResponseTooLong
@@ -98,7 +98,7 @@ def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int
     block = model.config.block_size
     room = block // 2
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
-    winners, _ = rl.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, temperature,
+    winners, _ = rl_best_of_n.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, temperature,
                               seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
 

@@ -22,7 +22,7 @@ LAYERS = [
     ["model", "ngram"],
     ["generate", "reward_model"],
     ["checkpoint", "hf_gpt2", "hf_dir", "explore"],
-    ["chat_session", "rl", "rl_ppo"],
+    ["chat_session", "rl", "rl_ppo", "rl_best_of_n"],
     ["training.loop", "training.common", "training.judge"],
     ["training.pretrain", "training.sft", "training.reward", "training.rlhf", "training.dpo", "training.best_of_n"],
     ["phases", "report", "report_writer", "pipeline"],

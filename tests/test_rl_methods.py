@@ -4,7 +4,7 @@ import math
 import numpy
 import pytest
 
-from minillm import backend, chat, losses, rl, rl_ppo
+from minillm import backend, chat, losses, rl, rl_best_of_n, rl_ppo
 from minillm.data.gold import exact_reward
 from minillm.gradcheck import gradcheck
 from minillm.model import GPT, GPTConfig
@@ -181,16 +181,16 @@ def test_best_of_n_kl_formula_against_an_exact_discrete_computation():
     for n in (2, 4, 16):
         pi_n = F ** n - (F - 1 / M) ** n
         kl = float(numpy.sum(pi_n * numpy.log(pi_n * M)))
-        assert kl == pytest.approx(rl.best_of_n_kl(n), abs=0.01)
-        assert kl <= rl.best_of_n_kl(n)  # a discrete π: the formula is an upper bound
+        assert kl == pytest.approx(rl_best_of_n.best_of_n_kl(n), abs=0.01)
+        assert kl <= rl_best_of_n.best_of_n_kl(n)  # a discrete π: the formula is an upper bound
 
 
 def test_best_of_n_kl_estimate_from_samples():
     rng = numpy.random.default_rng(0)
     n, B, m = 4, 2000, 200
     winners = rng.random((B, n)).max(axis=1)                                  # r ~ U(0, 1) under π
-    estimate = rl.best_of_n_kl_estimate(winners, rng.random((B, m)), n)
-    assert estimate == pytest.approx(rl.best_of_n_kl(n), abs=0.05)
+    estimate = rl_best_of_n.best_of_n_kl_estimate(winners, rng.random((B, m)), n)
+    assert estimate == pytest.approx(rl_best_of_n.best_of_n_kl(n), abs=0.05)
 
 
 def test_best_of_n_kl_estimate_with_ties_matches_the_exact_discrete_kl():
@@ -199,16 +199,16 @@ def test_best_of_n_kl_estimate_with_ties_matches_the_exact_discrete_kl():
     F_hi, F_lo = numpy.cumsum(p), numpy.cumsum(p) - p
     pi_n = F_hi ** n - F_lo ** n
     exact = float(numpy.sum(pi_n * numpy.log(pi_n / p)))
-    assert exact < rl.best_of_n_kl(n)                                           # ties lower the true KL
+    assert exact < rl_best_of_n.best_of_n_kl(n)                                           # ties lower the true KL
     rng = numpy.random.default_rng(0)
     B, m = 4000, 64
     winners = r[rng.choice(3, size=(B, n), p=p)].max(axis=1)
     samples = r[rng.choice(3, size=(B, m), p=p)]
-    assert rl.best_of_n_kl_estimate(winners, samples, n) == pytest.approx(exact, abs=0.03)
+    assert rl_best_of_n.best_of_n_kl_estimate(winners, samples, n) == pytest.approx(exact, abs=0.03)
     # one answer only: best-of-n is π itself, KL 0 (counting ties as below would give log n)
-    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)), n) == pytest.approx(0.0)
+    assert rl_best_of_n.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)), n) == pytest.approx(0.0)
     # the same answer scored in another batch, off in its last bits, is still a tie
-    assert rl.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)) + 1e-8, n) == pytest.approx(0.0)
+    assert rl_best_of_n.best_of_n_kl_estimate(numpy.ones(5), numpy.ones((5, 8)) + 1e-8, n) == pytest.approx(0.0)
 
 
 def test_best_of_n_returns_the_highest_scored_sample():
@@ -220,29 +220,29 @@ def test_best_of_n_returns_the_highest_scored_sample():
     reward_model.score_head.weight.data[...] = backend.asarray(numpy.random.default_rng(1).standard_normal((16, 1)))
     end = chat.chat_token_ids(tok)[2]
     prompts = [chat.encode_prompt(tok, p) for p in ("where does anna live?", "add two and two.")]
-    best, scores = rl.best_of_n(policy, reward_model, prompts, 3, 10, end, seed=5)
+    best, scores = rl_best_of_n.best_of_n(policy, reward_model, prompts, 3, 10, end, seed=5)
     assert scores.shape == (2, 3) and len(best) == 2
     for prompt, answer, row in zip(prompts, best, backend.to_numpy(scores)):
         mine = rl.reward_model_scores(reward_model, [prompt], [answer], end)
         assert float(mine[0]) == pytest.approx(row.max())
     with pytest.raises(ValueError, match="n >= 1"):
-        rl.best_of_n(policy, reward_model, prompts, 0, 10, end)
+        rl_best_of_n.best_of_n(policy, reward_model, prompts, 0, 10, end)
     # the candidates it chose from, sampled again with the same seed: the same winners
-    responses, again = rl.best_of_n_candidates(policy, reward_model, prompts, 3, 10, end, seed=5)
-    assert len(responses) == 6 and rl.pick_best(responses, again) == best
+    responses, again = rl_best_of_n.best_of_n_candidates(policy, reward_model, prompts, 3, 10, end, seed=5)
+    assert len(responses) == 6 and rl_best_of_n.pick_best(responses, again) == best
     numpy.testing.assert_allclose(backend.to_numpy(again), backend.to_numpy(scores))
     # at τ = 0.3 the samples differ but the pick is still the reward model's favourite
-    sharp, sharp_scores = rl.best_of_n(policy, reward_model, prompts, 3, 10, end, temperature=0.3, seed=5)
+    sharp, sharp_scores = rl_best_of_n.best_of_n(policy, reward_model, prompts, 3, 10, end, temperature=0.3, seed=5)
     for prompt, answer, row in zip(prompts, sharp, backend.to_numpy(sharp_scores)):
         assert float(rl.reward_model_scores(reward_model, [prompt], [answer], end)[0]) == pytest.approx(row.max())
 
 
 def test_pick_best_takes_any_score_and_the_first_of_a_tie():
     candidates = ["a", "b", "c", "d", "e", "f"]                              # 2 prompts, n = 3
-    assert rl.pick_best(candidates, numpy.array([[0.1, 0.9, 0.5], [2.0, 2.0, -1.0]])) == ["b", "d"]
-    assert rl.pick_best([[1], [2]], numpy.array([[-3.0, -4.0]])) == [[1]]
+    assert rl_best_of_n.pick_best(candidates, numpy.array([[0.1, 0.9, 0.5], [2.0, 2.0, -1.0]])) == ["b", "d"]
+    assert rl_best_of_n.pick_best([[1], [2]], numpy.array([[-3.0, -4.0]])) == [[1]]
     with pytest.raises(ValueError, match="5 candidates do not match scores of shape"):
-        rl.pick_best(candidates[:5], numpy.zeros((2, 3)))
+        rl_best_of_n.pick_best(candidates[:5], numpy.zeros((2, 3)))
 
 
 def test_diagnose_splits_best_of_n_gold_into_sampling_picking_and_the_oracle():

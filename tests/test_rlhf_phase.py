@@ -178,7 +178,7 @@ def test_generate_best_of_n_prints_the_reward_models_favourite(runs, capsys):
 
 
 def test_best_of_n_run_writes_its_report_and_both_kls(runs):
-    from minillm.rl import best_of_n_kl
+    from minillm.rl_best_of_n import best_of_n_kl
     from minillm.training.best_of_n import BestOfNRun
     out = runs / "bon" / "nested"  # a directory that does not exist yet
     summary = BestOfNRun(policy=str(runs / "sft"), reward_model=str(runs / "rm"), out=str(out), n=2,

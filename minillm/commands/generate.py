@@ -107,10 +107,10 @@ def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, e
     """Best-of-n: N sampled answers of a chat model, the reward model's favourite printed.
 
     The candidates and their scores go to `err`, with best-of-n's KL to the model as sampled
-    (at --temperature), log N − (N−1)/N nats (`rl.best_of_n_kl`): the price of picking, paid
+    (at --temperature), log N − (N−1)/N nats (`rl_best_of_n.best_of_n_kl`): the price of picking, paid
     without training.
     """
-    from minillm import rl  # loaded only when the command runs
+    from minillm import rl_best_of_n  # loaded only when the command runs
     out, err = out or sys.stdout, err or sys.stderr
     if not chat.uses_chat_template(ckpt.meta):
         raise UserError(f"--best-of needs a chat model (an SFT or RLHF run); {args.ckpt} has no chat template")
@@ -122,14 +122,14 @@ def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, e
     max_new = min(args.max_new_tokens or room, room)
     end = chat.chat_token_ids(tok).end
     n = args.best_of
-    responses, scores = rl.best_of_n_candidates(model, reward, [prompt_ids], n, max_new, end, args.temperature,
+    responses, scores = rl_best_of_n.best_of_n_candidates(model, reward, [prompt_ids], n, max_new, end, args.temperature,
                                                 args.seed)
     scores = backend.to_numpy(scores)[0].tolist()
     ranked = sorted(zip(scores, responses), key=lambda pair: -pair[0])
     for rank, (score, ids) in enumerate(ranked, start=1):
         err.write(f"{rank}. {score:+.4f}  {chat.response_text(tok, ids)}\n")
     sampled = "model" if args.temperature == 1.0 else f"model sampled at τ = {args.temperature}"
-    err.write(f"best of {n}: KL(best-of-{n} ‖ {sampled}) = log {n} − {n - 1}/{n} = {rl.best_of_n_kl(n):.3f} nats "
+    err.write(f"best of {n}: KL(best-of-{n} ‖ {sampled}) = log {n} − {n - 1}/{n} = {rl_best_of_n.best_of_n_kl(n):.3f} nats "
               "(at most; exact when no two answers tie)\n")
     answer = chat.response_text(tok, ranked[0][1])
     out.write(answer + "\n")

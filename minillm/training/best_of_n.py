@@ -3,7 +3,7 @@
 Lecture 5 §Phase 3 optimises the policy so its samples score high. Best-of-n gets there
 without changing a weight: sample n answers from the SFT model, keep the one the reward
 model scores highest. It costs n samples per answer at inference time, and its distance
-from the SFT model is known in closed form, KL = log n − (n−1)/n nats (`rl.best_of_n_kl`),
+from the SFT model is known in closed form, KL = log n − (n−1)/n nats (`rl_best_of_n.best_of_n_kl`),
 which this run also measures from fresh samples. Every RL method must beat it to be worth
 its training. Judged like the trained methods (`judge.judge_answers`).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm import backend, chat, checkpoint, rl
+from minillm import backend, chat, checkpoint, rl, rl_best_of_n
 from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
@@ -51,7 +51,7 @@ def diagnose(prompts: list[str], candidates: list[str], rm_scores) -> dict:
         raise UserError(f"{len(candidates)} candidates do not make {n} answers to each of {len(prompts)} prompts")
     gold = np.asarray([gold_score(p, c) for p, c in zip((p for p in prompts for _ in range(n)), candidates)])
     gold = gold.reshape(-1, n)                                                   # (B·n,) -> (B, n)
-    rm_pick = np.asarray(rl.pick_best(gold.reshape(-1).tolist(), backend.to_numpy(rm_scores)))  # (B,)
+    rm_pick = np.asarray(rl_best_of_n.pick_best(gold.reshape(-1).tolist(), backend.to_numpy(rm_scores)))  # (B,)
     oracle = gold.max(axis=1)                                                    # (B,) = pick_best(gold, gold)
     return {"sample_gold": float(gold.mean()), "rm_pick_gold": float(rm_pick.mean()),
             "oracle_gold": float(oracle.mean()), "rm_pick_is_oracle": float((rm_pick == oracle).mean())}
@@ -94,21 +94,21 @@ class BestOfNRun:
         end = chat.chat_token_ids(tok).end
         self._say(f"best-of-{self.n}: {self.n} samples for each of {len(heldout)} held-out prompts, the reward "
                   "model keeps one")
-        responses, scores = rl.best_of_n_candidates(policy, reward_model, ids, self.n, self.max_new_tokens, end,
+        responses, scores = rl_best_of_n.best_of_n_candidates(policy, reward_model, ids, self.n, self.max_new_tokens, end,
                                                     self.temperature, self.seed)
         candidates = [common.first_line(chat.response_text(tok, r)) for r in responses]  # B·n
-        answers, winners = rl.pick_best(candidates, scores), rl.pick_best(responses, scores)
+        answers, winners = rl_best_of_n.pick_best(candidates, scores), rl_best_of_n.pick_best(responses, scores)
         kl_sampled = self._measured_kl(policy, reward_model, ids, end, scores.max(axis=1))
         tempering, entropy = self._tempering(policy, ids, winners)
         extra = {"algo": f"best-of-{self.n}", "n": self.n, "temperature": self.temperature,
-                 "kl_to_sampled": kl_sampled, "kl_formula": rl.best_of_n_kl(self.n), "entropy": entropy,
+                 "kl_to_sampled": kl_sampled, "kl_formula": rl_best_of_n.best_of_n_kl(self.n), "entropy": entropy,
                  "sampled_tokens": sum(len(w) for w in winners), **diagnose(heldout, candidates, scores)}
         details = (f"The SFT model's greedy answers (first line) against the best of {self.n} of its samples at "
                    f"τ = {self.temperature} by the reward model (first line), to")
         more = (f"KL(best-of-{self.n} ‖ SFT sampled at τ = {self.temperature}) is measured as the mean of "
                 f"log π_n/π at the winners' rewards, from the empirical CDF of the reward over {self.kl_samples} "
                 f"fresh samples per prompt (tied rewards counted as ties): {kl_sampled:.3f} nats; the closed form "
-                f"log n − (n−1)/n gives {rl.best_of_n_kl(self.n):.3f} (exact without reward ties, an upper bound "
+                f"log n − (n−1)/n gives {rl_best_of_n.best_of_n_kl(self.n):.3f} (exact without reward ties, an upper bound "
                 f"with them). The KL to the SFT model itself adds "
                 f"E[log π_τ(y) − log π(y)] over the winners, {tempering:.3f} nats (0 at τ = 1). "
                 f"Where the gold comes from, on the same {self.n} samples per prompt: one sample "
@@ -126,11 +126,11 @@ class BestOfNRun:
 
     def _measured_kl(self, policy, reward_model, ids: list, end: int, winner_scores) -> float:
         """KL(best-of-n ‖ π_τ), π_τ the SFT model sampled at τ, from kl_samples fresh samples of π_τ per
-        prompt (`rl.best_of_n_kl_estimate`): the distance the closed form log n − (n−1)/n predicts."""
+        prompt (`rl_best_of_n.best_of_n_kl_estimate`): the distance the closed form log n − (n−1)/n predicts."""
         fresh = rl.sample_rollouts(policy, policy, ids, self.kl_samples, self.max_new_tokens, end,
                                    self.temperature, self.seed + 1)
         sample_scores = rl.reward_model_scores(reward_model, fresh.prompt_ids, fresh.responses(), end)
-        return rl.best_of_n_kl_estimate(winner_scores, sample_scores.reshape(len(ids), self.kl_samples), self.n)
+        return rl_best_of_n.best_of_n_kl_estimate(winner_scores, sample_scores.reshape(len(ids), self.kl_samples), self.n)
 
     def _tempering(self, policy, ids: list, winners: list[list[int]]) -> tuple[float, float]:
         """(E_{y~π_n}[log π_τ(y) − log π(y)], the entropy of π_τ per token along the winners).
