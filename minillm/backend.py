@@ -3,9 +3,9 @@
 Every piece of array code in minillm reaches its array library through this module, so
 the same lines run on either device (the CuPy "generic code" pattern). This is the only
 module that imports CuPy. It also owns the default floating dtype, the seeded random
-generators, the transfers between device and host (which it counts, so a test can
-prove that a training step makes no hidden device -> host copies), and the threads that
-split a CPU step's work over the cores (`parallel_rows`).
+generators, and the transfers between device and host (which it counts, so a test can
+prove that a training step makes no hidden device -> host copies). The threads that split a
+CPU step's work over the cores are in `cpu_threads.py`.
 
 Left out on purpose: multiple GPUs, mixed precision, and any array library but these two.
 """

@@ -98,8 +98,8 @@ def best_of_n_answers(model, tokenizer, reward_model, prompts: list[str], n: int
     block = model.config.block_size
     room = block // 2
     ids = [chat.encode_prompt(tokenizer, p, block - room) for p in prompts]
-    winners, _ = rl_best_of_n.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end, temperature,
-                              seed)
+    winners, _ = rl_best_of_n.best_of_n(model, reward_model, ids, n, room, chat.chat_token_ids(tokenizer).end,
+                                        temperature, seed)
     return [common.first_line(chat.response_text(tokenizer, w)) for w in winners]
 
 

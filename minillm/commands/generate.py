@@ -122,14 +122,15 @@ def best_of(ckpt, reward, args: argparse.Namespace, out: TextIO | None = None, e
     max_new = min(args.max_new_tokens or room, room)
     end = chat.chat_token_ids(tok).end
     n = args.best_of
-    responses, scores = rl_best_of_n.best_of_n_candidates(model, reward, [prompt_ids], n, max_new, end, args.temperature,
-                                                args.seed)
+    responses, scores = rl_best_of_n.best_of_n_candidates(model, reward, [prompt_ids], n, max_new, end,
+                                                          args.temperature, args.seed)
     scores = backend.to_numpy(scores)[0].tolist()
     ranked = sorted(zip(scores, responses), key=lambda pair: -pair[0])
     for rank, (score, ids) in enumerate(ranked, start=1):
         err.write(f"{rank}. {score:+.4f}  {chat.response_text(tok, ids)}\n")
     sampled = "model" if args.temperature == 1.0 else f"model sampled at τ = {args.temperature}"
-    err.write(f"best of {n}: KL(best-of-{n} ‖ {sampled}) = log {n} − {n - 1}/{n} = {rl_best_of_n.best_of_n_kl(n):.3f} nats "
+    kl = rl_best_of_n.best_of_n_kl(n)
+    err.write(f"best of {n}: KL(best-of-{n} ‖ {sampled}) = log {n} − {n - 1}/{n} = {kl:.3f} nats "
               "(at most; exact when no two answers tie)\n")
     answer = chat.response_text(tok, ranked[0][1])
     out.write(answer + "\n")

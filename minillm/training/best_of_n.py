@@ -94,8 +94,8 @@ class BestOfNRun:
         end = chat.chat_token_ids(tok).end
         self._say(f"best-of-{self.n}: {self.n} samples for each of {len(heldout)} held-out prompts, the reward "
                   "model keeps one")
-        responses, scores = rl_best_of_n.best_of_n_candidates(policy, reward_model, ids, self.n, self.max_new_tokens, end,
-                                                    self.temperature, self.seed)
+        responses, scores = rl_best_of_n.best_of_n_candidates(policy, reward_model, ids, self.n,
+                                                              self.max_new_tokens, end, self.temperature, self.seed)
         candidates = [common.first_line(chat.response_text(tok, r)) for r in responses]  # B·n
         answers, winners = rl_best_of_n.pick_best(candidates, scores), rl_best_of_n.pick_best(responses, scores)
         kl_sampled = self._measured_kl(policy, reward_model, ids, end, scores.max(axis=1))
@@ -108,7 +108,7 @@ class BestOfNRun:
         more = (f"KL(best-of-{self.n} ‖ SFT sampled at τ = {self.temperature}) is measured as the mean of "
                 f"log π_n/π at the winners' rewards, from the empirical CDF of the reward over {self.kl_samples} "
                 f"fresh samples per prompt (tied rewards counted as ties): {kl_sampled:.3f} nats; the closed form "
-                f"log n − (n−1)/n gives {rl_best_of_n.best_of_n_kl(self.n):.3f} (exact without reward ties, an upper bound "
+                f"log n − (n−1)/n gives {extra['kl_formula']:.3f} (exact without reward ties, an upper bound "
                 f"with them). The KL to the SFT model itself adds "
                 f"E[log π_τ(y) − log π(y)] over the winners, {tempering:.3f} nats (0 at τ = 1). "
                 f"Where the gold comes from, on the same {self.n} samples per prompt: one sample "
@@ -130,7 +130,8 @@ class BestOfNRun:
         fresh = rl.sample_rollouts(policy, policy, ids, self.kl_samples, self.max_new_tokens, end,
                                    self.temperature, self.seed + 1)
         sample_scores = rl.reward_model_scores(reward_model, fresh.prompt_ids, fresh.responses(), end)
-        return rl_best_of_n.best_of_n_kl_estimate(winner_scores, sample_scores.reshape(len(ids), self.kl_samples), self.n)
+        sample_scores = sample_scores.reshape(len(ids), self.kl_samples)            # (B·m,) -> (B, m)
+        return rl_best_of_n.best_of_n_kl_estimate(winner_scores, sample_scores, self.n)
 
     def _tempering(self, policy, ids: list, winners: list[list[int]]) -> tuple[float, float]:
         """(E_{y~π_n}[log π_τ(y) − log π(y)], the entropy of π_τ per token along the winners).
