@@ -4,8 +4,8 @@ Why this module exists: NumPy's OpenBLAS picks its kernels for the CPU once, whe
 loads it. On AMD Zen 4 (CPU family 25 with AVX-512) it picks its AVX-512 kernels (the ones
 written for Intel's Skylake-X), but Zen 4 executes a 512-bit instruction as two 256-bit
 halves, and OpenBLAS's AVX2 kernels (written for Haswell) multiply float32 matrices faster
-there: about 5% on the layers' products and 4% on a whole training step of the `bpe`
-benchmark (benchmarks/README.md has the measurement). The environment variable
+there: about 10% on one product on one core, 1 to 5% on the layers' products and about 5%
+on a whole training step of the `bpe` benchmark (benchmarks/README.md has the measurements). The environment variable
 OPENBLAS_CORETYPE=Haswell selects them.
 
 OpenBLAS reads that variable only when it is loaded, so `import minillm` sets it only where
