@@ -10,7 +10,10 @@ Prints, for the op-level figures of benchmarks/README.md:
 - the layers' products of one `bpe` step (forward, input gradient, weight gradient, for the
   four layer shapes and the head), minillm's `layer_product` beside PyTorch's where installed;
 - layer norm and GELU, forward and backward, at several sizes, split over the cores by
-  `cpu_threads.parallel_rows` and on one thread: where a split starts to pay.
+  `cpu_threads.parallel_rows` and on one thread: where a split starts to pay;
+- what a hand-off to a thread costs (`parallel_rows` of a function that does nothing), GELU's
+  forward and backward on one thread's block of the `bpe` MLP, (1,024 × 1,024), and gradient
+  clipping and AdamW over a flat buffer the size of the `bpe` model (3.3M parameters).
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import time
 
 import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
 import numpy  # noqa: E402
-from minillm import blas_kernels, cpu_threads, fused
+from minillm import blas_kernels, cpu_threads, fused, optim
+from minillm.nn import Parameter
 from minillm.ops_reduce import layer_product
 
 BPE_ROWS = 2048  # batch 16 × block 128
@@ -98,8 +102,28 @@ def layer_norm_and_gelu(rng) -> None:
               f"{times[2]:.3f} ms; GELU split {times[1]:.3f}, one thread {times[3]:.3f} ms (forward + backward)")
 
 
+def small_pieces(rng) -> None:
+    rows = numpy.ones((2048, 256), dtype=numpy.float32)
+    with cpu_threads.threads(2, min_size=1):
+        handoff = best_ms(lambda: cpu_threads.parallel_rows(lambda block: None, rows), calls=200)
+    print(f"a hand-off to a thread and back: {handoff * 1e3:.0f} µs")
+    x = rng.standard_normal((1024, 1024), dtype=numpy.float32)
+    y, t, dx = numpy.empty_like(x), numpy.empty_like(x), numpy.empty_like(x)
+    forward = best_ms(lambda: fused._gelu_rows(x, y, t))
+    backward = best_ms(lambda: fused._gelu_backward_rows(x, x, t, dx))
+    print(f"GELU on one block of (1,024 × 1,024), one thread: forward {forward:.2f} ms, backward {backward:.2f} ms")
+    params = [Parameter(rng.standard_normal(3_323_392, dtype=numpy.float32))]
+    opt = optim.AdamW(params, lr=1e-3, weight_decay=0.1)
+    params[0].grad = params[0].grad_buffer  # AdamW's flat gradient, where backward leaves it
+    params[0].grad[...] = rng.standard_normal(3_323_392, dtype=numpy.float32)
+    clip = best_ms(lambda: optim.clip_grad_norm(params, 1e9))
+    step = best_ms(opt.step)
+    print(f"3.3M parameters in AdamW's flat buffer: gradient clipping {clip:.2f} ms, AdamW step {step:.2f} ms")
+
+
 def main() -> None:
     rng = numpy.random.default_rng(0)
+    small_pieces(rng)
     one_core_product(rng)
     print(f"the layers' products of one bpe step ({BPE_ROWS} rows), ms:")
     step_products(rng)
