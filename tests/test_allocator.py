@@ -47,5 +47,10 @@ def test_the_opt_out_keeps_the_system_allocator_which_faults_again():
     assert tuned == "False" and share > 0.1  # the cost the tuning removes
 
 
-def test_tuning_twice_is_harmless():
-    assert allocator.tune_allocator() == allocator.tune_allocator()
+@glibc
+def test_tuning_twice_is_harmless(monkeypatch):
+    """The second call (a second `import minillm` path, a user's own call) reports the tuning
+    and does not reach for malloc again."""
+    first = allocator.tune_allocator()
+    monkeypatch.setattr(allocator, "_glibc", lambda: pytest.fail("the allocator was tuned a second time"))
+    assert allocator.tune_allocator() == first
