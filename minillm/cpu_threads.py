@@ -171,7 +171,8 @@ def parallel_rows(fn: Callable, *arrays, products: bool = False, size: int | Non
     """
     rows = arrays[0].shape[0] if arrays[0].ndim else 1
     parts = min(_threads, rows)
-    if (parts < 2 or (arrays[0].size if size is None else size) < (_product_min_size if products else _parallel_min_size)
+    threshold = _product_min_size if products else _parallel_min_size
+    if (parts < 2 or (arrays[0].size if size is None else size) < threshold
             or not backend.on_host(arrays[0]) or getattr(_in_worker, "active", False)):
         return [fn(*arrays, **shared)]
     if products and not _take_over_blas():
