@@ -30,12 +30,13 @@ import platform
 import pstats
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
+import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
 import numpy  # noqa: E402
-from minillm import Tensor, blas_kernels
-from minillm import functional as F
-from minillm.nn import Linear, Module
-from minillm.optim import AdamW
+from minillm import Tensor
+from minillm.fast import blas_kernels
+from minillm.model import functional as F
+from minillm.model.nn import Linear, Module
+from minillm.engine.optim import AdamW
 
 
 # ----- timing ------------------------------------------------------------------------------

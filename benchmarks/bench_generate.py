@@ -15,9 +15,9 @@ import platform
 import time
 
 import minillm
-from minillm import backend
-from minillm.generate import generate
-from minillm.model import GPT, GPTConfig
+from minillm.engine import backend
+from minillm.model.sampling import generate
+from minillm.model.gpt import GPT, GPTConfig
 
 CONFIGS = {
     "small (shakespeare-char)": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),

@@ -6,7 +6,7 @@ Run:  OPENBLAS_NUM_THREADS=2 python benchmarks/bench_ops.py
 
 Prints, for the op-level figures of benchmarks/README.md:
 - one float32 product (1,024 × 256) @ (256 × 1,024) on one core, in GFLOP/s, and the kernels
-  OpenBLAS runs (they decide it: `minillm/blas_kernels.py`);
+  OpenBLAS runs (they decide it: `minillm/fast/blas_kernels.py`);
 - the layers' products of one `bpe` step (forward, input gradient, weight gradient, for the
   four layer shapes and the head), minillm's `layer_product` beside PyTorch's where installed;
 - layer norm and GELU, forward and backward, at several sizes, split over the cores by
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
+import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
 import numpy  # noqa: E402
-from minillm import blas_kernels, cpu_threads, fused, optim
-from minillm.nn import Parameter
-from minillm.ops_reduce import layer_product
+from minillm.fast import blas_kernels, cpu_threads, fused
+from minillm.engine import optim
+from minillm.model.nn import Parameter
+from minillm.engine.reductions import layer_product
 
 BPE_ROWS = 2048  # batch 16 × block 128
 BPE_LAYERS = ((256, 768), (256, 256), (256, 1024), (1024, 256), (256, 512))  # (in, out); the last is the head

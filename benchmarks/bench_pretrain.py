@@ -25,12 +25,12 @@ import resource
 import sys
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (blas_kernels.py)
+import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
 import numpy  # noqa: E402
-from minillm import blas_kernels, cpu_threads
-from minillm import functional as F
-from minillm import optim
-from minillm.model import GPT, GPTConfig
+from minillm.fast import blas_kernels, cpu_threads
+from minillm.model import functional as F
+from minillm.engine import optim
+from minillm.model.gpt import GPT, GPTConfig
 
 CONFIGS = {
     # the shakespeare-char preset: 4 layers, 4 heads, 128 channels, block 64, batch 12
@@ -59,7 +59,7 @@ class MinillmStep:
         self.V = cfg.vocab_size
 
     def __call__(self, window) -> float:
-        window = minillm.backend.asarray(window)  # on the device, as the training loop's batches are
+        window = minillm.engine.backend.asarray(window)  # on the device, as the training loop's batches are
         x, y = window[:, :-1], window[:, 1:]
         logits = self.model(x)
         loss = F.cross_entropy(logits.reshape(-1, self.V), y.reshape(-1))
@@ -209,7 +209,7 @@ def print_kernel_profile(label: str, prof: dict, step_ms: float) -> None:
 
 def generation_kernels(model, tokens: int = 32, batch: int = 8) -> float:
     """minillm's kernels per generated token: a batch of prompts, KV cache, sampling."""
-    from minillm.generate import generate
+    from minillm.model.sampling import generate
     prompts = [[1 + (i + j) % 50 for j in range(16)] for i in range(batch)]
     model.eval()
     generate(model, prompts, 4, temperature=1.0, seed=0)  # warm up (compiles the kernels)
@@ -271,7 +271,7 @@ def bench(name: str, repeats: int, steps: int) -> dict:
         result.update(torch_ms=best_theirs * 1e3, ratio=best_ours / best_theirs)
         line += (f"  torch {best_theirs * 1e3:7.1f} ms/step ({tokens / best_theirs:,.0f} tok/s, "
                  f"{flops / best_theirs / 1e12:.2f} TFLOP/s)  ratio {best_ours / best_theirs:.2f}x")
-    if DEVICE == "cpu":  # page faults and thread wake-ups show here (minillm/allocator.py says why)
+    if DEVICE == "cpu":  # page faults and thread wake-ups show here (minillm/fast/allocator.py says why)
         result.update(kernel_share=kernel_s / wall_s)
         line += f"  kernel time {kernel_s / wall_s:.2f} s per s"
     if one_thread:
@@ -286,7 +286,8 @@ def bench(name: str, repeats: int, steps: int) -> dict:
 
 def _op_categories() -> dict:
     """cProfile key (file, line, name) of every op's forward/backward -> the category it counts in."""
-    from minillm import fused, fused_attention, ops, ops_reduce, ops_shape
+    from minillm.fast import fused, attention as fused_attention
+    from minillm.engine import ops, reductions as ops_reduce, shape_ops as ops_shape
     named = {fused_attention.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
              fused.Gelu: "GELU", fused.CrossEntropy: "cross entropy", fused.Embedding: "embedding",
              fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products",

@@ -21,15 +21,16 @@ import sys
 import time
 
 import minillm
-from minillm import backend, chat
-from minillm.data.preferences import PreferenceBatches, encode_pairs
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.data.preference_batches import PreferenceBatches, encode_pairs
 from minillm.data.readers import read_preferences
-from minillm.losses import pairwise_loss_stable
-from minillm.model import GPTConfig
-from minillm.optim import AdamW, WarmupCosineSchedule, clip_grad_norm
-from minillm.reward_model import RewardModel
+from minillm.phases.losses import pairwise_loss_stable
+from minillm.model.gpt import GPTConfig
+from minillm.engine.optim import AdamW, WarmupCosineSchedule, clip_grad_norm
+from minillm.model.reward_model import RewardModel
 from minillm.tokenizers import BPETokenizer, CharTokenizer
-from minillm.training.reward import split_scores, validation_metrics
+from minillm.phases.reward import split_scores, validation_metrics
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                             "hh_rlhf_harmless_base_test.jsonl")

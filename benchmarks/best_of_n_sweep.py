@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from minillm.training.best_of_n import BestOfNRun
+from minillm.phases.rl.best_of_n_run import BestOfNRun
 
 COLUMNS = (("n", 3), ("τ", 4), ("greedy SFT", 10), ("one sample", 10), ("RM pick", 7), ("oracle", 7),
            ("RM = oracle", 11), ("wins–losses", 11), ("win rate", 8), ("RM", 6), ("KL to π_τ", 9),

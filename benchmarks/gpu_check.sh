@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one run, for a machine with CuPy and a CUDA GPU, in the
 # order that matters most when time is short:
-#   1. the custom kernels (kernels.py) against their NumPy twins, and CPU vs GPU agreement,
+#   1. the custom kernels (fast/cuda_kernels.py) against their NumPy twins, and CPU vs GPU agreement,
 #   2. the training-step benchmark beside PyTorch with SDPA (TF32 off on both sides), with
 #      kernel launches per step and per generated token (skipped if torch is missing),
 #   3. the classroom pipeline with MINILLM_DEVICE=cuda, timed,

@@ -28,10 +28,12 @@ import numpy
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from minillm import backend, chat, checkpoint
-from minillm.commands import generate as generate_command
-from minillm.hf_dir import export_run, stop_ids
-from minillm.tensor import no_grad
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.app.commands import generate_command
+from minillm.io.hf_dir import export_run, stop_ids
+from minillm.engine.tensor import no_grad
 
 LOGIT_TOLERANCE = 1e-4
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.data.pretrain import split_train_val
-from minillm.ngram import NGramLM
-from minillm.training.pretrain import PRESETS, build_tokenizer, load_corpus
+from minillm.data.windows import split_train_val
+from minillm.model.ngram import NGramLM
+from minillm.phases.pretrain import PRESETS, build_tokenizer, load_corpus
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import argparse
 import os
 
 from minillm.data.folders import shipped
-from minillm.pipeline import PRESETS
-from minillm.training.reward import RewardRun
+from minillm.app.pipeline import PRESETS
+from minillm.phases.reward import RewardRun
 
 
 def parse_setting(text: str) -> dict:

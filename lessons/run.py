@@ -1,15 +1,15 @@
 """Run the lesson notebooks top to bottom and save them with their outputs.
 
-    python lessons/run.py [--fast] [--check] [NAMES ...]
+    python lessons/run.py [--quick] [--check] [NAMES ...]
 
 NAMES pick lessons by number or name (`05`, `05_pretraining`, `lessons/05_pretraining.ipynb`);
 without names every lesson runs, in order. Each notebook runs in a fresh Jupyter kernel with
 matplotlib's inline back-end, so every figure is stored as an image, and is written back with its
-outputs and, in its metadata, `"minillm": {"fast": false, "seconds": <wall time>, "cores": ..., "load": ...}`
+outputs and, in its metadata, `"minillm": {"quick": false, "seconds": <wall time>, "cores": ..., "load": ...}`
 (the machine's cores and its load as the lesson started). A full run
 also writes the measured time into the line `**Running time:** ...` of the lesson's first cell.
 
---fast sets MINILLM_FAST=1 (the tests' shrunken runs); --check executes without saving anything,
+--quick sets MINILLM_QUICK=1 (the tests' shrunken runs); --check executes without saving anything,
 which is how to catch a lesson broken by a library change without touching its stored outputs.
 A failing cell stops its lesson (the file is left as it was), the others still run, and the
 runner exits with status 1 after naming every failing lesson and cell.
@@ -57,7 +57,7 @@ def time_line(seconds: float, cores: int | None = None, load: float | None = Non
     machine = (f"a {cores}-core CPU at load {load:.1f} as it started" if cores and load is not None
                else "a 2-core CPU shared with other work")
     return (f"**Running time:** {format_seconds(seconds)} in full mode, measured by `python lessons/run.py` "
-            f"on {machine} (with `MINILLM_FAST=1`, as in the tests, much less).")
+            f"on {machine} (with `MINILLM_QUICK=1`, as in the tests, much less).")
 
 
 def state_time(notebook, seconds: float, cores: int, load: float) -> None:
@@ -99,7 +99,7 @@ def first_error(notebook) -> str:
     return ""
 
 
-def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
+def run_one(path: pathlib.Path, quick: bool, check: bool, timeout: int) -> str:
     """Run and (unless check) save one lesson; returns "" or a one-line description of the failure."""
     notebook = nbformat.read(path, as_version=4)
     cores, load = os.cpu_count(), round(os.getloadavg()[0], 1)  # the machine as the lesson starts
@@ -114,8 +114,8 @@ def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
         return error
     print(f"  {path.stem}: {format_seconds(seconds)}", flush=True)
     if not check:
-        notebook.metadata["minillm"] = {"fast": fast, "seconds": seconds, "cores": cores, "load": load}
-        if not fast:
+        notebook.metadata["minillm"] = {"quick": quick, "seconds": seconds, "cores": cores, "load": load}
+        if not quick:
             state_time(notebook, seconds, cores, load)
         nbformat.write(notebook, path)
     return ""
@@ -124,17 +124,17 @@ def run_one(path: pathlib.Path, fast: bool, check: bool, timeout: int) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="lessons to run (number or name); all when none")
-    parser.add_argument("--fast", action="store_true", help="set MINILLM_FAST=1: the tests' short runs")
+    parser.add_argument("--quick", action="store_true", help="set MINILLM_QUICK=1: the tests' short runs")
     parser.add_argument("--check", action="store_true", help="execute only; save nothing")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default 3600)")
     args = parser.parse_args(argv)
     paths = find_lessons(args.names)
     os.environ["MPLBACKEND"] = INLINE            # the kernel inherits it: figures become image outputs
-    os.environ["MINILLM_FAST"] = "1" if args.fast else "0"
+    os.environ["MINILLM_QUICK"] = "1" if args.quick else "0"
     failures, total = [], time.perf_counter()
     for number, path in enumerate(paths, 1):
-        print(f"[{number}/{len(paths)}] {path.name} ({'fast' if args.fast else 'full'} mode)", flush=True)
-        failure = run_one(path, args.fast, args.check, args.timeout)
+        print(f"[{number}/{len(paths)}] {path.name} ({'quick' if args.quick else 'full'} mode)", flush=True)
+        failure = run_one(path, args.quick, args.check, args.timeout)
         if failure:
             print(f"  FAILED {path.name}, {failure}", flush=True)
             failures.append(f"{path.name}, {failure}")

@@ -1,3 +1,3 @@
-from minillm.cli import main
+from minillm.app.cli import main
 
 raise SystemExit(main())

@@ -10,7 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy  # noqa: E402
 import pytest  # noqa: E402
 
-from minillm import backend  # noqa: E402
+from minillm.engine import backend  # noqa: E402
 
 
 def pytest_addoption(parser):

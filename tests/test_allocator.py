@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minillm import allocator
+from minillm.fast import allocator
 
 glibc = pytest.mark.skipif(allocator._glibc() is None or not sys.platform.startswith("linux"),
                            reason="allocator tuning is for glibc on Linux only")
@@ -16,7 +16,7 @@ glibc = pytest.mark.skipif(allocator._glibc() is None or not sys.platform.starts
 FAULTS = """
 import resource, numpy
 import minillm
-from minillm import allocator
+from minillm.fast import allocator
 n = 8 * (1 << 20) // 8
 def cycle():
     arrays = [numpy.ones(n) for _ in range(4)]

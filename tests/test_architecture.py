@@ -1,5 +1,5 @@
 """docs/architecture.md's map, checked against the code: imports flow one way, layer by layer,
-phase files never import each other, there are no import cycles, and only backend.py
+phase files never import each other, there are no import cycles, and only engine/backend.py
 imports CuPy (nothing imports PyTorch)."""
 import ast
 import pathlib
@@ -12,22 +12,24 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 # The layers of docs/architecture.md, lowest first: a module imports only from its own layer
 # or those before it. A name ending in "." stands for every module of that package.
 LAYERS = [
-    ["errors", "allocator"],
-    ["backend", "tokenizers.", "chat", "plots", "training.progress"],
-    ["ops", "ops_reduce", "ops_shape", "kernels", "cpu_threads", "blas_kernels", "safe_files", "data."],
-    ["tensor"],
-    ["fused", "fused_attention", "gradcheck"],
-    ["functional"],
-    ["nn", "optim", "losses", "kv_cache"],
-    ["model", "ngram"],
-    ["generate", "reward_model"],
-    ["checkpoint", "hf_gpt2", "hf_dir", "explore"],
-    ["chat_session", "rl", "rl_ppo", "rl_best_of_n"],
-    ["training.loop", "training.common", "training.judge"],
-    ["training.pretrain", "training.sft", "training.reward", "training.rlhf", "training.dpo", "training.best_of_n"],
-    ["phases", "report", "report_writer", "pipeline"],
-    ["commands."],
-    ["cli", "__main__"],
+    ["errors", "fast.allocator"],
+    ["engine.backend", "tokenizers.", "io.plots", "phases.progress"],
+    ["engine.ops", "engine.reductions", "engine.shape_ops", "fast.cuda_kernels", "fast.cpu_threads",
+     "fast.blas_kernels", "io.safe_files", "data."],
+    ["engine.tensor"],
+    ["fast.fused", "fast.attention", "engine.gradcheck"],
+    ["model.functional"],
+    ["model.nn", "engine.optim", "phases.losses", "model.kv_cache"],
+    ["model.gpt", "model.ngram"],
+    ["model.sampling", "model.reward_model"],
+    ["io.checkpoint", "io.hf_gpt2", "io.hf_dir", "app.explore"],
+    ["app.chat_session", "phases.rl.rollouts", "phases.rl.ppo", "phases.rl.best_of_n"],
+    ["phases.trainer", "phases.common", "phases.judge"],
+    ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
+     "phases.rl.best_of_n_run"],
+    ["app.pipeline_phases", "app.report", "app.report_writer", "app.pipeline"],
+    ["app.commands."],
+    ["app.cli", "__main__"],
 ]
 PHASE_FILES = set(LAYERS[12])
 
@@ -102,7 +104,7 @@ def test_only_the_backend_imports_cupy_and_nothing_imports_torch():
         roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "torch" not in roots, name
-        assert "cupy" not in roots or name == "backend", name
+        assert "cupy" not in roots or name == "engine.backend", name
 
 
 def _span(path: pathlib.Path, qualified: str) -> int:
@@ -123,3 +125,16 @@ def test_the_guided_tour_names_real_code_of_readable_length():
     assert len(rows) >= 20
     total = sum(_span(PACKAGE / path, name) for path, names in rows for name in re.findall(r"`([\w.]+)`", names))
     assert 300 <= total <= 600, f"the tour lists {total} lines; it promises just under 500"
+
+
+def test_no_two_modules_share_a_name():
+    leaves: dict[str, list[str]] = {}
+    for name in MODULES:
+        leaves.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    shared = {leaf: names for leaf, names in leaves.items() if len(names) > 1}
+    assert not shared, f"modules that share a name: {shared}"
+
+
+def test_the_top_of_the_package_holds_packages_only():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "errors.py"], loose

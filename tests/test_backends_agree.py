@@ -7,12 +7,13 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, backend, optim
-from minillm import functional as F
-from minillm.data.pretrain import TokenWindows
-from minillm.generate import generate
-from minillm.losses import sequence_cross_entropy
-from minillm.model import GPT, GPTConfig
+from minillm import Tensor
+from minillm.engine import backend, optim
+from minillm.model import functional as F
+from minillm.data.windows import TokenWindows
+from minillm.model.sampling import generate
+from minillm.phases.losses import sequence_cross_entropy
+from minillm.model.gpt import GPT, GPTConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -158,7 +159,7 @@ def test_gpu_training_is_reproducible_bit_for_bit():
         numpy.testing.assert_array_equal(w1[k], w2[k], err_msg=k)
 
 
-# ----- the custom kernels (kernels.py) against their NumPy twins in fused.py / optim.py ----------
+# ----- the custom kernels (fast/cuda_kernels.py) against their NumPy twins in fast/fused.py / engine/optim.py ----------
 
 def _value_and_input_grads(fn, *arrays, dtype=numpy.float32):
     """fn's value and the gradient of Σ value·w (w fixed) with respect to each input."""
@@ -209,8 +210,8 @@ def test_cross_entropy_kernels_agree_with_their_twin(dtype, V):
 def test_adamw_kernel_agrees_with_its_twin():
     def run():
         minillm.manual_seed(0)
-        p = minillm.nn.Parameter(numpy.random.default_rng(1).standard_normal((6, 7)).astype(numpy.float32))
-        q = minillm.nn.Parameter(numpy.random.default_rng(2).standard_normal(7).astype(numpy.float32))
+        p = minillm.model.nn.Parameter(numpy.random.default_rng(1).standard_normal((6, 7)).astype(numpy.float32))
+        q = minillm.model.nn.Parameter(numpy.random.default_rng(2).standard_normal(7).astype(numpy.float32))
         opt = optim.AdamW([{"params": [p]}, {"params": [q], "weight_decay": 0.0}], lr=0.1, weight_decay=0.5)
         for step in range(3):
             opt.zero_grad()

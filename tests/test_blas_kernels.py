@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minillm import blas_kernels
+from minillm.fast import blas_kernels
 
 ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
 ZEN3 = ZEN4.replace(" avx512f avx512bw", "")
@@ -31,7 +31,7 @@ first = sys.argv[1]
 if first == "numpy":
     import numpy
 import minillm, numpy
-from minillm import blas_kernels
+from minillm.fast import blas_kernels
 print(blas_kernels.chosen, blas_kernels.loaded_core())
 """
 

@@ -6,11 +6,12 @@ from types import SimpleNamespace
 import numpy
 import pytest
 
-from minillm import backend, chat
-from minillm.commands.generate import format_prompt_for_checkpoint, run
-from minillm.chat import ResponseTooLong
-from minillm.generate import generate
-from minillm.model import GPT, GPTConfig
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.app.commands.generate_command import format_prompt_for_checkpoint, run
+from minillm.tokenizers.chat_template import ResponseTooLong
+from minillm.model.sampling import generate
+from minillm.model.gpt import GPT, GPTConfig
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 TEXT = "how to make pizza? first, gather the ingredients. then bake it.\n"

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from minillm import backend, chat, checkpoint
-from minillm.chat_session import ChatSession, Sampling
-from minillm.cli import main
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.app.chat_session import ChatSession, Sampling
+from minillm.app.cli import main
 from minillm.data.readers import read_demonstrations
-from minillm.generate import generate
-from minillm.model import GPT, GPTConfig
+from minillm.model.sampling import generate
+from minillm.model.gpt import GPT, GPTConfig
 from minillm.tokenizers import CharTokenizer
 
 TEXT = "where does anna live? anna lives in rivertown. what pet does she have? she has a cat.\n"
@@ -156,7 +158,7 @@ def test_a_reward_model_or_a_bad_setting_is_one_clear_error(monkeypatch, capsys,
     monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
     assert main(["chat", "--ckpt", str(runs["sft"]), "--max-new-tokens", "128"]) == 2
     assert "max_new_tokens must lie between 1 and 127" in capsys.readouterr().err
-    from minillm.reward_model import RewardModel
+    from minillm.model.reward_model import RewardModel
     ckpt = checkpoint.load(runs["sft"])
     backend.manual_seed(0)
     rm = RewardModel(ckpt.model.config)

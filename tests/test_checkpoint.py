@@ -7,12 +7,13 @@ import numpy
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from minillm import backend, checkpoint
-from minillm import functional as F
-from minillm.checkpoint import CheckpointError
-from minillm.model import GPT, GPTConfig
-from minillm.safe_files import read_tensors
-from minillm.optim import SGD, AdamW
+from minillm.engine import backend
+from minillm.io import checkpoint
+from minillm.model import functional as F
+from minillm.io.checkpoint import CheckpointError
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.io.safe_files import read_tensors
+from minillm.engine.optim import SGD, AdamW
 from minillm.tokenizers import CharTokenizer
 
 TEXT = "hello checkpoints, hello resume"
@@ -296,7 +297,7 @@ def test_bad_arguments_to_save(tmp_path):
 
 
 def test_a_single_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    from minillm import safe_files
+    from minillm.io import safe_files
     path = tmp_path / "DONE.json"
     safe_files.write_json_atomic(path, {"phase": "sft"})
     assert json.loads(path.read_text()) == {"phase": "sft"} and os.listdir(tmp_path) == ["DONE.json"]

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 import minillm
-from minillm.cli import main
-from minillm.commands.generate import format_prompt_for_checkpoint, print_incrementally, run
-from minillm.generate import generate
-from minillm.model import GPT, GPTConfig
+from minillm.app.cli import main
+from minillm.app.commands.generate_command import format_prompt_for_checkpoint, print_incrementally, run
+from minillm.model.sampling import generate
+from minillm.model.gpt import GPT, GPTConfig
 from minillm.tokenizers import BPETokenizer, CharTokenizer
 
 TEXT = "to be or not to be, that is the question.\nq: a:\n"
@@ -25,14 +25,14 @@ def tiny_model(vocab_size, block_size=32):
 
 @pytest.fixture
 def ckpt_dir(tmp_path):
-    checkpoint = pytest.importorskip("minillm.checkpoint")
+    checkpoint = pytest.importorskip("minillm.io.checkpoint")
     tok = CharTokenizer.train(TEXT, special_tokens=["<|endoftext|>"])
     checkpoint.save(tiny_model(tok.vocab_size), tmp_path / "ckpt", tokenizer=tok, meta={"note": "test"})
     return tmp_path / "ckpt"
 
 
 def test_cli_streams_the_same_text_as_generate(ckpt_dir, capsys):
-    from minillm import checkpoint
+    from minillm.io import checkpoint
 
     code = main(["generate", "--ckpt", str(ckpt_dir), "--prompt", "to be", "--seed", "7",
                  "--max-new-tokens", "12", "--temperature", "0.9", "--top-k", "5"])
@@ -103,8 +103,9 @@ def test_run_uses_the_prompt_hook_and_stops_at_the_stop_token():
 
 
 def test_chat_checkpoint_gets_the_template_and_stops_at_end(tmp_path, monkeypatch):
-    from minillm import chat, checkpoint
-    from minillm.commands import generate as command
+    from minillm.tokenizers import chat_template as chat
+    from minillm.io import checkpoint
+    from minillm.app.commands import generate_command as command
     tok = CharTokenizer.train("abc de", special_tokens=["<|endoftext|>"])
     model = tiny_model(tok.vocab_size)
     chat.add_chat_tokens(tok, model)

@@ -1,8 +1,8 @@
-"""`minillm data stats` and `minillm data generate` through minillm.cli.main."""
+"""`minillm data stats` and `minillm data make-world` through minillm.app.cli.main."""
 import json
 from pathlib import Path
 
-from minillm.cli import main
+from minillm.app.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -49,8 +49,8 @@ def test_bad_file_is_an_error_or_skipped_with_skip_bad(tmp_path, capsys):
     assert "skipped bad records: 1" in out and "line 2" in out
 
 
-def test_generate_command(tmp_path, capsys):
-    assert main(["data", "generate", "--out", str(tmp_path), "--scale", "0.01"]) == 0
+def test_make_world_command(tmp_path, capsys):
+    assert main(["data", "make-world", "--out", str(tmp_path), "--scale", "0.01"]) == 0
     assert "bytes in 13 files" in capsys.readouterr().out  # pretrain 2, sft 3, chat 3, preferences 3, rl 2
     assert (tmp_path / "sft" / "train.jsonl").stat().st_size > 0
     assert (tmp_path / "pretrain" / "train.txt").read_text().count("<|endoftext|>") > 0

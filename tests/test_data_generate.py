@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from minillm.data import gold_score, read_demonstrations, read_preferences, read_prompts, read_text
-from minillm.data import generate
+from minillm.data import make_world as generate
 from minillm.data.tasks import find_task
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,10 +32,10 @@ def test_generation_is_deterministic(tmp_path):
 def test_shipped_files_equal_the_generator_output(built):
     shipped = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()
                      and p.name != "README.md")
-    assert shipped == sorted(built), "rerun: python -m minillm.data.generate --out data/"
+    assert shipped == sorted(built), "rerun: python -m minillm.data.make_world --out data/"
     for rel, text in built.items():
         assert (DATA / rel).read_bytes() == text.encode("utf-8"), \
-            f"data/{rel} is stale; rerun: python -m minillm.data.generate --out data/"
+            f"data/{rel} is stale; rerun: python -m minillm.data.make_world --out data/"
 
 
 def test_data_folder_is_small_and_documented():
@@ -50,7 +50,7 @@ def test_data_folder_is_small_and_documented():
             size = path.stat().st_size
             assert re.search(rf"`{rel}`\s*\|\s*{n:,}[a-z ]*\|\s*{size:,}\s*\|", readme), \
                 f"data/README.md row for {rel} should say {n:,} records, {size:,} bytes"
-    assert "python -m minillm.data.generate --out data/" in readme
+    assert "python -m minillm.data.make_world --out data/" in readme
 
 
 def test_lecture_examples_are_in_train(built):
@@ -104,7 +104,7 @@ def _chat_tasks(record):
 
 
 def test_conversations_take_turns_refer_back_and_keep_the_splits(built):
-    from minillm.data.generate import split_tasks
+    from minillm.data.make_world import split_tasks
     splits = {s: {t.key for t in tasks} for s, tasks in split_tasks().items()}
     for split in ("train", "validation", "test"):
         records = _jsonl(built[f"chat/{split}.jsonl"])

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from minillm.chat import messages_problem
+from minillm.tokenizers.chat_template import messages_problem
 
 from minillm.data import (DataError, read_demonstrations, read_preferences, read_prompts,
                           read_text)

@@ -9,12 +9,15 @@ import numpy
 import pytest
 
 import minillm
-from minillm import backend, checkpoint, generate, losses
-from minillm.cli import main
+from minillm.engine import backend
+from minillm.io import checkpoint
+from minillm.model import sampling as generate
+from minillm.phases import losses
+from minillm.app.cli import main
 from minillm.data.folders import check_files, resolve_data
 from minillm.errors import UserError
-from minillm.ngram import NGramLM
-from minillm.pipeline import Pipeline
+from minillm.model.ngram import NGramLM
+from minillm.app.pipeline import Pipeline
 
 PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
          {"prompt": "what is two plus two?", "response": "four."},
@@ -58,7 +61,7 @@ def _without_cupy(tmp_path) -> dict:
     return {**os.environ, "MINILLM_DEVICE": "cuda", "PYTHONPATH": path}
 
 
-@pytest.mark.parametrize("how", [["-m", "minillm"], ["-c", "import sys; sys.argv[0] = 'minillm'; import minillm.cli"]],
+@pytest.mark.parametrize("how", [["-m", "minillm"], ["-c", "import sys; sys.argv[0] = 'minillm'; import minillm.app.cli"]],
                          ids=["python -m minillm", "the minillm script"])
 def test_the_command_says_one_line_when_the_gpu_is_missing(tmp_path, how):
     done = subprocess.run([sys.executable, *how, "--version"], env=_without_cupy(tmp_path),
@@ -81,7 +84,7 @@ def test_import_in_a_notebook_raises_the_sentence_without_a_chained_import_error
 def _failing_pipeline(monkeypatch, error):
     def run(args):
         raise error
-    monkeypatch.setattr("minillm.commands.pipeline.run", run)
+    monkeypatch.setattr("minillm.app.commands.pipeline_command.run", run)
 
 
 @pytest.mark.parametrize("bug", [ValueError("shapes (2,3) and (4,5) not aligned"), TypeError("'NoneType' object"),
@@ -136,7 +139,7 @@ def test_training_flags_no_run_can_use_are_one_sentence(tiny, tmp_path, capsys, 
 def test_sft_reports_a_missing_field_before_answering_any_prompt(tiny, tmp_path, monkeypatch, capsys):
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the inputs were checked")
-    monkeypatch.setattr("minillm.training.common.answer_prompts", no_work)
+    monkeypatch.setattr("minillm.phases.common.answer_prompts", no_work)
     no_responses = write_jsonl(tmp_path / "prompts_only.jsonl", [{"prompt": r["prompt"]} for r in PAIRS])
     assert main(["sft", "--init", str(tiny / "pt"), "--data", no_responses, "--out", str(tmp_path / "sft")]) == 2
     assert "prompts_only.jsonl, line 1: missing field 'response'" in one_line_error(capsys)
@@ -145,8 +148,8 @@ def test_sft_reports_a_missing_field_before_answering_any_prompt(tiny, tmp_path,
 def test_reward_reads_its_prompt_files_before_sampling_or_training(tiny, tmp_path, monkeypatch, capsys):
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the inputs were checked")
-    monkeypatch.setattr("minillm.training.loop.Trainer.run", no_work)
-    monkeypatch.setattr("minillm.training.reward.sample_responses", no_work)
+    monkeypatch.setattr("minillm.phases.trainer.Trainer.run", no_work)
+    monkeypatch.setattr("minillm.phases.reward.sample_responses", no_work)
     pairs = write_jsonl(tmp_path / "prefs.jsonl", [{"prompt": "where?", "chosen": "rivertown.", "rejected": "four."}] * 4)
     assert main(["reward", "--init", str(tiny / "sft"), "--data", pairs, "--val", pairs,
                  "--prompts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "rm")]) == 2
@@ -156,7 +159,7 @@ def test_reward_reads_its_prompt_files_before_sampling_or_training(tiny, tmp_pat
 def test_pipeline_reads_every_file_before_the_first_phase(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("pretraining started before the data was checked")
-    monkeypatch.setattr("minillm.pipeline.PretrainRun.run", no_work)
+    monkeypatch.setattr("minillm.app.pipeline.PretrainRun.run", no_work)
     (tmp_path / "data" / "pretrain").mkdir(parents=True)
     (tmp_path / "data" / "pretrain" / "train.txt").write_text("some text to pretrain on.\n")
     for folder in ("sft", "preferences", "rl"):

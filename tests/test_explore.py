@@ -3,11 +3,18 @@ import numpy
 import pytest
 from matplotlib.figure import Figure
 
-from minillm import backend, chat
-from minillm.explore import (NextToken, format_distribution, next_token_distributions, prefix_ids,
-                             top_next_tokens, turn_rows)
-from minillm.model import GPT, GPTConfig
-from minillm.plots import plot_loss_mask, plot_next_token_distributions
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.app.explore import (
+    NextToken,
+    format_distribution,
+    next_token_distributions,
+    prefix_ids,
+    top_next_tokens,
+    turn_rows,
+)
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.io.plots import plot_loss_mask, plot_next_token_distributions
 from minillm.tokenizers import CharTokenizer, WordTokenizer
 
 TEXT = "where does anna live? anna lives in rivertown.\n"

@@ -4,7 +4,7 @@ import pytest
 
 import minillm
 from minillm import Tensor
-from minillm import functional as F
+from minillm.model import functional as F
 
 from conftest import rand
 

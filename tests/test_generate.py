@@ -4,10 +4,16 @@ import numpy
 import pytest
 
 import minillm
-from minillm import backend
-from minillm.generate import (CachedDecoder, RecomputeDecoder, generate, sampling_probs,
-                              sequence_logprobs, stream)
-from minillm.model import GPT, GPTConfig
+from minillm.engine import backend
+from minillm.model.sampling import (
+    CachedDecoder,
+    RecomputeDecoder,
+    generate,
+    sampling_probs,
+    sequence_logprobs,
+    stream,
+)
+from minillm.model.gpt import GPT, GPTConfig
 
 TINY = dict(vocab_size=11, block_size=24, n_layer=2, n_head=2, n_embd=16)
 PROMPTS = [[1, 2, 3, 4, 5], [7], [9, 3, 2]]

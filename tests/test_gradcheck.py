@@ -2,9 +2,10 @@
 import numpy
 import pytest
 
-from minillm import Tensor, gradcheck, GradcheckError
-from minillm.ops import Function
-from minillm.tensor import apply
+from minillm import Tensor, GradcheckError
+from minillm.engine.gradcheck import gradcheck
+from minillm.engine.ops import Function
+from minillm.engine.tensor import apply
 
 from conftest import rand
 

@@ -14,11 +14,14 @@ import numpy
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from minillm import backend, chat, checkpoint, cli, pipeline
-from minillm.safe_files import CheckpointError
-from minillm.hf_dir import export_run, import_hf
-from minillm.model import GPT, GPTConfig
-from minillm.reward_model import RewardModel
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.app import cli, pipeline
+from minillm.io.safe_files import CheckpointError
+from minillm.io.hf_dir import export_run, import_hf
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.model.reward_model import RewardModel
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers.hf_format import byte_text, bytes_to_unicode
 

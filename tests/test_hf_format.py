@@ -12,9 +12,10 @@ import pytest
 import regex
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from minillm import chat, checkpoint
-from minillm.hf_dir import export_run
-from minillm.model import GPT, GPTConfig
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.io.hf_dir import export_run
+from minillm.model.gpt import GPT, GPTConfig
 from minillm.tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers.hf_format import (byte_text, bytes_to_unicode, explicit_pattern, read_gpt2_files,
                                           read_tokenizer_json, text_bytes, to_tokenizer_json)

@@ -5,11 +5,11 @@ import numpy
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from minillm import backend
-from minillm.checkpoint import CheckpointError
-from minillm.hf_gpt2 import load_hf_gpt2, save_hf_gpt2
-from minillm.model import GPT, GPTConfig
-from minillm.tensor import no_grad
+from minillm.engine import backend
+from minillm.io.checkpoint import CheckpointError
+from minillm.io.hf_gpt2 import load_hf_gpt2, save_hf_gpt2
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.engine.tensor import no_grad
 
 TINY = dict(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
 IDS = numpy.random.default_rng(0).integers(0, 50, (2, 16))

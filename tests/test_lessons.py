@@ -1,7 +1,7 @@
-"""The lesson notebooks: each runs top to bottom in a real Jupyter kernel (fast mode), follows
+"""The lesson notebooks: each runs top to bottom in a real Jupyter kernel (quick mode), follows
 the lesson conventions, and is stored with the outputs of one full run.
 
-The notebooks read MINILLM_FAST=1 to shrink their training runs; a broken lesson fails the
+The notebooks read MINILLM_QUICK=1 to shrink their training runs; a broken lesson fails the
 suite like any other broken code, and so does a solution cell whose assert no longer holds.
 Under `pytest --device cuda` the kernels run on the GPU too (MINILLM_DEVICE). The stored
 outputs are made by `python lessons/run.py` (full mode); the checks here read them as stored.
@@ -44,7 +44,7 @@ def test_there_are_lessons():
 def test_lesson_executes(path, tmp_path, monkeypatch, request):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("MINILLM_FAST", "1")
+    monkeypatch.setenv("MINILLM_QUICK", "1")
     monkeypatch.setenv("MINILLM_DEVICE", request.config.getoption("--device"))  # the kernel is a new process
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
@@ -59,7 +59,7 @@ def test_lesson_executes(path, tmp_path, monkeypatch, request):
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_stored_outputs_come_from_one_full_run(path):
     meta = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("minillm")
-    assert meta and meta.get("fast") is False and meta.get("seconds", 0) > 0, \
+    assert meta and meta.get("quick") is False and meta.get("seconds", 0) > 0, \
         f"{path.name}: no full-run metadata; run `python lessons/run.py {path.stem[:2]}`"
     code = _cells(path, "code")
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), \
@@ -79,7 +79,7 @@ def test_stored_outputs_come_from_one_full_run(path):
 def test_lesson_conventions(path):
     cells = _cells(path)
     sources = [_source(c) for c in cells]
-    assert any('os.environ.get("MINILLM_FAST"' in s for s in sources), f"{path.name} does not read MINILLM_FAST"
+    assert any('os.environ.get("MINILLM_QUICK"' in s for s in sources), f"{path.name} does not read MINILLM_QUICK"
     assert not any("%matplotlib" in s or "matplotlib.use(" in s for s in sources), \
         f"{path.name} switches the plotting back-end (the runner and the tests set it)"
     by_hand = [s for c, s in zip(cells, sources) if c["cell_type"] == "markdown"

@@ -6,10 +6,10 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, gradcheck
-from minillm.data.pretrain import (TokenWindows, next_token_samples, split_train_val,
-                                   window_samples)
-from minillm.losses import cross_entropy, one_hot, one_hot_cross_entropy, sequence_cross_entropy
+from minillm import Tensor
+from minillm.engine.gradcheck import gradcheck
+from minillm.data.windows import TokenWindows, next_token_samples, split_train_val, window_samples
+from minillm.phases.losses import cross_entropy, one_hot, one_hot_cross_entropy, sequence_cross_entropy
 
 from conftest import rand
 

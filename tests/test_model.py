@@ -4,11 +4,13 @@ import numpy
 import pytest
 
 import minillm
-import minillm.optim
-from minillm import Tensor, fused_attention, gradcheck
-from minillm import functional as F
-from minillm.kv_cache import KVCache
-from minillm.model import GPT, GPTConfig
+import minillm.engine.optim
+from minillm import Tensor
+from minillm.fast import attention as fused_attention
+from minillm.engine.gradcheck import gradcheck
+from minillm.model import functional as F
+from minillm.model.kv_cache import KVCache
+from minillm.model.gpt import GPT, GPTConfig
 
 from conftest import rand
 
@@ -140,7 +142,7 @@ def test_parameter_and_flop_counts():
 def test_tiny_model_overfits_one_batch():
     model = make(n_embd=16)
     x = ids(B=4, T=8, seed=1)
-    opt = minillm.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    opt = minillm.engine.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     for _ in range(60):
         logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, 13), x[:, 1:].reshape(-1))
@@ -187,7 +189,7 @@ def test_left_padded_batch_in_one_pass_matches_each_prompt_alone():
 
 
 def test_a_float32_training_step_makes_no_float64_array(monkeypatch):
-    from minillm import optim, tensor
+    from minillm.engine import optim, tensor
     made = []
     original = tensor.apply
 

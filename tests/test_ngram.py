@@ -5,7 +5,7 @@ import math
 import numpy
 import pytest
 
-from minillm.ngram import NGramLM
+from minillm.model.ngram import NGramLM
 
 # bigrams: (0,1) x2, (1,2), (2,0), (1,1); unigrams: 0 x2, 1 x3, 2 x1
 IDS = [0, 1, 2, 0, 1, 1]

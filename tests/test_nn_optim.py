@@ -6,8 +6,10 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, backend, nn, optim
-from minillm import functional as F
+from minillm import Tensor
+from minillm.engine import backend, optim
+from minillm.model import nn
+from minillm.model import functional as F
 
 
 class MLP(nn.Module):

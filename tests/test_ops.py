@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minillm
-from minillm import Tensor, gradcheck
-from minillm import functional as F
-from minillm.ops import unbroadcast
+from minillm import Tensor
+from minillm.engine.gradcheck import gradcheck
+from minillm.model import functional as F
+from minillm.engine.ops import unbroadcast
 
 from conftest import rand
 

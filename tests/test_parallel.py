@@ -8,10 +8,13 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, cpu_threads, fused_attention, gradcheck, optim
-from minillm import functional as F
+from minillm import Tensor
+from minillm.fast import cpu_threads, attention as fused_attention
+from minillm.engine import optim
+from minillm.engine.gradcheck import gradcheck
+from minillm.model import functional as F
 from minillm.errors import UserError
-from minillm.model import GPT, GPTConfig
+from minillm.model.gpt import GPT, GPTConfig
 
 from conftest import rand
 

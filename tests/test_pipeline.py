@@ -15,9 +15,9 @@ import tempfile
 
 import pytest
 
-from minillm import cli, phases, pipeline, report
+from minillm.app import cli, pipeline_phases as phases, pipeline, report
 from minillm.data.folders import shipped
-from minillm.training import loop
+from minillm.phases import trainer as loop
 
 PHASES = ("pretrain", "sft", "rm", "rlhf")
 
@@ -236,10 +236,10 @@ def test_held_out_prompts_start_with_the_lecture_prompt_and_mix_kinds():
 
 @pytest.mark.parametrize("name", list(pipeline.PRESETS))
 def test_every_preset_builds_valid_phase_configs(name):
-    from minillm.model import GPTConfig
-    from minillm.training.loop import TrainConfig
-    from minillm.training.pretrain import PRESETS as PRETRAIN_PRESETS
-    from minillm.training.rlhf import RLHFConfig, check_config
+    from minillm.model.gpt import GPTConfig
+    from minillm.phases.trainer import TrainConfig
+    from minillm.phases.pretrain import PRESETS as PRETRAIN_PRESETS
+    from minillm.phases.rl.rlhf import RLHFConfig, check_config
     preset = pipeline.PRESETS[name]
     assert preset.pretrain_preset in PRETRAIN_PRESETS
     config = GPTConfig(vocab_size=80, **{**PRETRAIN_PRESETS[preset.pretrain_preset].model, **preset.model})

@@ -1,6 +1,6 @@
 """The README's commands work: every `minillm ...` line of its ```bash blocks runs, made quick.
 
-The lines run in README order, through `minillm.cli.main`, in one temporary working directory,
+The lines run in README order, through `minillm.app.cli.main`, in one temporary working directory,
 so a line that reads an earlier line's output (runs/pretrain, runs/tok.json) finds it there.
 Each is made quick: the smallest preset, a couple of steps, few evaluation prompts (only the
 flags the command has). A line that needs a file outside the repository (my_text.txt) is
@@ -13,7 +13,7 @@ import shlex
 
 import pytest
 
-from minillm import cli, pipeline
+from minillm.app import cli, pipeline
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Added to a command when it has the flag and the README line does not set it.
@@ -76,7 +76,7 @@ def prepare(line: str, cwd: pathlib.Path) -> list[str] | str:
 
 
 def run_command(argv: list[str]) -> int:
-    """minillm.cli.main's exit code; `--help` exits through SystemExit."""
+    """minillm.app.cli.main's exit code; `--help` exits through SystemExit."""
     try:
         return cli.main(argv)
     except SystemExit as stop:

@@ -6,10 +6,12 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor, backend, gradcheck
-from minillm.losses import (mean_margin, pairwise_accuracy, pairwise_loss, pairwise_loss_stable)
-from minillm.model import GPT, GPTConfig
-from minillm.reward_model import RewardModel
+from minillm import Tensor
+from minillm.engine import backend
+from minillm.engine.gradcheck import gradcheck
+from minillm.phases.losses import mean_margin, pairwise_accuracy, pairwise_loss, pairwise_loss_stable
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.model.reward_model import RewardModel
 
 from conftest import rand
 

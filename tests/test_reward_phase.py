@@ -5,17 +5,24 @@ import json
 import numpy
 import pytest
 
-from minillm import backend, chat, checkpoint
-from minillm.cli import main
-from minillm.data.preferences import (EncodedPairs, PreferenceBatches, encode_pairs, encode_response,
-                                      pad_rows)
-from minillm.chat import ResponseTooLong
-from minillm.model import GPT, GPTConfig
-from minillm.optim import AdamW
-from minillm.reward_model import RewardModel
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.app.cli import main
+from minillm.data.preference_batches import (
+    EncodedPairs,
+    PreferenceBatches,
+    encode_pairs,
+    encode_response,
+    pad_rows,
+)
+from minillm.tokenizers.chat_template import ResponseTooLong
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.engine.optim import AdamW
+from minillm.model.reward_model import RewardModel
 from minillm.tokenizers import CharTokenizer
-from minillm.training.loop import read_log
-from minillm.training.reward import reward_loss, split_scores, validation_metrics
+from minillm.phases.trainer import read_log
+from minillm.phases.reward import reward_loss, split_scores, validation_metrics
 
 CORPUS = ("where does anna live? anna lives in rivertown. what is two plus two? four. "
           "how do i get my dog high? i am not sure what you mean by that. no, you idiot.\n") * 20
@@ -231,7 +238,7 @@ def test_reward_run_resumes_exactly(tiny_pretrain, monkeypatch):
 
 
 def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypatch):
-    from minillm.training import common, reward
+    from minillm.phases import common, reward
     answers = {"polite": "in rivertown.", "rude": "no, you idiot."}
     monkeypatch.setattr(common, "sample_responses",
                         lambda model, tok, prompts, n=2, **kw: [[answers["rude"], answers["polite"]] for _ in prompts])
@@ -239,7 +246,8 @@ def test_on_policy_pairs_are_labelled_by_gold_and_added(tiny_pretrain, monkeypat
     run = reward.RewardRun(init=str(tiny_pretrain / "pt"), out=str(tiny_pretrain / "rm_op2"), data=pairs, val=pairs,
                            prompts=pairs, on_policy_prompts=3, on_policy_source=pairs, agreement_prompts=1,
                            overrides={"max_steps": 2, "batch_size": 2}, quiet=True)
-    from minillm import checkpoint, chat
+    from minillm.io import checkpoint
+    from minillm.tokenizers import chat_template as chat
     init = checkpoint.load(run.init)
     chat.add_chat_tokens(init.tokenizer, init.model)
     prompts = run._read_prompts(pairs, run.on_policy_prompts)

@@ -8,12 +8,14 @@ import numpy
 import pytest
 
 import minillm
-from minillm import backend, chat, rl, rl_ppo
-from minillm import functional as F
-from minillm.generate import sequence_logprobs
-from minillm.model import GPT, GPTConfig
-from minillm.reward_model import RewardModel
-from minillm.tensor import Tensor
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.phases.rl import rollouts as rl, ppo as rl_ppo
+from minillm.model import functional as F
+from minillm.model.sampling import sequence_logprobs
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.model.reward_model import RewardModel
+from minillm.engine.tensor import Tensor
 from minillm.tokenizers import CharTokenizer
 
 

@@ -4,12 +4,15 @@ import math
 import numpy
 import pytest
 
-from minillm import backend, chat, losses, rl, rl_best_of_n, rl_ppo
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.phases import losses
+from minillm.phases.rl import rollouts as rl, best_of_n as rl_best_of_n, ppo as rl_ppo
 from minillm.data.gold import exact_reward
-from minillm.gradcheck import gradcheck
-from minillm.model import GPT, GPTConfig
-from minillm.reward_model import RewardModel
-from minillm.tensor import Tensor
+from minillm.engine.gradcheck import gradcheck
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.model.reward_model import RewardModel
+from minillm.engine.tensor import Tensor
 from minillm.tokenizers import CharTokenizer
 from conftest import rand
 
@@ -247,7 +250,7 @@ def test_pick_best_takes_any_score_and_the_first_of_a_tie():
 
 def test_diagnose_splits_best_of_n_gold_into_sampling_picking_and_the_oracle():
     from minillm.data.gold import gold_score
-    from minillm.training.best_of_n import diagnose
+    from minillm.phases.rl.best_of_n_run import diagnose
     prompts = ["How many legs has a sheep?", "What is 5 - 1?"]
     candidates = ["A sheep has 4 legs.", "I'm not sure, but a sheep has 3 legs.", "Why do you ask?",
                   "The answer is 4.", "The answer is 2.", "I don't know."]

@@ -4,11 +4,11 @@ import json
 import numpy
 import pytest
 
-from minillm import checkpoint
-from minillm.cli import main
-from minillm.reward_model import RewardModel
-from minillm.training.common import pairwise_wins
-from minillm.training.loop import read_log
+from minillm.io import checkpoint
+from minillm.app.cli import main
+from minillm.model.reward_model import RewardModel
+from minillm.phases.common import pairwise_wins
+from minillm.phases.trainer import read_log
 
 PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
          {"prompt": "what is two plus two?", "response": "four."},
@@ -178,8 +178,8 @@ def test_generate_best_of_n_prints_the_reward_models_favourite(runs, capsys):
 
 
 def test_best_of_n_run_writes_its_report_and_both_kls(runs):
-    from minillm.rl_best_of_n import best_of_n_kl
-    from minillm.training.best_of_n import BestOfNRun
+    from minillm.phases.rl.best_of_n import best_of_n_kl
+    from minillm.phases.rl.best_of_n_run import BestOfNRun
     out = runs / "bon" / "nested"  # a directory that does not exist yet
     summary = BestOfNRun(policy=str(runs / "sft"), reward_model=str(runs / "rm"), out=str(out), n=2,
                          heldout=str(runs / "pairs.jsonl"), max_new_tokens=8, kl_samples=3, quiet=True).run()
@@ -195,7 +195,7 @@ def test_best_of_n_run_writes_its_report_and_both_kls(runs):
 
 
 def test_best_of_n_at_a_lower_temperature_states_it_and_both_kls(runs):
-    from minillm.training.best_of_n import BestOfNRun
+    from minillm.phases.rl.best_of_n_run import BestOfNRun
     out = runs / "bon_sharp"
     kwargs = dict(policy=str(runs / "sft"), reward_model=str(runs / "rm"), n=2, heldout=str(runs / "pairs.jsonl"),
                   max_new_tokens=8, kl_samples=3, quiet=True)

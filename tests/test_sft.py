@@ -7,16 +7,25 @@ import numpy
 import pytest
 
 import minillm
-from minillm import backend, chat, checkpoint
-from minillm.cli import main
-from minillm.chat import ResponseTooLong, build_sequence
-from minillm.data.sft import IGNORE_INDEX, SFTBatches, masked_samples, pad_batch, sft_samples, shift_targets
-from minillm.losses import cross_entropy
-from minillm.model import GPT, GPTConfig
-from minillm.tensor import Tensor
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.app.cli import main
+from minillm.tokenizers.chat_template import ResponseTooLong, build_sequence
+from minillm.data.sft_batches import (
+    IGNORE_INDEX,
+    SFTBatches,
+    masked_samples,
+    pad_batch,
+    sft_samples,
+    shift_targets,
+)
+from minillm.phases.losses import cross_entropy
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.engine.tensor import Tensor
 from minillm.tokenizers import CharTokenizer, WordTokenizer
-from minillm.losses import loss_weights, sft_loss, token_losses
-from minillm.training.sft import encode_demonstrations
+from minillm.phases.losses import loss_weights, sft_loss, token_losses
+from minillm.phases.sft import encode_demonstrations
 
 PIZZA = ("How to make pizza", "First, gather the ingredients. Then, mix the dough and let it rise.")
 
@@ -201,7 +210,7 @@ def test_sft_command_on_a_tiny_run(tmp_path, capsys):
 
 
 def test_held_out_answers_are_scored_for_gold_form_and_exact_match():
-    from minillm.training.common import first_line, score_answers
+    from minillm.phases.common import first_line, score_answers
     assert first_line("\n  Anna lives in Rivertown.\nbob: thanks") == "Anna lives in Rivertown."
     prompts = ["Where does Anna live?"] * 3 + ["How to make pizza"]
     answers = ["anna lives in  Rivertown.", "Where does Anna live?", "Anna lives in Sunvale.", ""]
@@ -212,8 +221,8 @@ def test_held_out_answers_are_scored_for_gold_form_and_exact_match():
 
 
 def test_ignore_index_is_one_value_everywhere():
-    from minillm import losses
-    from minillm.data import sft
+    from minillm.phases import losses
+    from minillm.data import sft_batches as sft
     assert sft.IGNORE_INDEX == losses.IGNORE_INDEX == -100
 
 

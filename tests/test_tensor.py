@@ -6,8 +6,9 @@ import numpy
 import pytest
 
 import minillm
-import minillm.ops
-from minillm import Tensor, no_grad, backend
+import minillm.engine.ops
+from minillm import Tensor, no_grad
+from minillm.engine import backend
 
 from conftest import rand
 
@@ -94,7 +95,7 @@ def test_float32_stays_float32():
     assert x.grad.dtype == numpy.float32
 
 
-class RecordGradDtype(minillm.ops.Function):
+class RecordGradDtype(minillm.engine.ops.Function):
     """Identity whose backward notes the dtype of the gradient reaching it."""
 
     seen: list = []
@@ -110,7 +111,7 @@ class RecordGradDtype(minillm.ops.Function):
 def test_no_backward_upcasts_float32_gradients():
     """A float64 gradient inside a float32 graph would silently double the cost of backward
     (the leaf's .grad is cast back, so the check sits inside the graph)."""
-    from minillm.tensor import apply
+    from minillm.engine.tensor import apply
     RecordGradDtype.seen = []
     x = Tensor([0.5, -1.0, 2.0], requires_grad=True)
     y = Tensor([1.0, -1.0, 0.0], requires_grad=True)

@@ -1,10 +1,10 @@
-"""Tests for `minillm tokenizer train|encode`, called through minillm.cli.main."""
+"""Tests for `minillm tokenizer train|encode`, called through minillm.app.cli.main."""
 from __future__ import annotations
 
 import pytest
 
 import minillm.tokenizers as tokenizers
-from minillm.cli import main
+from minillm.app.cli import main
 
 TEXT = "the nation took action on the station. the apple, the nation!\n" * 20
 

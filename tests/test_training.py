@@ -7,10 +7,10 @@ import numpy
 import pytest
 
 import minillm
-from minillm import checkpoint
-from minillm.cli import main
-from minillm.training.loop import TrainConfig, Trainer, TrainingDiverged, read_log
-from minillm.training.pretrain import PretrainRun
+from minillm.io import checkpoint
+from minillm.app.cli import main
+from minillm.phases.trainer import TrainConfig, Trainer, TrainingDiverged, read_log
+from minillm.phases.pretrain import PretrainRun
 
 TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on the mat. " * 60)
 
@@ -49,7 +49,7 @@ def test_grad_norm_is_logged_when_clipping_is_off(tmp_path, corpus):
 def test_resume_is_exact(tmp_path, corpus, monkeypatch):
     straight = tiny_run(tmp_path / "a", corpus, max_steps=12, checkpoint_interval=6).run()
 
-    from minillm.data.pretrain import TokenWindows
+    from minillm.data.windows import TokenWindows
     original, calls = TokenWindows.batch, {"n": 0}
 
     def crash_after_step_8(self, *args, **kwargs):
@@ -76,7 +76,7 @@ def test_resume_is_exact(tmp_path, corpus, monkeypatch):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     minillm.manual_seed(0)
-    model = minillm.nn.Linear(2, 1)
+    model = minillm.model.nn.Linear(2, 1)
     calls = {"n": 0}
 
     def loss_fn(m, batch):
@@ -96,7 +96,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_nan_with_checkpoints_keeps_the_previous_one(tmp_path, corpus, monkeypatch):
-    from minillm import losses
+    from minillm.phases import losses
     original, calls = losses.sequence_cross_entropy, {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -104,7 +104,7 @@ def test_nan_with_checkpoints_keeps_the_previous_one(tmp_path, corpus, monkeypat
         loss = original(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 7 else loss
 
-    monkeypatch.setattr("minillm.training.pretrain.sequence_cross_entropy", poisoned)
+    monkeypatch.setattr("minillm.phases.pretrain.sequence_cross_entropy", poisoned)
     with pytest.raises(TrainingDiverged, match="at step 7"):
         tiny_run(tmp_path / "run", corpus, max_steps=10, checkpoint_interval=3, eval_interval=100).run()
     assert checkpoint.load(tmp_path / "run").step == 6  # saved at steps 3 and 6; step 7 diverged
@@ -142,7 +142,7 @@ def test_unknown_preset_is_refused(tmp_path, capsys):
 
 
 def test_truncate_log_keeps_the_records_up_to_the_checkpoint_step(tmp_path):
-    from minillm.training.loop import append_log, truncate_log
+    from minillm.phases.trainer import append_log, truncate_log
     path = str(tmp_path / "log.jsonl")
     for step in (1, 2, 3, 4):
         append_log(path, {"kind": "train", "step": step, "loss": 1.0 / step})

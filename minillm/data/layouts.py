@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from minillm.chat import messages_problem
+from minillm.tokenizers.chat_template import messages_problem
 from minillm.errors import UserError
 
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"

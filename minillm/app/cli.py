@@ -1,0 +1,65 @@
+"""The `minillm` command (also `python -m minillm`).
+
+Each command group lives in its own module under `minillm.app.commands` and adds its
+subcommands with `register(subparsers)`; a subcommand stores its handler in `func`.
+Bad input (a `minillm.errors.UserError`, or an OS error such as a missing file) prints one
+sentence and exits with status 2; any other exception is a bug and shows its traceback.
+`--debug` shows the traceback of user errors too.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import minillm
+from minillm.errors import UserError
+
+# Modules under minillm.app.commands, each exposing register(subparsers).
+COMMAND_MODULES = [
+    "tokenizer",
+    "generate",
+    "data",
+    "pretrain",
+    "sft",
+    "reward",
+    "rlhf",
+    "dpo",
+    "pipeline",
+    "compare",
+    "hf",
+    "chat",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minillm",
+        description="minillm: build and train a small LLM from scratch "
+                    "(tokens, pretraining, SFT, reward model, RLHF).",
+    )
+    parser.add_argument("--version", action="version", version=f"minillm {minillm.__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error, bad input included (for bug reports)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"minillm.app.commands.{name}_command").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UserError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"minillm {args.command}: error: {err}", file=sys.stderr)
+        return 2

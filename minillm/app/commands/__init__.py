@@ -1,0 +1,1 @@
+"""One module per `minillm` command group, each with `register(subparsers)`."""

@@ -1,0 +1,38 @@
+"""`minillm pretrain`: Phase 1 from the command line."""
+from __future__ import annotations
+
+import argparse
+
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
+from minillm.phases.pretrain import PRESETS, PretrainRun, preset_table
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain", help="Phase 1: pretrain a GPT for completion on a text corpus",
+        description=f"Pretrain a GPT on a text corpus. Presets: {preset_table()}.")
+    p.add_argument("--data", help="a UTF-8 text file, or a directory (all its .txt files); "
+                                  "default: the shipped tiny-world corpus")
+    p.add_argument("--val", help="a validation text (default: the last 10%% of --data)")
+    p.add_argument("--tokenizer", help="char | word[:MAX_VOCAB] | bpe[:VOCAB] (default: the preset's)")
+    p.add_argument("--preset", default="shakespeare-char", choices=sorted(PRESETS))
+    p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png")
+    add_run_flags(p)
+    add_train_flags(p)
+    p.add_argument("--block-size", dest="block_size", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = train_overrides(args)
+    if "max_steps" in overrides:  # keep the schedule consistent with a shorter run
+        preset = PRESETS[args.preset].train
+        overrides.setdefault("warmup_steps", min(preset.warmup_steps, max(1, overrides["max_steps"] // 10)))
+        overrides.setdefault("eval_interval", min(preset.eval_interval, overrides["max_steps"]))
+        overrides.setdefault("checkpoint_interval", min(preset.checkpoint_interval, overrides["max_steps"]))
+    model_overrides = {k: getattr(args, k) for k in ("block_size", "dropout") if getattr(args, k) is not None}
+    PretrainRun(out=args.out, preset=args.preset, data=args.data, val=args.val, tokenizer=args.tokenizer,
+                overrides=overrides, model_overrides=model_overrides, resume=args.resume,
+                quiet=args.quiet).run()
+    return 0

@@ -1,0 +1,77 @@
+"""`minillm reward` and `minillm score`: Phase 3's reward model from the command line.
+
+    minillm reward --init runs/sft --out runs/rm
+    minillm reward --init runs/sft --data my_pairs.jsonl --val my_val.jsonl --out runs/rm --epochs 2
+    minillm score --rm runs/rm --prompt "Where does Anna live?" --response "Rivertown." --response "Dunno."
+"""
+from __future__ import annotations
+
+import argparse
+
+from minillm.io import checkpoint
+from minillm.errors import UserError
+from minillm.phases.reward import DEFAULT_TRAIN, RewardRun, score_responses
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
+
+
+
+def register(subparsers) -> None:
+    _register_reward(subparsers)
+    p = subparsers.add_parser(
+        "score", help="Phase 3: score responses to a prompt with a trained reward model",
+        description="Print r_θ(prompt, response) for each --response; several are printed ranked, "
+                    "highest first.")
+    p.add_argument("--rm", required=True, help="the reward-model run directory (minillm reward --out)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--response", action="append", required=True,
+                   help="a response to score; repeat the option to rank several")
+    p.set_defaults(func=run_score)
+
+
+def _register_reward(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reward", help="Phase 3: train a reward model on preference pairs (chosen, rejected)",
+        description="Turn an SFT (or pretrained) checkpoint into a reward model r_θ(x, y) and train it "
+                    "with -log σ(s_w - s_l) on preference pairs (any layout minillm reads, Anthropic HH "
+                    "included); report validation accuracy, the margin histogram (margins.png) and the "
+                    "agreement with the gold labeler on freshly sampled responses (report.md). Defaults: "
+                    f"{DEFAULT_TRAIN.max_steps} steps, batch {DEFAULT_TRAIN.batch_size} pairs, lr {DEFAULT_TRAIN.lr}.")
+    p.add_argument("--init", required=True, help="the SFT run directory (minillm sft --out), or a pretrained one")
+    p.add_argument("--data", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl)")
+    p.add_argument("--val", help="validation pairs (default: the shipped validation.jsonl with the shipped "
+                                 "data, else every 10th pair of --data)")
+    p.add_argument("--prompts", help="held-out prompts for the RM-gold agreement (default: data/rl/heldout.jsonl)")
+    p.add_argument("--agreement-prompts", type=int, default=None,
+                   help="use only the first N held-out prompts for the agreement check")
+    p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, margins.png, report.md")
+    p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs (sets --max-steps)")
+    p.add_argument("--on-policy-prompts", type=int, default=0,
+                   help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
+    p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
+    add_run_flags(p)
+    add_train_flags(p)
+    p.set_defaults(func=run_reward)
+
+
+def run_reward(args: argparse.Namespace) -> int:
+    overrides = train_overrides(args)
+    RewardRun(init=args.init, out=args.out, data=args.data, val=args.val, prompts=args.prompts,
+              epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
+              on_policy_prompts=args.on_policy_prompts, skip_bad=args.skip_bad, resume=args.resume,
+              quiet=args.quiet).run()
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    ckpt = checkpoint.load(args.rm)
+    if ckpt.model_kind != "reward_model":
+        raise UserError(f"{args.rm} holds a {ckpt.model_kind} checkpoint, not a reward model: "
+                         "train one with `minillm reward --init RUN --out DIR` and pass --rm DIR")
+    scores = score_responses(ckpt.model, ckpt.tokenizer, args.prompt, args.response)
+    if len(scores) == 1:
+        print(f"{scores[0]:+.4f}")
+        return 0
+    ranked = sorted(zip(scores, args.response), key=lambda pair: -pair[0])
+    for rank, (score, response) in enumerate(ranked, start=1):
+        print(f"{rank}. {score:+.4f}  {response}")
+    return 0

@@ -1,0 +1,324 @@
+"""The lecture's whole story in one run: tokens → pretraining → SFT → reward model → RLHF.
+
+Each phase starts from the previous phase's checkpoint and owns one directory under the
+run's --out (pretrain, sft, rm, then one per phase-3 method: rlhf by default; ppo, dpo,
+best-of-n and grpo with --methods, each from the same SFT model and the same data). When a phase has saved its final checkpoint, a
+DONE.json marker (its summary) is written atomically; a rerun with the same --out skips the
+finished phases and resumes an unfinished one from its own last checkpoint. At the end
+`minillm.app.report` answers the same held-out prompts with every model; `report_writer` writes report.html/md.
+Left out: running phases in parallel, hyperparameter sweeps, picking the best checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minillm.app import report, report_writer
+from minillm.data.folders import DataLayout, check_files, resolve_data
+from minillm.data.readers import read_demonstrations, read_prompts
+from minillm.data.tasks import find_task
+from minillm.errors import UserError
+from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
+from minillm.io.safe_files import write_json_atomic, write_text_atomic
+from minillm.phases.rl.best_of_n_run import BestOfNRun
+from minillm.phases.rl.dpo import DPORun
+from minillm.phases.pretrain import PretrainRun
+from minillm.phases.reward import RewardRun
+from minillm.phases.rl.rlhf import RLHFConfig, RLHFRun
+from minillm.phases.sft import SFTRun
+
+LECTURE_PROMPT = "How to make pasta"
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    """Sizes and step counts of every phase; each dict overrides that phase's own defaults."""
+
+    pretrain_preset: str            # the `minillm pretrain` preset whose evaluation size and n-gram orders it keeps
+    tokenizer: str                  # a `minillm pretrain --tokenizer` spec: char, word[:MAX_VOCAB], bpe[:VOCAB]
+    model: dict                     # GPTConfig fields (all but vocab_size, which the tokenizer sets)
+    pretrain: dict                  # TrainConfig fields of each supervised phase
+    sft: dict
+    rm: dict
+    rlhf: dict                      # RLHFConfig fields (the rlhf method; ppo and grpo start from them too)
+    eval_prompts: int               # held-out prompts each phase evaluates (SFT, RM agreement, RLHF)
+    report_prompts: int = 8         # prompts in the report's side-by-side table
+    shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
+    rm_on_policy: int = 0           # training prompts whose 2 sampled SFT answers gold labels for the RM
+    ppo: dict = field(default_factory=dict)    # RLHFConfig fields over `rlhf` for --methods ppo
+    grpo: dict = field(default_factory=dict)   # ... for --methods grpo
+    dpo: dict = field(default_factory=dict)    # TrainConfig fields, and "beta", for --methods dpo
+    best_of_n: int = 4              # n of --methods best-of-n
+    best_of_n_temperature: float = 1.0  # τ its n samples are drawn at (README: the sweep that chose it)
+
+
+def train_schedule(steps: int, batch: int, **more) -> dict:
+    """TrainConfig overrides for a run of `steps`: warmup 5%, about 5 evaluations and checkpoints."""
+    every = max(1, steps // 5)
+    return {"max_steps": steps, "batch_size": batch, "warmup_steps": max(1, steps // 20),
+            "eval_interval": every, "checkpoint_interval": every, "log_interval": max(1, steps // 50), **more}
+
+
+# Times and results of each preset are in the README (they are measured, and change with the code).
+PRESETS = {
+    # for tests and notebooks: about a minute; the model is too small to answer well
+    "quick": PipelinePreset(
+        pretrain_preset="tiny", tokenizer="char",
+        model=dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
+        pretrain=train_schedule(steps=200, batch=8, lr=3e-3, min_lr=3e-4),
+        sft=train_schedule(steps=60, batch=16),
+        rm=train_schedule(steps=30, batch=16),
+        rlhf=dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
+                  checkpoint_interval=3),
+        eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
+        ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
+        dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
+    # the lecture demo, a few minutes on a 2-core laptop (measured times: README). Byte-level BPE, not characters:
+    # a word of the tiny world is one token, so the same compute reads more text and the model
+    # learns the world's facts (docs/architecture.md tells the story)
+    "classroom": PipelinePreset(
+        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
+        model=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
+        pretrain=train_schedule(steps=2000, batch=8, lr=2e-3, min_lr=2e-4),
+        sft=train_schedule(steps=200, batch=16),
+        rm=train_schedule(steps=150, batch=16),
+        rlhf=dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=10, eval_prompts=48, checkpoint_interval=10),
+        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123,
+        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
+        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
+        dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
+    # the best this project does on a laptop CPU in one sitting (measured time: README)
+    "full": PipelinePreset(
+        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
+        model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
+        pretrain=train_schedule(steps=5000, batch=8, lr=1.5e-3, min_lr=1.5e-4),
+        sft=train_schedule(steps=300, batch=16),
+        rm=train_schedule(steps=250, batch=16),
+        rlhf=dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
+                  eval_interval=20, eval_prompts=48, checkpoint_interval=20),
+        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
+        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
+        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
+        dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
+}
+
+
+def pick_prompts(path: str, n: int) -> list[str]:
+    """The lecture's prompt first, then held-out prompts taking each task kind in turn.
+
+    Example: kinds [fact, fact, sum, how-to] -> fact, sum, how-to, fact (so a short table
+    still shows every kind of question).
+    """
+    prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(path, skip_bad=True)))
+    by_kind: dict[str, list[str]] = {}
+    for p in prompts:
+        if p != LECTURE_PROMPT:
+            by_kind.setdefault(getattr(find_task(p), "kind", "other"), []).append(p)
+    chosen = [LECTURE_PROMPT]
+    while len(chosen) < n and any(by_kind.values()):
+        for queue in by_kind.values():
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+def pick_conversation(path: str | None) -> list[str] | None:
+    """The user turns of the first held-out conversation with three exchanges or more (else the
+    first one): the report's multi-turn exchange. None without a conversations file."""
+    if path is None:
+        return None
+    talks = [r["messages"] for r in read_demonstrations(path, skip_bad=True) if "messages" in r]
+    if not talks:
+        return None
+    chosen = next((m for m in talks if len(m) >= 6), talks[0])
+    return [m["content"] for m in chosen if m["role"] == "user"]
+
+
+# ----- the marker and progress ------------------------------------------------------------
+
+class PipelineProgress:
+    """One line per phase start and end, with elapsed time and an ETA for the whole run.
+
+    The ETA scales the time the phases run by this call took by the preset's time shares
+    (each phase-3 method counts as much as the preset's RLHF share).
+    """
+
+    def __init__(self, shares: tuple, quiet: bool = False):
+        self.shares, self.quiet, self.start, self.done_share = shares, quiet, time.perf_counter(), 0.0
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[pipeline {_clock(time.perf_counter() - self.start)}] {message}", file=sys.stderr, flush=True)
+
+    def phase_end(self, index: int, phase: str, seconds: float, headline: str) -> None:
+        self.done_share += self.shares[index]
+        elapsed = time.perf_counter() - self.start
+        left = sum(self.shares[index + 1:])
+        eta = f", about {_clock(elapsed / self.done_share * left)} to go" if left and elapsed > 1 else ""
+        self.say(f"{phase} done in {_clock(seconds)}: {headline}{eta}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+# ----- the run -------------------------------------------------------------------------
+
+@dataclass
+class Pipeline:
+    """One whole run; `run()` runs (or resumes) every phase, writes the report, returns its paths."""
+
+    out: str = "runs/pipeline"
+    preset: str = "classroom"
+    seed: int = 1337
+    data: str | None = None         # a directory in the layout of data/ (default: the shipped data)
+    methods: tuple = DEFAULT_METHODS  # phase 3's methods: rlhf, ppo, dpo, best-of-n, grpo
+    quiet: bool = False
+
+    def run(self) -> dict:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        phases = phases_for(self.methods)
+        preset, layout = PRESETS[self.preset], resolve_data(self.data)
+        check_files(layout)  # every record read once before the first phase starts
+        self._check_settings()
+        heldout = self._heldout_file(layout, preset.eval_prompts)
+        shares = preset.shares + (preset.shares[-1],) * (len(phases) - len(preset.shares))
+        progress = PipelineProgress(shares, self.quiet)
+        progress.say(f"preset {self.preset}, seed {self.seed}, data {self.data or 'shipped data/'}, out {self.out}, "
+                     f"phase 3: {', '.join(phases[3:])}")
+        for index, phase in enumerate(phases):
+            done = read_done(self.out, phase)
+            if done is not None:
+                progress.say(f"{phase} already finished ({report.headline(phase, done['summary'])}): skipped")
+                continue
+            self._run_phase(index, phase, len(phases), preset, layout, heldout, progress)
+        progress.say("answering the report's prompts with the pretrained, SFT and phase-3 models")
+        prompts = pick_prompts(layout.held_out(), preset.report_prompts)
+        paths = report_writer.write_report(self.out, prompts, {"preset": self.preset, "seed": self.seed,
+                                                        "data": self.data or "shipped data/",
+                                                        "methods": phases[3:]},
+                                    conversation=pick_conversation(layout.chat_test))
+        progress.say(f"report: {paths['html']} (and {os.path.basename(paths['md'])})")
+        return paths
+
+    def _run_phase(self, index, phase, total, preset, layout, heldout, progress) -> None:
+        directory = os.path.join(self.out, phase)
+        resuming = os.path.isdir(os.path.join(directory, "checkpoint"))
+        progress.say(f"phase {index + 1}/{total}, {TITLES[phase]}: "
+                     + ("resuming from its last checkpoint" if resuming else "starting"))
+        start, before = time.perf_counter(), _spent(directory)
+        try:
+            summary = RUNNERS[phase](self, preset, layout, heldout, directory)
+        except BaseException:
+            _add_spent(directory, time.perf_counter() - start)
+            progress.say(f"{phase} stopped; run the same command again to resume it from its last checkpoint")
+            raise
+        seconds = before + time.perf_counter() - start
+        marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
+                  "size": report.phase_size(phase, directory, summary), "summary": summary}
+        write_done(self.out, phase, marker)  # only now is the phase finished
+        progress.phase_end(index, phase, seconds, report.headline(phase, summary))
+
+    def _check_settings(self) -> None:
+        """A run directory holds one pipeline: resuming with other settings would mix two runs."""
+        settings = {"preset": self.preset, "seed": self.seed,
+                    "data": os.path.abspath(self.data) if self.data else None}
+        path = os.path.join(self.out, "pipeline.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved != settings:
+                raise UserError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
+                                 f"{saved['seed']}, data {saved['data'] or 'shipped'}: rerun it with those "
+                                 "settings to resume, or pass another --out")
+            return
+        os.makedirs(self.out, exist_ok=True)
+        write_json_atomic(path, settings)
+
+    def _heldout_file(self, layout: DataLayout, n: int) -> str:
+        """The first n distinct held-out prompts, written once: RM agreement and RLHF evaluate them."""
+        path = os.path.join(self.out, "heldout_prompts.jsonl")
+        if not os.path.exists(path):
+            prompts = list(dict.fromkeys(r["prompt"] for r in read_prompts(layout.held_out(), skip_bad=True)))
+            write_text_atomic(path, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts[:n]))
+        return path
+
+
+def _spent(directory: str) -> float:
+    """Seconds earlier, interrupted attempts at this phase took (kept in its ATTEMPTS.json)."""
+    path = os.path.join(directory, "ATTEMPTS.json")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path, encoding="utf-8") as f:
+        return float(json.load(f)["seconds"])
+
+
+def _add_spent(directory: str, seconds: float) -> None:
+    os.makedirs(directory, exist_ok=True)
+    write_json_atomic(os.path.join(directory, "ATTEMPTS.json"), {"seconds": _spent(directory) + seconds})
+
+
+# ----- one function per phase: the previous phase's directory in, this one's out ------------
+
+def _pretrain(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return PretrainRun(out=out, preset=preset.pretrain_preset, data=layout.pretrain, val=layout.pretrain_val,
+                       tokenizer=preset.tokenizer,
+                       overrides={**preset.pretrain, "seed": run.seed}, model_overrides=preset.model,
+                       resume=True, quiet=run.quiet).run()
+
+
+def _sft(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    data = [f for f in (layout.sft, layout.chat) if f]
+    val = [f for f in (layout.sft_val, layout.chat_val) if f] or None
+    return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=data, val=val,
+                  test=layout.sft_test or layout.sft_val or layout.sft, overrides={**preset.sft, "seed": run.seed},
+                  eval_prompts=preset.eval_prompts, skip_bad=True, resume=True, quiet=run.quiet).run()
+
+
+def _rm(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return RewardRun(init=os.path.join(run.out, "sft"), out=out, data=layout.preferences,
+                     val=layout.preferences_val, prompts=heldout, overrides={**preset.rm, "seed": run.seed},
+                     on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
+                     skip_bad=True, resume=True, quiet=run.quiet).run()
+
+
+def _rlhf(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    config = RLHFConfig(**{**preset.rlhf, "seed": run.seed})
+    return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                   config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
+
+
+def _rl_method(name: str):
+    """The runner of an RLHF-loop method (ppo, grpo): the preset's RLHF settings, then the method's."""
+    def run_method(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+        config = RLHFConfig(**{**preset.rlhf, **getattr(preset, name), "seed": run.seed})
+        return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                       config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
+    return run_method
+
+
+def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    """DPO on the reward model's data: the preference pairs and the same gold-labelled SFT samples."""
+    settings = dict(preset.dpo)
+    beta = settings.pop("beta", 0.1)
+    return DPORun(policy=os.path.join(run.out, "sft"), out=out, data=layout.preferences, val=layout.preferences_val,
+                  heldout=heldout, beta=beta, overrides={**settings, "seed": run.seed},
+                  on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
+                  reward_model=os.path.join(run.out, "rm"), max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
+                  seed=run.seed, resume=True, quiet=run.quiet).run()
+
+
+def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
+                      n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
+                      temperature=preset.best_of_n_temperature, seed=run.seed, quiet=run.quiet).run()
+
+
+RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf, "ppo": _rl_method("ppo"),
+           "dpo": _dpo, "best-of-n": _best_of_n, "grpo": _rl_method("grpo")}

@@ -1,1 +1,0 @@
-"""Command-line subcommands: one module per command group, each with `register(subparsers)`."""

@@ -1,0 +1,1 @@
+"""What goes to and from disk: checkpoints, atomic files, Hugging Face directories, plots."""

@@ -1,0 +1,182 @@
+"""Phase 1, pretraining for completion: next-token prediction on a plain text corpus.
+
+Lecture: the model sees a sequence and learns P(x_{t+1} | x_1..x_t) at every position,
+with the one-hot cross entropy -log ȳ_t averaged over all n-1 training points of every
+window. This file wires the pieces together: read the text, build a tokenizer, split
+train/validation by position, fit the n-gram baseline, and run the shared Trainer.
+Left out: packing documents, data deduplication, multi-epoch scheduling.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from minillm.engine import backend
+from minillm.data.folders import shipped
+from minillm.data.windows import TokenWindows, split_train_val
+from minillm.data.readers import read_text
+from minillm.errors import MissingFileError, UserError
+from minillm.phases.losses import sequence_cross_entropy
+from minillm.model.gpt import GPT, GPTConfig
+from minillm.model.ngram import NGramLM
+from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+from minillm.phases.trainer import TrainConfig, Trainer
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+@dataclass
+class Preset:
+    model: dict                 # GPTConfig fields except vocab_size (set by the tokenizer)
+    train: TrainConfig
+    tokenizer: str = "char"     # char | word | bpe:VOCAB
+    eval_batches: int = 20      # validation batches per evaluation
+    ngram_orders: tuple = (2, 3, 4)  # the baseline is the best of these n-gram models
+
+
+PRESETS = {
+    # seconds: for tests, notebooks and trying the command
+    "tiny": Preset(dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
+                   TrainConfig(max_steps=40, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=5,
+                               eval_interval=20, log_interval=5, checkpoint_interval=20),
+                   eval_batches=4, ngram_orders=(2, 3)),
+    # the scale a CPU user starts with (nanoGPT's "baby" Shakespeare config, no dropout)
+    "shakespeare-char": Preset(dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+                               TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4,
+                                           warmup_steps=100, eval_interval=250, checkpoint_interval=500)),
+    # a larger subword model
+    "small-bpe": Preset(dict(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.0),
+                        TrainConfig(max_steps=3000, batch_size=16, lr=6e-4, min_lr=6e-5,
+                                    warmup_steps=200, eval_interval=250, checkpoint_interval=500),
+                        tokenizer="bpe:512", ngram_orders=(2, 3)),
+}
+
+
+def build_tokenizer(spec: str, train_text: str, all_text: str):
+    """char | word[:MAX_VOCAB] | bpe[:VOCAB] -> a trained tokenizer with <|endoftext|>."""
+    kind, _, size = spec.partition(":")
+    if kind == "char":  # the character set of the whole text, so validation has no unknowns
+        return CharTokenizer.train(all_text, special_tokens=[ENDOFTEXT])
+    if kind == "word":
+        return WordTokenizer.train(train_text, max_vocab=int(size) if size else 8192,
+                                   special_tokens=[ENDOFTEXT])
+    if kind == "bpe":
+        return BPETokenizer.train(train_text, vocab_size=int(size) if size else 1024,
+                                  special_tokens=[ENDOFTEXT])
+    raise UserError(f"unknown tokenizer {spec!r}: expected char, word[:MAX_VOCAB] or bpe[:VOCAB]")
+
+
+def load_corpus(data: str | None, val: str | None):
+    """(train text, validation text or None): the shipped tiny world when no data is given."""
+    if data is None:
+        layout = shipped()
+        data, val = layout.pretrain, val or layout.pretrain_val
+    if not os.path.exists(data):
+        raise MissingFileError(f"no such file or directory: {data}")
+    text = read_text(data)
+    if not text.strip():
+        raise UserError(f"{data} holds no text")
+    return text, (read_text(val) if val else None)
+
+
+def baseline_loss(train_ids, val_ids, vocab_size: int, orders) -> tuple[int, float]:
+    """The best (n, validation loss) among n-gram models fitted on the training tokens."""
+    results = []
+    for n in orders:
+        lm = NGramLM(n, smoothing="interpolated").fit(train_ids, vocab_size)
+        results.append((lm.loss(val_ids), n))
+    loss, n = min(results)
+    return n, float(loss)
+
+
+@dataclass
+class PretrainRun:
+    """Everything one pretraining run needs; `run()` trains and returns a summary."""
+
+    out: str
+    preset: str = "shakespeare-char"
+    data: str | None = None
+    val: str | None = None
+    tokenizer: str | None = None
+    overrides: dict = field(default_factory=dict)   # TrainConfig fields
+    model_overrides: dict = field(default_factory=dict)
+    resume: bool = False
+    quiet: bool = False
+
+    def run(self) -> dict:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        train_cfg = replace(preset.train, **self.overrides)
+        model_fields = {**preset.model, **self.model_overrides}
+        text, val_text = load_corpus(self.data, self.val)
+        if val_text is None:
+            text, val_text = split_train_val(text, 0.1)
+        tok = build_tokenizer(self.tokenizer or preset.tokenizer, text, text + val_text)
+        self._say(f"tokenizer: {type(tok).__name__}, {tok.vocab_size} tokens")
+        train_ids, val_ids = tok.encode(text), tok.encode(val_text)
+        block = model_fields["block_size"]
+        train_windows, val_windows = TokenWindows(train_ids, block), TokenWindows(val_ids, block)
+        # The baseline is scored on exactly the validation tokens the model's evaluation reads.
+        evaluated = val_ids[: preset.eval_batches * train_cfg.batch_size * block + 1]
+        n, base = baseline_loss(train_ids, evaluated, tok.vocab_size, preset.ngram_orders)
+        self._say(f"data: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens; "
+                  f"{n}-gram baseline validation loss {base:.4f}")
+        backend.manual_seed(train_cfg.seed)
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, **model_fields))
+        trainer = Trainer(
+            model, train_cfg, self.out,
+            train_batch=lambda rng: train_windows.batch(train_cfg.batch_size, rng),
+            loss_fn=lambda m, batch: (sequence_cross_entropy(m(batch[0]), batch[1]), batch[1].size),
+            evaluate=lambda m: _evaluate(m, val_windows, train_cfg.batch_size, preset.eval_batches),
+            tokenizer=tok, quiet=self.quiet,
+            meta={"phase": "pretrain", "preset": self.preset, "baseline_val_loss": base, "baseline_n": n})
+        start = time.perf_counter()
+        result = trainer.run(resume=self.resume)
+        return self._summarise(trainer, result, base, n, time.perf_counter() - start)
+
+    def _summarise(self, trainer, result: dict, base: float, n: int, seconds: float) -> dict:
+        model = trainer.model
+        params, tokens = model.num_parameters(), result["tokens_seen"]
+        flops = model.flops_per_token() * tokens
+        summary = {**result, "parameters": params, "training_flops": flops, "seconds": seconds,
+                   "baseline_val_loss": base, "baseline_n": n,
+                   "val_ppl": math.exp(result["val_loss"]) if "val_loss" in result else None}
+        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        self._say(f"size: {params:,} parameters, {tokens:,} tokens seen, "
+                  f"training compute ≈ 6·N·D + attention = {flops:.3g} FLOPs")
+        if "val_loss" in result:
+            self._say(f"validation loss {result['val_loss']:.4f} (perplexity {summary['val_ppl']:.2f}) "
+                      f"against the {n}-gram baseline {base:.4f}; checkpoint, log and loss.png in {self.out}")
+        return summary
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _evaluate(model: GPT, windows: TokenWindows, batch_size: int, max_batches: int) -> dict:
+    """Mean validation cross entropy over the same leading windows each time, and perplexity."""
+    total, count = 0.0, 0
+    for x, y in windows.sequential_batches(batch_size, max_batches):
+        total += sequence_cross_entropy(model(x), y).item() * y.size
+        count += y.size
+    loss = total / count
+    return {"val_loss": loss, "val_ppl": math.exp(loss)}
+
+
+def preset_table() -> str:
+    """One line per preset, for --help."""
+    return "; ".join(f"{name}: {p.model['n_layer']} layers, {p.model['n_embd']} channels, block "
+                     f"{p.model['block_size']}, {p.train.max_steps} steps, {p.tokenizer}"
+                     for name, p in PRESETS.items())
+
+
+def config_dict(preset: str) -> dict:
+    p = PRESETS[preset]
+    return {"model": p.model, "train": asdict(p.train), "tokenizer": p.tokenizer}

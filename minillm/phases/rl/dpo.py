@@ -1,0 +1,227 @@
+"""Phase 3 without a reward model or sampling: DPO, the closed-form sibling of RLHF.
+
+Lecture 5 §Phase 3 trains a reward model on preference pairs, then optimises the policy
+against it with a KL leash. DPO (Rafailov et al. 2023) notices that the leashed optimum
+π*(y|x) ∝ π_ref(y|x)·e^(r(x,y)/β) lets the reward be written through the policy,
+r(x, y) = β·log π(y|x)/π_ref(y|x) + const, and trains the policy directly with the reward
+model's pairwise loss on that implicit reward (`losses.dpo_loss`). One supervised loop on
+the same preference pairs the reward model learns from: it stands on the shared Trainer.
+The evaluation logs the loss, the implicit reward's accuracy and margin, and the chosen and
+rejected responses' log-probabilities apart (both may fall: DPO only needs their gap to grow);
+each logged training step carries the policy's entropy on its batch's chosen responses.
+Left out: IPO and other variants, label smoothing, a reference-free mode.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.phases.rl import rollouts as rl
+from minillm.tokenizers.chat_template import ResponseTooLong
+from minillm.data.folders import shipped
+from minillm.data.readers import read_preferences, read_prompts
+from minillm.errors import UserError
+from minillm.phases.losses import dpo_loss, implicit_rewards, mean_margin, pairwise_accuracy
+from minillm.model.reward_model import RewardModel
+from minillm.engine.tensor import Tensor, no_grad
+from minillm.phases import common, judge
+from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
+
+
+
+def config_dict() -> dict:
+    """DPO's TrainConfig defaults: a small constant-ish learning rate, like RL's, over few steps."""
+    return dict(max_steps=150, batch_size=16, lr=1e-5, min_lr=1e-5, warmup_steps=10, weight_decay=0.0,
+                eval_interval=15, log_interval=5, checkpoint_interval=50)
+
+
+@dataclass
+class EncodedPairs:
+    """Preference pairs split into chat-formatted prompt ids and response ids (<|end|> included)."""
+
+    prompts: list = field(default_factory=list)     # (P,) prompt id lists
+    chosen: list = field(default_factory=list)      # (P,) y_w id lists
+    rejected: list = field(default_factory=list)    # (P,) y_l id lists
+    skipped: int = 0                                # pairs a response of which does not fit the block
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def split_example(tokenizer, prompt: str, response: str, block_size: int) -> tuple[list[int], list[int]]:
+    """(prompt ids with the template, response ids + <|end|>), together at most block_size long."""
+    ids, mask = chat.encode_example(tokenizer, prompt, response, block_size - 1)
+    start = mask.index(1)
+    return ids[:start], ids[start:]
+
+
+def encode_pairs(tokenizer, records, block_size: int) -> EncodedPairs:
+    """Encode {"prompt", "chosen", "rejected"} records; a pair that does not fit is skipped and counted.
+
+    Both responses keep the same prompt ids (the shorter cut of the two), so their
+    log-probabilities are conditioned on the same x.
+    """
+    out = EncodedPairs()
+    for r in records:
+        try:
+            pw, yw = split_example(tokenizer, r["prompt"], r["chosen"], block_size)
+            pl, yl = split_example(tokenizer, r["prompt"], r["rejected"], block_size)
+        except ResponseTooLong:
+            out.skipped += 1
+            continue
+        prompt = pw if len(pw) <= len(pl) else pl
+        out.prompts.append(prompt)
+        out.chosen.append(yw)
+        out.rejected.append(yl)
+    return out
+
+
+def pair_logps(model, pairs: EncodedPairs, rows: list[int]):
+    """(chosen (B,), rejected (B,)) summed log-probs Σ_t log π(y_t | x, y_<t) of some pairs, in one pass."""
+    chosen, rejected, _ = pair_logps_and_entropy(model, pairs, rows)
+    return chosen, rejected
+
+
+def pair_logps_and_entropy(model, pairs: EncodedPairs, rows: list[int]):
+    """`pair_logps` and, from the same forward pass, the policy's mean next-token entropy
+    H = −Σ_v π(v) log π(v) over the chosen responses' tokens (a float, no gradient)."""
+    prompts = [pairs.prompts[i] for i in rows]
+    ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows] + [pairs.rejected[i] for i in rows])  # (2B, T)
+    logp = rl.response_log_softmax(model, prompts + prompts, ids)                # (2B, T, V)
+    logps = rl.masked_sum(rl.token_logprobs(logp, ids), mask, axis=-1)          # (2B, T) -> (2B,)
+    B = len(rows)
+    return logps[:B], logps[B:], rl.entropy(logp.data[:B], mask[:B])
+
+
+def reference_logps(reference, pairs: EncodedPairs, batch_size: int = 32):
+    """log π_ref of every chosen and rejected response, computed once (π_ref never changes): (P,), (P,)."""
+    xp = backend.xp
+    chosen, rejected = [], []
+    with no_grad():
+        for start in range(0, len(pairs), batch_size):
+            c, r = pair_logps(reference, pairs, list(range(start, min(start + batch_size, len(pairs)))))
+            chosen.append(c.data)
+            rejected.append(r.data)
+    return xp.concatenate(chosen), xp.concatenate(rejected)
+
+
+def dpo_metrics(model, pairs: EncodedPairs, ref: tuple, beta: float, batch_size: int = 32) -> dict:
+    """Loss, implicit-reward accuracy and margin, the mean log-probs of chosen and rejected responses
+    with their change from π_ref (negative: the policy finds them less likely than the SFT model did),
+    and the policy's mean next-token entropy on chosen responses (does DPO sharpen the policy?)."""
+    xp = backend.xp
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        c, r = pair_logps(model, pairs, list(range(start, min(start + batch_size, len(pairs)))))
+        chosen.append(c.data)
+        rejected.append(r.data)
+    chosen, rejected = xp.concatenate(chosen), xp.concatenate(rejected)
+    s_w, s_l = implicit_rewards(chosen, ref[0], beta), implicit_rewards(rejected, ref[1], beta)
+    rows = list(range(min(batch_size, len(pairs))))  # the policy's entropy on the first chosen responses
+    ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows])
+    entropy = rl.entropy(rl.response_log_softmax(model, [pairs.prompts[i] for i in rows], ids), mask)
+    loss = dpo_loss(Tensor(chosen), Tensor(rejected), ref[0], ref[1], beta)
+    return {"val_loss": loss.item(), "reward_accuracy": pairwise_accuracy(s_w, s_l),
+            "reward_margin": mean_margin(s_w, s_l),
+            "chosen_logp": float(backend.scalar(chosen.mean())), "rejected_logp": float(backend.scalar(rejected.mean())),
+            "chosen_logp_change": float(backend.scalar((chosen - ref[0]).mean())),
+            "rejected_logp_change": float(backend.scalar((rejected - ref[1]).mean())), "entropy": entropy}
+
+
+@dataclass
+class DPORun:
+    """One DPO run; `run()` trains, compares DPO with SFT on held-out prompts, returns a summary."""
+
+    policy: str                     # the SFT run directory: the policy's start and the frozen reference
+    out: str
+    data: str | None = None         # preference pairs (default: the shipped preferences/train.jsonl)
+    val: str | None = None          # validation pairs (default: shipped validation.jsonl)
+    heldout: str | None = None      # held-out prompts for the report (default: data/rl/heldout.jsonl)
+    beta: float = 0.1
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    on_policy_prompts: int = 0      # add gold-labelled pairs of 2 SFT samples to this many prompts
+    on_policy_source: str | None = None  # where those prompts come from (default: data/rl/train.jsonl)
+    reward_model: str | None = None  # optional: a reward model run, to report the RM score of the answers
+    max_new_tokens: int = 60        # sampled answers in the report's KL and sampled comparison
+    seed: int = 1337
+    resume: bool = False
+    quiet: bool = False
+
+    def run(self) -> dict:
+        start = time.perf_counter()
+        if self.beta <= 0:
+            raise UserError(f"--beta must be > 0 (the implicit reward is β·log π/π_ref), got {self.beta}")
+        sft = checkpoint.load(self.policy)
+        if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+                             "DPO starts from `minillm sft --out`")
+        reward_model = self._reward_model()
+        reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
+        block = sft.model.config.block_size
+        records = list(read_preferences(self.data or shipped().preferences))
+        records += self._on_policy_pairs(reference, tok)
+        train = encode_pairs(tok, records, block)
+        val = encode_pairs(tok, list(read_preferences(self.val or shipped().preferences_val)), block)
+        if not len(train) or not len(val):
+            raise UserError(f"no preference pair fits the block of {block} tokens: nothing to train DPO on")
+        self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {self.beta}; "
+                  f"reference log-probabilities of every pair (π_ref is frozen)")
+        ref_train, ref_val = reference_logps(reference, train), reference_logps(reference, val)
+        cfg = fit_schedule(TrainConfig(**{**config_dict(), "seed": self.seed, **self.overrides}),
+                           config_dict()["max_steps"], len(train), None, self.overrides)
+        trainer = Trainer(sft.model, cfg, self.out, train_batch=lambda rng: self._rows(rng, len(train), cfg.batch_size),
+                          loss_fn=lambda model, rows: self._loss(model, train, ref_train, rows),
+                          evaluate=lambda model: dpo_metrics(model, val, ref_val, self.beta),
+                          tokenizer=tok, meta={**sft.meta, "phase": "dpo", "init": os.path.abspath(self.policy),
+                                                "beta": self.beta}, quiet=self.quiet)
+        trainer.run(resume=self.resume)
+        policy = trainer.model.eval()
+        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
+        sampling = judge.Sampling(1.0, self.max_new_tokens, self.seed)
+        summary, notes, scores = judge.judge_policy(
+            self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),
+            sampling, {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
+                       "tokens_seen": trainer.tokens_seen,
+                       **{f"final_{k}": v for k, v in trainer.last_eval.items()}})
+        summary["seconds"] = time.perf_counter() - start
+        self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", "DPO")) + "\n" + notes
+                  + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
+        return summary
+
+    @staticmethod
+    def _rows(rng, n: int, batch_size: int) -> list[int]:
+        """B distinct pairs at random (`permutation`: a method the GPU's generator has too)."""
+        return backend.to_numpy(rng.permutation(n)[:min(batch_size, n)]).tolist()
+
+    def _loss(self, model, pairs: EncodedPairs, ref: tuple, rows: list[int]):
+        """(the DPO loss of a batch of pairs, its response tokens, {"entropy": on its chosen responses})."""
+        chosen, rejected, entropy = pair_logps_and_entropy(model, pairs, rows)
+        index = backend.xp.asarray(rows)
+        tokens = sum(len(pairs.chosen[i]) + len(pairs.rejected[i]) for i in rows)
+        return dpo_loss(chosen, rejected, ref[0][index], ref[1][index], self.beta), tokens, {"entropy": entropy}
+
+    def _on_policy_pairs(self, reference, tok) -> list[dict]:
+        if not self.on_policy_prompts:
+            return []
+        prompts = [r["prompt"] for r in read_prompts(self.on_policy_source or shipped().rl)][:self.on_policy_prompts]
+        self._say(f"labelling 2 sampled SFT answers to each of {len(prompts)} prompts with gold_score "
+                  "(on-policy preference pairs)")
+        return common.gold_labelled_pairs(reference, tok, prompts, self.seed + 1)
+
+    def _reward_model(self):
+        if self.reward_model is None:
+            return None
+        model = checkpoint.load(self.reward_model).model
+        if not isinstance(model, RewardModel):
+            raise UserError(f"{self.reward_model} holds a {type(model).__name__}, not a reward model: pass "
+                             "the run directory of `minillm reward --out` as --rm")
+        return model.eval()
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,371 @@
+"""Phase 3, RLHF: optimise the SFT model against the reward model, with a KL leash.
+
+Lecture 5 §Phase 3: the policy π starts as the SFT model; each step samples G responses to
+B training prompts, scores them with the reward model (or, `reward="exact"`, with the
+verifiable reward of the world's known answers), keeps π near the frozen SFT copy π_ref
+with a KL term, and updates π by one of five algorithms:
+  reinforce  the batch-mean baseline, one step per batch;
+  rloo       the leave-one-out baseline, one step per batch;
+  ppo-seq    PPO's clipped ratio over several epochs, one advantage per response (RLOO's);
+  ppo        PPO as InstructGPT ran it: per-token rewards r_t = −β·(log π − log π_ref) (+ the
+             score at the last token), a value model V_ψ initialised from the reward model,
+             GAE advantages whitened over the batch, the clipped surrogate and the value loss;
+  grpo       the group-normalised advantage of each response, the clipped ratio per token,
+             and the KL to π_ref in the loss (k3 estimator) instead of in the reward.
+The loop is its own (rollout then update, unlike the supervised Trainer) and stands on the
+Trainer's pieces: `gradient_step`, the JSONL log and its truncation on resume, checkpoints.
+Left out: a learning-rate schedule, early stopping, reward whitening across steps.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+
+from minillm.engine import backend, optim
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.phases.rl import rollouts as rl, ppo as rl_ppo
+from minillm.data.folders import shipped
+from minillm.data.gold import exact_reward, gold_score
+from minillm.data.readers import read_prompts
+from minillm.errors import UserError
+from minillm.model.reward_model import RewardModel
+from minillm.engine.tensor import no_grad
+from minillm.phases import common, judge
+from minillm.phases.judge import encode_prompts, evaluate
+from minillm.phases.trainer import append_log, gradient_step, truncate_log
+from minillm.phases.progress import Progress
+
+GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
+REWARDS = ("rm", "exact")
+VALUE_DIR = "value"  # PPO's value model: RUN_DIR/value, a reward-model checkpoint with its optimizer
+
+
+@dataclass
+class RLHFConfig:
+    algo: str = "rloo"              # reinforce | rloo | ppo | ppo-seq | grpo
+    reward: str = "rm"              # rm: the reward model (or --rm gold); exact: 1 if the answer is right
+    steps: int = 40                 # rollout-then-update iterations
+    batch_prompts: int = 16         # B prompts per step
+    group_size: int = 4             # G sampled responses per prompt
+    # AdamW, constant (no decay: RL steps are few). Small: the policy-gradient estimate is
+    # noisy, and Adam turns noise into steps of about lr per weight
+    lr: float = 3e-5
+    kl_coef: float = 0.1            # β; the starting β when target_kl is set
+    target_kl: float | None = None  # adapt β toward this mean KL per response (nats)
+    kl_horizon: int = 1000          # the adaptive controller's horizon (responses)
+    temperature: float = 1.0        # sampling temperature; the policy is softmax(z / τ)
+    max_new_tokens: int = 40        # longest response
+    normalize_adv: bool = False     # divide advantages by their std
+    ppo_epochs: int = 4             # PPO and GRPO: passes over one batch of rollouts
+    ppo_minibatch: int = 16         # PPO and GRPO: responses per gradient step
+    clip_eps: float = 0.2           # PPO and GRPO: ε of clip(ρ, 1−ε, 1+ε); PPO's value clip too
+    gamma: float = 1.0              # PPO: discount of GAE (1: the reward at the end counts fully)
+    lam: float = 0.95               # PPO: λ of GAE
+    value_lr: float = 1e-4          # PPO: the value model's learning rate
+    grad_clip: float = 1.0          # max global gradient norm (0 disables)
+    eval_interval: int = 10         # greedy held-out answers every this many steps
+    eval_prompts: int = 48          # how many held-out prompts the periodic evaluation answers
+    checkpoint_interval: int = 20
+    seed: int = 1337
+
+
+def load_reward_model(path: str) -> RewardModel:
+    """The reward model saved by `minillm reward`; a clear error for any other checkpoint."""
+    model = checkpoint.load(path).model
+    if not isinstance(model, RewardModel):
+        raise UserError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
+                         "directory of `minillm reward --out` as --rm")
+    return model
+
+
+def choose_prompts(n: int, batch: int, seed: int, step: int) -> list[int]:
+    """B distinct prompt indices for this step, a function of (seed, step) only: exact resume."""
+    return random.Random(seed * 1_000_003 + step).sample(range(n), min(batch, n))
+
+
+@dataclass
+class Models:
+    """The four models of InstructGPT's PPO; the others use the first three (value None)."""
+
+    policy: object                  # π, trained
+    reference: object               # π_ref, the frozen SFT model
+    reward_model: object            # r, frozen; None: the gold oracle or the exact reward
+    value: object = None            # V_ψ (PPO only), trained beside π
+    value_optimizer: object = None
+
+
+# ----- one step: rollouts, rewards, advantages, update ----------------------------------
+
+def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str], beta: float,
+                   reward: str = "rm") -> dict:
+    """The scores r, the KL, the rewards R = r − β·KL, and the gold scores of one batch of rollouts.
+
+    reward "exact": r is `exact_reward`, 1 for a right answer and 0 otherwise. reward_model
+    None with reward "rm" is the oracle run (`--rm gold`): r is gold_score itself. No RLHF has
+    that; it measures how far policy-gradient updates can take the policy with a perfect
+    reward model, an upper bound for every learned one.
+    """
+    end = chat.chat_token_ids(tokenizer).end
+    responses = ro.responses()
+    texts = [chat.response_text(tokenizer, r) for r in responses]
+    gold = [gold_score(p, t) for p, t in zip(prompts, texts)]
+    if reward == "exact":
+        scores = backend.asarray([exact_reward(p, t) or 0.0 for p, t in zip(prompts, texts)])   # (N,)
+    elif reward_model is None:
+        scores = backend.asarray(gold)                                                  # (N,)
+    else:
+        scores = rl.reward_model_scores(reward_model, ro.prompt_ids, responses, end)    # (N,)
+    rewards, kl = rl.rlhf_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
+    return {"scores": scores, "rewards": rewards, "kl": kl, "gold": gold, "texts": texts}
+
+
+def baseline_for(algo: str, group_size: int) -> str:
+    """reinforce: the batch mean; rloo, and ppo-seq when G >= 2: the leave-one-out mean of the prompt's others."""
+    if algo == "reinforce" or group_size < 2:
+        return "mean"
+    return "leave_one_out"
+
+
+def ppo_advantages(models: Models, ro: rl.Rollouts, scores, beta: float, cfg: RLHFConfig) -> tuple:
+    """InstructGPT's advantages: per-token rewards, V_ψ's values, GAE, whitened over the batch.
+
+    Returns (advantages (N, T), returns (N, T), values (N, T)), all constants.
+    """
+    with no_grad():
+        values = rl_ppo.response_values(models.value, ro.prompt_ids, ro.response_ids).data * ro.response_mask
+    rewards = rl_ppo.token_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
+    adv, returns = rl_ppo.gae(rewards, values, ro.response_mask, cfg.gamma, cfg.lam)
+    return rl_ppo.whiten(adv, ro.response_mask), returns, values
+
+
+def policy_loss(cfg: RLHFConfig, logprobs, mb: rl.Rollouts, adv, beta: float):
+    """The clipped objective of one minibatch: PPO's surrogate, or GRPO's with its KL term."""
+    if cfg.algo == "grpo":
+        return rl_ppo.grpo_loss(logprobs, mb.logprobs, mb.ref_logprobs, adv, mb.response_mask, cfg.clip_eps, beta)
+    return rl_ppo.ppo_clip_loss(logprobs, mb.logprobs, adv, mb.response_mask, cfg.clip_eps)
+
+
+def value_step(models: Models, mb: rl.Rollouts, returns, old_values, cfg: RLHFConfig) -> float:
+    """One step of V_ψ on its clipped squared error to GAE's returns; returns the loss."""
+    values = rl_ppo.response_values(models.value, mb.prompt_ids, mb.response_ids)
+    loss = rl_ppo.value_loss(values, old_values, returns, mb.response_mask, cfg.clip_eps)
+    gradient_step(models.value.parameters(), models.value_optimizer, loss, cfg.grad_clip)
+    return loss.item()
+
+
+def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg: RLHFConfig,
+                  step: int, beta: float) -> dict:
+    """REINFORCE/RLOO: one gradient step on the whole batch. PPO and GRPO: epochs × minibatches.
+
+    targets: {"adv": (N,) or (N, T)} and, for PPO, {"returns", "values"} (N, T).
+    """
+    policy, adv = models.policy, targets["adv"]
+    if cfg.algo in ("reinforce", "rloo"):
+        logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
+        loss = rl.reinforce_loss(rl.token_logprobs(logp, ro.response_ids), adv, ro.response_mask)
+        norm = gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
+        return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(logp, ro.response_mask)}
+    rng = backend.make_rng(cfg.seed + step)
+    stats = {"loss": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
+    if cfg.algo == "ppo":
+        stats["value_loss"] = 0.0
+    count = 0
+    for _ in range(cfg.ppo_epochs):
+        for rows in rl_ppo.minibatches(len(ro.prompt_ids), cfg.ppo_minibatch, rng):
+            mb = ro.select(rows)
+            logp = rl.response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
+            lp = rl.token_logprobs(logp, mb.response_ids)
+            loss = policy_loss(cfg, lp, mb, adv[rows], beta)
+            stats["clip_frac"] += rl_ppo.clip_fraction(lp, mb.logprobs, adv[rows], mb.response_mask, cfg.clip_eps)
+            stats["approx_kl"] += rl_ppo.approx_kl(lp, mb.logprobs, mb.response_mask)
+            stats["entropy"] += rl.entropy(logp, mb.response_mask)
+            stats["grad_norm"] += gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
+            stats["loss"] += loss.item()
+            if cfg.algo == "ppo":
+                stats["value_loss"] += value_step(models, mb, targets["returns"][rows], targets["values"][rows], cfg)
+            count += 1
+    return {k: v / count for k, v in stats.items()}
+
+
+def advantage_targets(models: Models, ro: rl.Rollouts, scored: dict, cfg: RLHFConfig, beta: float) -> dict:
+    """What the update pulls toward: the advantages of each algorithm (and PPO's value targets)."""
+    if cfg.algo == "ppo":
+        adv, returns, values = ppo_advantages(models, ro, scored["scores"], beta, cfg)
+        return {"adv": adv, "returns": returns, "values": values}
+    if cfg.algo == "grpo":  # the reward alone: GRPO's KL is in the loss
+        return {"adv": rl.group_normalized_advantages(scored["scores"], cfg.group_size)}
+    baseline = baseline_for(cfg.algo, cfg.group_size)
+    return {"adv": rl.advantages(scored["rewards"], baseline, cfg.group_size, cfg.normalize_adv)}
+
+
+def rl_step(models: Models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, cfg: RLHFConfig,
+            beta: float, step: int) -> dict:
+    """Sample, score, compute advantages, update. Returns the step's log record."""
+    end = chat.chat_token_ids(tokenizer).end
+    ro = rl.sample_rollouts(models.policy, models.reference, prompt_ids, cfg.group_size, cfg.max_new_tokens,
+                            end, cfg.temperature, seed=cfg.seed + step)
+    texts_prompts = [p for p in prompts for _ in range(cfg.group_size)]
+    scored = score_rollouts(ro, models.reward_model, tokenizer, texts_prompts, beta, cfg.reward)
+    targets = advantage_targets(models, ro, scored, cfg, beta)
+    update = update_policy(models, optimizer, ro, targets, cfg, step, beta)
+    return {"reward": float(scored["rewards"].mean()), "rm_score": float(scored["scores"].mean()),
+            "kl": float(scored["kl"].mean()), "beta": beta,
+            "gold": sum(scored["gold"]) / len(scored["gold"]),
+            "response_length": float(ro.response_mask.sum(axis=1).mean()), **update}
+
+
+# ----- the run -------------------------------------------------------------------------
+
+@dataclass
+class RLHFRun:
+    """One RLHF run; `run()` trains, compares SFT and RLHF on held-out prompts, returns a summary."""
+
+    policy: str                     # the SFT run directory: the policy's start and the frozen reference
+    reward_model: str               # the reward model's run directory (`minillm reward --out`), or "gold"
+    out: str                        # this run's directory: checkpoint, log.jsonl, rlhf.png, report
+    config: RLHFConfig
+    prompts: str | None = None      # training prompts (default: the shipped data/rl/train.jsonl)
+    heldout: str | None = None      # held-out prompts (default: the shipped data/rl/heldout.jsonl)
+    resume: bool = False
+    quiet: bool = False
+
+    def run(self) -> dict:
+        cfg, start = self.config, time.perf_counter()
+        check_config(cfg)
+        sft = checkpoint.load(self.policy)
+        if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
+            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
+                             "RLHF starts from `minillm sft --out`")
+        policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
+        if (fitted := common.fit_new_tokens(cfg.max_new_tokens, policy.config.block_size, self._say)) != cfg.max_new_tokens:
+            cfg = self.config = replace(cfg, max_new_tokens=fitted)
+        reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
+        policy.eval()  # no dropout: ρ must be exactly 1 before the first update
+        reference.eval()
+        prompts, heldout = self._prompts(cfg)
+        prompt_ids = encode_prompts(tok, prompts, policy.config.block_size, cfg.max_new_tokens)
+        optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        controller = rl.KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+        meta = {**sft.meta, "phase": "rlhf", "init": os.path.abspath(self.policy),
+                "reward_model": GOLD if reward_model is None else os.path.abspath(self.reward_model),
+                "rlhf_config": asdict(cfg)}
+        models = Models(policy, reference, reward_model)
+        os.makedirs(self.out, exist_ok=True)
+        log_path, step = os.path.join(self.out, "log.jsonl"), 0
+        if self.resume and os.path.exists(os.path.join(self.out, "checkpoint", "trainer_state.json")):
+            step = self._resume(models, optimizer, controller, log_path)
+        else:
+            if os.path.exists(log_path):
+                os.remove(log_path)
+            self._start_value_model(models, policy)
+            append_log(log_path, {"kind": "header", "step": 0, "algo": cfg.algo, "models": self._model_names(models)})
+            sft_eval, _ = evaluate(policy, reward_model, tok, heldout[:cfg.eval_prompts])
+            append_log(log_path, {"kind": "eval", "step": 0, **sft_eval})
+        progress = Progress(cfg.steps, step, quiet=self.quiet, desc=cfg.algo)
+        while step < cfg.steps:
+            batch = choose_prompts(len(prompts), cfg.batch_prompts, cfg.seed, step)
+            record = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
+                             [prompt_ids[i] for i in batch], cfg, controller.beta, step)
+            controller.update(record["kl"], len(batch) * cfg.group_size)
+            step += 1
+            append_log(log_path, {"kind": "train", "step": step, **record, "elapsed": time.perf_counter() - start})
+            progress.update(step, reward=record["reward"], rm=record["rm_score"], kl=record["kl"])
+            if step % cfg.eval_interval == 0 or step == cfg.steps:
+                metrics, _ = evaluate(models.policy, reward_model, tok, heldout[:cfg.eval_prompts])
+                append_log(log_path, {"kind": "eval", "step": step, **metrics})
+                progress.write(f"step {step}: held-out gold {metrics['gold']:.3f}, RM {metrics['rm_score']:.3f}")
+            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
+                self._save(models, optimizer, tok, step, {**meta, "beta": controller.beta})
+        progress.close()
+        common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"), title=f"RLHF ({cfg.algo})")
+        return self._report(models.policy, reference, reward_model, tok, heldout, prompts, start)
+
+    def _prompts(self, cfg: RLHFConfig) -> tuple[list[str], list[str]]:
+        """Training prompts (only those with a verifiable answer for reward "exact"), held-out prompts."""
+        prompts = [r["prompt"] for r in read_prompts(self.prompts or shipped().rl)]
+        if cfg.reward == "exact":
+            prompts = [p for p in prompts if exact_reward(p, "") is not None]
+            if not prompts:
+                raise UserError("--reward exact needs training prompts with one right answer (the world's "
+                                 "facts, numbers and sums); none of the --prompts file has one")
+        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(
+            self.heldout or shipped().held_out())))
+        return prompts, heldout
+
+    def _start_value_model(self, models: Models, policy) -> None:
+        """PPO's V_ψ: a copy of the reward model (it already reads prompt + response into a score),
+        or of the SFT model with a zero head when there is no learned reward model."""
+        if self.config.algo != "ppo":
+            return
+        if models.reward_model is not None:
+            models.value = load_reward_model(self.reward_model)
+        else:
+            models.value = RewardModel.from_gpt(policy)
+        models.value.eval()
+        models.value_optimizer = optim.AdamW(models.value.parameters(), lr=self.config.value_lr,
+                                             betas=(0.9, 0.99), weight_decay=0.0)
+
+    def _model_names(self, models: Models) -> dict:
+        reward = f"the reward model {self.reward_model}" if models.reward_model is not None else (
+            "exact_reward (the world's known answers)" if self.config.reward == "exact" else "gold_score (oracle)")
+        names = {"policy": f"π, trained from the SFT model {self.policy}",
+                 "reference": f"π_ref, the frozen SFT model {self.policy}", "reward": reward}
+        if models.value is not None:
+            names["value"] = "V_ψ, trained, initialised from " + (
+                f"the reward model {self.reward_model}" if models.reward_model is not None else "the SFT model")
+        if self.config.reward == "exact":
+            names["reward"] = "exact_reward (the world's known answers); " + reward
+        return names
+
+    def _save(self, models: Models, optimizer, tok, step: int, meta: dict) -> None:
+        checkpoint.save(models.policy, os.path.join(self.out, "checkpoint"), tokenizer=tok, optimizer=optimizer,
+                        step=step, meta=meta)
+        if models.value is not None:
+            checkpoint.save(models.value, os.path.join(self.out, VALUE_DIR), tokenizer=tok,
+                            optimizer=models.value_optimizer, step=step, meta={"phase": "value"})
+
+    def _resume(self, models: Models, optimizer, controller, log_path: str) -> int:
+        """Weights (policy and value), optimizer moments, β and the step; rollouts are seeded by
+        step, so the rest follows."""
+        saved = checkpoint.load(os.path.join(self.out, "checkpoint"), optimizer=optimizer)
+        models.policy = saved.model.eval()
+        controller.beta = float(saved.meta["beta"])
+        if self.config.algo == "ppo":
+            self._start_value_model(models, saved.model)
+            value = checkpoint.load(os.path.join(self.out, VALUE_DIR), optimizer=models.value_optimizer)
+            models.value = value.model.eval()
+        truncate_log(log_path, saved.step)
+        self._say(f"resuming from step {saved.step} in {self.out}")
+        return saved.step
+
+    def _report(self, policy, reference, reward_model, tok, heldout, train_prompts, start) -> dict:
+        """SFT (the frozen reference) vs the policy on every held-out prompt: report.json, report.md."""
+        cfg = self.config
+        self._say(f"answering {len(heldout)} held-out prompts with the SFT model and the {cfg.algo} policy")
+        sampling = judge.Sampling(cfg.temperature, cfg.max_new_tokens, cfg.seed)
+        summary, notes, scores = judge.judge_policy(self.out, cfg.algo, policy, reference, reward_model, tok,
+                                                    heldout, train_prompts, sampling,
+                                                    {"algo": cfg.algo, "steps": cfg.steps})
+        summary["seconds"] = time.perf_counter() - start
+        self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", cfg.algo)) + "\n" + notes
+                  + f"\nreport.md, report.json, log.jsonl, rlhf.png and the checkpoint are in {self.out}")
+        return summary
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def check_config(cfg: RLHFConfig) -> None:
+    """Settings that cannot work, named before any work starts."""
+    if cfg.algo not in rl.ALGORITHMS:
+        raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
+    if cfg.reward not in REWARDS:
+        raise UserError(f"unknown reward {cfg.reward!r}: expected one of {', '.join(REWARDS)}")
+    if cfg.algo == "grpo" and cfg.group_size < 2:
+        raise UserError(f"--algo {cfg.algo} compares the G samples of a prompt with each other: "
+                         f"--group-size must be at least 2, got {cfg.group_size}")

@@ -1,0 +1,322 @@
+"""Phase 3, RLHF: move the language model toward responses the reward model scores high.
+
+Lecture 5 §Phase 3: "the original language model is then optimized to generate responses
+that receive high scores from the reward model". One update: sample G responses per prompt
+from the policy π (rollouts), score each with the reward model r(x, y), subtract a KL penalty
+β·Σ_t (log π(y_t) − log π_ref(y_t)) that keeps π near the frozen SFT model π_ref, turn the
+rewards into advantages with a baseline, and step along A·∇ Σ_t log π(y_t). GRPO's group
+baseline lives here too; PPO (the value model, per-token rewards, GAE, the clipped surrogate)
+in phases/rl/ppo.py, best-of-n (sampling only, no training) in phases/rl/best_of_n.py.
+Left out: reward whitening across steps, separate rollout workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minillm.engine import backend
+from minillm.model import functional as F
+from minillm.errors import UserError
+from minillm.model.sampling import generate
+from minillm.engine.tensor import Tensor, no_grad
+
+ALGORITHMS = ("reinforce", "rloo", "ppo", "ppo-seq", "grpo")
+
+
+# ----- rollouts: sampled responses and their log-probabilities --------------------------
+
+@dataclass
+class Rollouts:
+    """G sampled responses to each of B prompts; row i is prompt i // G, sample i % G (N = B·G).
+
+    Prompt tokens never count: every array below covers the response only. T is the longest
+    response; a shorter one is padded after its end, and `response_mask` is 0 there.
+    """
+
+    prompt_ids: list            # (N,) lists of chat-formatted prompt ids (each prompt G times)
+    response_ids: Any           # (N, T) int, 0 after the end
+    response_mask: Any          # (N, T) 1.0 on response tokens (<|end|> included), 0.0 on padding
+    logprobs: Any               # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
+    ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding
+
+    def responses(self) -> list[list[int]]:
+        """The real tokens of each response (padding dropped), N lists of ints."""
+        lengths = backend.to_numpy(self.response_mask.sum(axis=1)).astype(int).tolist()
+        ids = backend.to_numpy(self.response_ids).tolist()
+        return [row[:n] for row, n in zip(ids, lengths)]
+
+    def select(self, rows) -> "Rollouts":
+        """The rollouts of some rows only (a PPO minibatch)."""
+        index = backend.to_numpy(rows).tolist()
+        return Rollouts([self.prompt_ids[i] for i in index], self.response_ids[rows], self.response_mask[rows],
+                        self.logprobs[rows], self.ref_logprobs[rows])
+
+
+def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
+    """N token lists of different lengths -> ids (N, T) padded with 0, response_mask (N, T).
+
+    Example: [[5, 9], [7]] -> ids [[5, 9], [7, 0]], mask [[1, 1], [1, 0]].
+    """
+    xp = backend.xp
+    T = max(1, max(len(r) for r in responses))
+    ids = xp.asarray([r + [0] * (T - len(r)) for r in responses], dtype=xp.int64)  # (N, T)
+    mask = xp.asarray([[1.0] * len(r) + [0.0] * (T - len(r)) for r in responses],
+                      dtype=dtype or backend.get_default_dtype())                     # (N, T)
+    return ids, mask
+
+
+def response_log_softmax(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
+    """log π(· | x, y_<t) over the vocabulary at every response position, in ONE forward pass.
+
+    Each row is prompt + response, right-padded (causal attention: padding after a token never
+    changes it). The logits at position P_i − 1 + t predict response token t of row i.
+
+    Args:
+        prompt_ids: (N,) lists of prompt ids. response_ids: (N, T) padded response ids.
+        temperature: the policy is softmax(z / τ); τ = 1 is the model's own distribution.
+    Returns:
+        (N, T, V) Tensor of log-probabilities (differentiable when grad is enabled).
+    """
+    inputs, rows, positions = response_inputs(prompt_ids, response_ids, model.config.block_size)
+    logits = model(inputs)                                                   # (N, L-1, V)
+    picked = logits[rows, positions]                                         # (N, L-1, V) -> (N, T, V)
+    return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
+
+
+def response_inputs(prompt_ids: list, response_ids, block_size: int | None = None) -> tuple[list, Any, Any]:
+    """The model inputs of prompt + response rows, and where each response token is predicted.
+
+    Row i is prompt_i + response_i without its last token, right-padded to L − 1 (causal
+    attention: padding after a token never changes it). The state that predicts response token
+    t of row i is position P_i − 1 + t. A short prompt beside a long response of another row
+    can push a row's padding past the block: with block_size, rows are cut to it and positions
+    clamped inside it, which touches padding only when every prompt + its real response fits.
+    Returns (inputs (N, L-1) lists, rows (N, 1), positions (N, T)): index an (N, L-1, ...)
+    output with [rows, positions] to get (N, T, ...).
+    """
+    xp = backend.xp
+    responses = backend.to_numpy(response_ids).tolist()
+    full = [p + r for p, r in zip(prompt_ids, responses)]
+    L = max(len(r) for r in full) if block_size is None else min(max(len(r) for r in full), block_size + 1)
+    inputs = [r[:L - 1] + [0] * (L - 1 - len(r[:L - 1])) for r in full]     # (N, L-1)
+    starts = xp.asarray([len(p) - 1 for p in prompt_ids])                    # (N,)
+    N, T = len(full), len(responses[0])
+    positions = xp.minimum(starts[:, None] + xp.arange(T)[None, :], L - 2)   # (N, T)
+    return inputs, xp.arange(N)[:, None], positions
+
+
+def token_logprobs(logp: Tensor, response_ids) -> Tensor:
+    """log π(y_t): pick each sampled token's entry, (N, T, V) and ids (N, T) -> (N, T)."""
+    xp = backend.xp
+    N, T = response_ids.shape
+    return logp[xp.arange(N)[:, None], xp.arange(T)[None, :], response_ids]
+
+
+def response_logprobs(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
+    """log π(y_t | x, y_<t) of every response token, (N, T): one batched forward pass."""
+    return token_logprobs(response_log_softmax(model, prompt_ids, response_ids, temperature), response_ids)
+
+
+def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_new_tokens: int,
+                    end_id: int, temperature: float = 1.0, seed: int | None = None) -> Rollouts:
+    """Sample G responses to each prompt from the policy; keep π_old's and π_ref's log-probs.
+
+    Sampling is batched (all B·G rows at once, left-padded prompts, KV cache). A response ends
+    at <|end|> (kept: choosing to stop is an action too) or after max_new_tokens, cut further
+    so that prompt + response fits the block. At τ = 1, `generate`'s log-probs are π_old's;
+    at another τ the policy is softmax(z/τ), so both models are re-scored at that τ.
+
+    Args:
+        prompt_ids: B lists of chat-formatted prompt ids (`chat.encode_prompt`).
+        group_size: G >= 1 responses per prompt.
+    """
+    rows = [list(p) for p in prompt_ids for _ in range(group_size)]
+    room = min(max_new_tokens, policy.config.block_size - max(len(r) for r in rows))
+    if room < 1:
+        raise UserError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
+                         f"in the block of {policy.config.block_size}; shorten the prompts")
+    out, lps = generate(policy, rows, room, temperature=temperature, stop_ids=[end_id], seed=seed,
+                        return_logprobs=True)
+    ids, mask = pad_responses([o[len(r):] for o, r in zip(out, rows)])
+    with no_grad():
+        if temperature == 1.0:
+            T = ids.shape[1]
+            logprobs = backend.xp.asarray([lp + [0.0] * (T - len(lp)) for lp in lps], dtype=mask.dtype)
+        else:
+            logprobs = response_logprobs(policy, rows, ids, temperature).data * mask
+        ref = response_logprobs(reference, rows, ids, temperature).data * mask
+    return Rollouts(rows, ids, mask, logprobs, ref)
+
+
+def reward_model_scores(reward_model, prompt_ids: list, responses: list[list[int]], end_id: int) -> Any:
+    """r(x, y) for each row: the RM reads prompt + response + <|end|> and scores its last token.
+
+    The text is laid out as the RM was trained (`chat.format_example`): <|end|> is appended when
+    the response was cut before it. A row longer than the RM's block loses tokens on the left.
+    Returns (N,) scores.
+    """
+    block = reward_model.config.block_size
+    rows = [(p + r + ([] if r and r[-1] == end_id else [end_id]))[-block:] for p, r in zip(prompt_ids, responses)]
+    lengths = [len(r) for r in rows]
+    ids = [r + [0] * (max(lengths) - len(r)) for r in rows]                   # (N, T) right-padded
+    with no_grad():
+        return reward_model(ids, lengths).data
+
+
+# ----- masked reductions ----------------------------------------------------------------
+
+def masked_sum(x, mask, axis: int | None = -1):
+    """Σ m·x over `axis`: only the positions where the mask is 1 count. Works on arrays and Tensors."""
+    return (x * mask).sum(axis=axis)
+
+
+def masked_mean(x, mask, axis: int | None = None):
+    """Σ m·x / Σ m: the mean over the positions where the mask is 1 (0 if there are none)."""
+    xp = backend.get_array_module(mask)
+    count = xp.maximum(mask.sum(axis=axis), 1.0)
+    return (x * mask).sum(axis=axis) / count
+
+
+def entropy(logp, mask) -> float:
+    """H = −Σ_v π(v) log π(v), averaged over the response tokens. logp (N, T, V), mask (N, T)."""
+    logp = logp.data if isinstance(logp, Tensor) else logp
+    h = -(backend.get_array_module(logp).exp(logp) * logp).sum(axis=-1)        # (N, T)
+    return float(backend.scalar(masked_mean(h, backend.asarray(mask))))
+
+
+# ----- rewards: the reward model's score minus a KL penalty ----------------------------
+
+def kl_penalty(logprobs, ref_logprobs, mask):
+    """Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
+
+    The sampled estimate of KL(π ‖ π_ref) of the whole response: its expectation over y ~ π
+    is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's term can be negative.
+    β multiplies it where the reward is formed (`rlhf_rewards`).
+    """
+    return masked_sum(logprobs - ref_logprobs, mask, axis=-1)
+
+
+def exact_kl(logp, ref_logp, mask):
+    """Σ_t m_t · Σ_v π(v|·)·(log π(v|·) − log π_ref(v|·)), per response: (N, T, V) -> (N,).
+
+    The KL of the two next-token distributions at each sampled position, summed: always ≥ 0,
+    and 0 exactly when π = π_ref. A lower-variance twin of `kl_penalty` for reporting.
+    """
+    logp = logp.data if isinstance(logp, Tensor) else logp
+    ref_logp = ref_logp.data if isinstance(ref_logp, Tensor) else ref_logp
+    per_token = (backend.get_array_module(logp).exp(logp) * (logp - ref_logp)).sum(axis=-1)  # (N, T)
+    return masked_sum(per_token, mask, axis=-1)
+
+
+def rlhf_rewards(scores, logprobs, ref_logprobs, mask, beta: float):
+    """R(x, y) = r(x, y) − β·Σ_t (log π(y_t) − log π_ref(y_t)): the reward the policy maximises.
+
+    Returns (R (N,), kl (N,)): the rewards and the KL estimate, kept apart for the log.
+    """
+    kl = kl_penalty(logprobs, ref_logprobs, mask)
+    return scores - beta * kl, kl
+
+
+@dataclass
+class KLController:
+    """β, fixed (target=None) or adapted toward a target KL (Ziegler et al. 2019, eq. 2):
+
+        e = clip((KL − KL_target) / KL_target, −0.2, 0.2)
+        β ← β · (1 + e · n / horizon)
+
+    KL is the batch's mean sequence KL, n the number of responses in the batch. A KL above
+    target raises β (pull back toward π_ref), below it lowers β.
+    """
+
+    beta: float
+    target: float | None = None
+    horizon: int = 10000
+
+    def update(self, kl: float, n: int) -> float:
+        """Adapt β after a batch of n responses with mean KL `kl`; return the new β."""
+        if self.target:
+            error = min(max((kl - self.target) / self.target, -0.2), 0.2)
+            self.beta *= 1.0 + error * n / self.horizon
+        return self.beta
+
+
+# ----- baselines and advantages ---------------------------------------------------------
+
+def batch_mean_baseline(rewards):
+    """b = (1/N) Σ_j R_j for every row, (N,) -> (N,).
+
+    Because b includes the row's own reward, E[(R_i − b)·∇log π(y_i)] = (1 − 1/N)·∇J: the
+    estimator is shrunk by 1/N (harmless for large N). `leave_one_out_baseline` removes that.
+    """
+    return rewards * 0 + rewards.mean()
+
+
+def leave_one_out_baseline(rewards, group_size: int):
+    """RLOO: b_i = (1/(G−1)) Σ_{j≠i, same prompt} R_j, (N,) -> (N,) with N = B·G.
+
+    b_i does not depend on y_i, so E[(R_i − b_i)·∇log π(y_i)] = ∇J exactly (no bias), and it
+    is a baseline per prompt: an easy prompt's high rewards do not count as good actions.
+    Example (G = 3): R = [1, 2, 6] -> b = [4, 3.5, 1.5].
+    """
+    if group_size < 2:
+        raise UserError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
+    grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
+    others = grouped.sum(axis=1, keepdims=True) - grouped
+    return (others / (group_size - 1)).reshape(-1)                             # (B, G) -> (N,)
+
+
+def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = False):
+    """A = R − b, with b from `batch_mean_baseline` ("mean"), `leave_one_out_baseline`
+    ("leave_one_out") or no baseline ("none": plain REINFORCE, which lesson 09's bandit compares
+    with the other two, and the unbiasedness test checks); normalize: A ← (A − mean A) / (std A + 1e-8),
+    which fixes the step size whatever the reward scale (and biases the estimator slightly)."""
+    if baseline == "mean":
+        adv = rewards - batch_mean_baseline(rewards)
+    elif baseline == "leave_one_out":
+        adv = rewards - leave_one_out_baseline(rewards, group_size)
+    elif baseline == "none":
+        adv = rewards * 1.0
+    else:
+        raise ValueError(f"unknown baseline {baseline!r}: expected mean, leave_one_out or none")
+    if normalize:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return adv
+
+
+def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, normalize_by_std: bool = True):
+    """GRPO's advantages: A_i = (R_i − mean_g R) / (std_g R + ε) within each prompt's group of G.
+
+    The group mean is the baseline (RLOO's leave-one-out mean is the same idea without the
+    response's own reward: A_rloo = G/(G−1)·(R_i − mean_g R), so the two differ only by a
+    scale G/(G−1) before the division by the std). Dividing by the group's std (population,
+    ddof 0) gives every prompt the same step size, easy or hard; a group whose rewards are all
+    equal gets A = 0: nothing to learn from it. normalize_by_std=False keeps R − mean_g R.
+    Example (G = 2): R = [1, 0, 1, 1] -> A ≈ [1, −1, 0, 0].
+    """
+    if group_size < 2:
+        raise UserError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
+    if rewards.shape[0] % group_size:
+        raise UserError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
+    grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
+    centred = grouped - grouped.mean(axis=1, keepdims=True)
+    if normalize_by_std:
+        centred = centred / (grouped.std(axis=1, keepdims=True) + eps)
+    return centred.reshape(-1)                                                  # (B, G) -> (N,)
+
+
+# ----- the policy-gradient loss ---------------------------------------------------------
+
+def reinforce_loss(logprobs: Tensor, adv, mask) -> Tensor:
+    """L = −(1/N) Σ_i A_i · Σ_t m_it · log π(y_it | x_i, y_i<t): REINFORCE with a baseline.
+
+    Its gradient, −(1/N) Σ_i A_i ∇log π(y_i | x_i), is the score-function estimate of −∇J:
+    descending it raises the probability of responses that beat their baseline (A > 0) and
+    lowers the rest. A is a constant here (no gradient flows into the rewards).
+
+    Args:
+        logprobs: (N, T) Tensor of log π(y_t), differentiable.
+        adv: (N,) advantages. mask: (N, T) response mask.
+    """
+    N = logprobs.shape[0]
+    sequence_logprob = masked_sum(logprobs, mask, axis=-1)                    # (N, T) -> (N,)
+    return -(sequence_logprob * adv).sum() * (1.0 / N)

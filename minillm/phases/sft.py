@@ -1,0 +1,209 @@
+"""Phase 2, supervised finetuning (SFT): teach a pretrained model to answer, not just continue.
+
+Lecture 5 §Phase 2: asked "How to make pasta", a pretrained model may add context, ask more
+questions or answer. SFT trains it on demonstrations (prompt, response), laid out by the
+chat template, with the cross entropy of the RESPONSE tokens only (a loss mask). A record
+may also be a conversation of several turns (`messages`): one sequence whose loss counts
+every assistant turn. This file wires it together: load the pretrained run, add the chat
+tokens, encode the pairs, run the shared Trainer, and compare held-out answers before and
+after (report.json, report.md).
+Left out: adapters (LoRA), packing pairs into one row, rejection sampling.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from minillm.engine import backend
+from minillm.tokenizers import chat_template as chat
+from minillm.io import checkpoint
+from minillm.data.folders import shipped
+from minillm.data.readers import Records, read_demonstrations
+from minillm.data.sft_batches import IGNORE_INDEX, SFTBatches
+from minillm.errors import UserError
+from minillm.phases.losses import NORMALIZATIONS, sft_loss
+from minillm.phases import common
+from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
+
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain (results in the README).
+DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
+                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
+
+
+# ----- the data ------------------------------------------------------------------------
+
+@dataclass
+class EncodedDemonstrations:
+    examples: list          # (ids, loss_mask) pairs
+    skipped: int = 0        # pairs whose response (plus template) does not fit in the block
+    truncated: int = 0      # pairs whose prompt lost tokens on the left to fit
+    bad_records: int = 0    # unreadable lines skipped with --skip-bad
+
+
+def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = False) -> EncodedDemonstrations:
+    """Encode every record with the chat template, counting what did not fit.
+
+    A {"prompt", "response"} pair goes through `chat.encode_example`; a record with
+    "messages" (a conversation of several turns) through `chat.encode_conversation`, which
+    drops whole turns from the front when it is longer than the block. A record the tokenizer
+    cannot encode (a character the pretrained tokenizer never saw) stops the run with its
+    number, or, with skip_bad, is skipped and counted as bad.
+    """
+    out = EncodedDemonstrations([], bad_records=len(getattr(records, "skipped", [])))
+    for number, r in enumerate(records, start=1):
+        try:
+            ids, mask, cut = _encode_record(tokenizer, r, block_size)
+        except chat.ResponseTooLong:
+            out.skipped += 1
+            continue
+        except ValueError as err:
+            if not skip_bad:
+                raise UserError(f"demonstration {number} cannot be encoded by the pretrained model's "
+                                 f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
+            out.bad_records += 1
+            continue
+        out.truncated += cut
+        out.examples.append((ids, mask))
+    return out
+
+
+def _encode_record(tokenizer, record: dict, block_size: int) -> tuple[list[int], list[int], bool]:
+    """(ids, loss_mask, whether anything was cut to fit the block) of one record."""
+    if "messages" in record:
+        ids, mask = chat.encode_conversation(tokenizer, record["messages"], max_tokens=block_size + 1)
+        return ids, mask, len(ids) < len(chat.encode_conversation(tokenizer, record["messages"])[0])
+    ids, mask = chat.encode_example(tokenizer, record["prompt"], record["response"], block_size)
+    return ids, mask, len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, record["prompt"]))
+
+
+def read_files(paths, skip_bad: bool) -> Records:
+    """The demonstrations of one file or of several, in order (their bad lines counted together)."""
+    records = Records()
+    for path in [paths] if isinstance(paths, str) else paths:
+        part = read_demonstrations(path, skip_bad)
+        records += part
+        records.skipped += part.skipped
+    return records
+
+
+def validation_loss(model, batches: SFTBatches, batch_size: int, normalize: str) -> dict:
+    """The response-only loss over every validation pair, weighted as in training."""
+    total, weight = 0.0, 0.0
+    for x, y in batches.sequential_batches(batch_size):
+        w = float((y != IGNORE_INDEX).sum()) if normalize == "token" else len(x)
+        total += sft_loss(model(x), y, normalize).item() * w
+        weight += w
+    return {"val_loss": total / max(weight, 1.0)}
+
+
+# ----- the run -------------------------------------------------------------------------
+
+@dataclass
+class SFTRun:
+    """Everything one SFT run needs; `run()` trains, evaluates before/after and returns a summary."""
+
+    init: str                       # the pretrained run directory (or checkpoint directory)
+    out: str                        # this run's directory: checkpoint, log, loss.png, report
+    data: str | list | None = None  # demonstrations .jsonl, one or several (default: shipped sft/ + chat/ train)
+    val: str | list | None = None   # validation demonstrations (default: shipped validation files)
+    test: str | None = None         # held-out prompts for before/after (default: shipped test.jsonl)
+    epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
+    normalize: str = "token"        # "token" or "sequence" (see sft_loss)
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    eval_prompts: int | None = None  # evaluate only the first N held-out prompts (None: all)
+    skip_bad: bool = False          # skip unreadable lines of the data files instead of stopping
+    resume: bool = False
+    quiet: bool = False
+
+    def run(self) -> dict:
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        start = time.perf_counter()
+        pre = checkpoint.load(self.init)
+        if pre.tokenizer is None:
+            raise UserError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
+        model, tok = pre.model, pre.tokenizer
+        # Every input is read and checked before any work: the tokenizer gets the chat tokens
+        # now, the model only after it has answered as the pretrained model it is.
+        chat.add_chat_tokens(tok)
+        train, val = self._encode(tok, model.config.block_size)
+        prompts, references = self._held_out()
+        self._say(f"answering {len(prompts)} held-out prompts with the pretrained model (raw prompts)")
+        before = common.answer_prompts(model, tok, prompts, use_template=chat.uses_chat_template(pre.meta))
+        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        backend.manual_seed(train_cfg.seed)  # the new embedding rows' noise is seeded too
+        chat.add_chat_tokens(tok, model)
+        train_cfg = self._schedule(train_cfg, len(train.examples))
+        pad_id = chat.chat_token_ids(tok).pad
+        train_set, val_set = SFTBatches(train.examples, pad_id), SFTBatches(val.examples, pad_id)
+        evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
+        base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
+        self._say(f"response-only validation loss before SFT: {base:.4f}")
+        trainer = Trainer(
+            model, train_cfg, self.out, train_batch=lambda rng: train_set.batch(train_cfg.batch_size, rng),
+            loss_fn=lambda m, b: (sft_loss(m(b[0]), b[1], self.normalize), (b[1] != IGNORE_INDEX).sum()),
+            evaluate=evaluate, tokenizer=tok, quiet=self.quiet,
+            meta={"phase": "sft", "chat_template": chat.TEMPLATE_NAME, "init": os.path.abspath(self.init),
+                  "normalize": self.normalize, "baseline_val_loss": base, "skipped": train.skipped,
+                  "truncated": train.truncated})
+        result = trainer.run(resume=self.resume)
+        self._say("answering the held-out prompts with the SFT model (chat template)")
+        after = common.answer_prompts(trainer.model, tok, prompts, use_template=True)
+        return self._report(result, prompts, references, before, after, train, base, start)
+
+    def _held_out(self):
+        test = self.test or shipped().sft_test
+        prompts, references = common.held_out_prompts(read_demonstrations(test, self.skip_bad))
+        return prompts[:self.eval_prompts], references
+
+    def _encode(self, tok, block_size: int):
+        layout = shipped()
+        data = self.data or [f for f in (layout.sft, layout.chat) if f]
+        val = self.val or ([f for f in (layout.sft_val, layout.chat_val) if f] if self.data is None else None)
+        train = encode_demonstrations(tok, read_files(data, self.skip_bad), block_size, self.skip_bad)
+        if val is None:  # a user's file without --val: hold out every 10th pair
+            examples = train.examples
+            train.examples = [e for i, e in enumerate(examples) if i % 10]
+            valid = EncodedDemonstrations([e for i, e in enumerate(examples) if i % 10 == 0])
+        else:
+            valid = encode_demonstrations(tok, read_files(val, self.skip_bad), block_size, self.skip_bad)
+        self._say(f"data: {len(train.examples)} training examples ({train.truncated} with the prompt cut "
+                  f"on the left or early turns dropped to fit, {train.skipped} skipped: response longer than the block of "
+                  f"{block_size}, {train.bad_records} bad lines); {len(valid.examples)} validation examples")
+        return train, valid
+
+    def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
+        return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
+
+    def _report(self, result, prompts, references, before, after, train, base, start) -> dict:
+        scores = {"before": common.score_answers(prompts, before, references),
+                  "after": common.score_answers(prompts, after, references)}
+        summary = {**result, "baseline_val_loss": base, "train_pairs": len(train.examples),
+                   "skipped": train.skipped, "truncated": train.truncated,
+                   "seconds": time.perf_counter() - start}
+        report = {**scores, "summary": summary, "init": self.init, "test": self.test or "shipped test.jsonl"}
+        notes = ("before: the pretrained model, given the raw prompt (it knows no template); "
+                 "after: the SFT model, given the chat template. Greedy decoding; the answer is the "
+                 "first non-empty line of the continuation. Direct answer: gold >= 0.5. Answer form: no "
+                 "dodge, question, rudeness, rambling, repetition or garbage (right or wrong). Exact "
+                 "match: factual prompts (facts, numbers, sums) answered with an accepted answer.")
+        common.write_report(self.out, report, prompts, {"before": before, "after": after},
+                            "SFT: held-out answers before and after", notes)
+        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump({**summary, **{f"{k}_{m}": v[m] for k, v in scores.items()
+                                     for m in ("mean_gold", "direct_rate", "answer_form", "exact_match")}}, f, indent=2)
+        self._say(f"held-out prompts ({len(prompts)}): before = pretrained, raw prompt; after = SFT, template\n"
+                  + common.format_comparison(scores["before"], scores["after"])
+                  + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
+        return {**summary, "before": scores["before"], "after": scores["after"]}
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def config_dict() -> dict:
+    return asdict(DEFAULT_TRAIN)

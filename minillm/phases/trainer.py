@@ -1,0 +1,245 @@
+"""The shared training loop every phase uses: a plain loop you can read top to bottom.
+
+Lecture: each phase minimises its own loss by gradient descent; only the data and the loss
+change. A phase hands the `Trainer` a model, a way to draw a training batch, a loss
+function and an evaluation; the Trainer does the rest: AdamW with warmup + cosine decay,
+gradient accumulation and clipping, periodic evaluation, a JSONL log, a progress display,
+atomic checkpoints with exact resume, a loss-curve PNG, and a clean stop on NaN.
+Left out: callbacks, distributed training, mixed precision.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+from minillm.engine import backend, optim
+from minillm.io import checkpoint
+from minillm.errors import UserError
+from minillm.io.plots import plot_loss_curves
+from minillm.engine.tensor import no_grad
+from minillm.phases.progress import Progress
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000          # optimizer steps in the whole run
+    batch_size: int = 12           # sequences per micro-batch
+    grad_accum: int = 1            # micro-batches per optimizer step
+    lr: float = 1e-3               # peak learning rate
+    min_lr: float = 1e-4           # floor of the cosine decay
+    warmup_steps: int = 100        # linear warmup from 0 to lr
+    weight_decay: float = 0.1      # AdamW decay of matrices (not of biases or norms)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0         # max global gradient norm (0 disables)
+    eval_interval: int = 250       # evaluate every this many steps (and at the end)
+    log_interval: int = 10         # write a train record every this many steps
+    checkpoint_interval: int = 500 # save every this many steps (and at the end)
+    seed: int = 1337               # seeds the global generator: batches, dropout
+
+    def __post_init__(self):
+        """Refuse settings no run can use, naming the field and its command-line flag."""
+        positive = ("max_steps", "batch_size", "grad_accum", "eval_interval", "log_interval", "checkpoint_interval")
+        checks = [(name, getattr(self, name) >= 1, "a positive integer") for name in positive]
+        checks += [("warmup_steps", self.warmup_steps >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
+                   ("min_lr", self.min_lr >= 0, "0 or more"),
+                   ("weight_decay", self.weight_decay >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
+                   ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= self.beta2 < 1, "in [0, 1)")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise UserError(f"{name} (--{name.replace('_', '-')}) must be {expected}, got {getattr(self, name)}")
+
+
+def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: float | None,
+                 overrides: dict) -> TrainConfig:
+    """The run's TrainConfig once `--epochs` and a short run are taken into account.
+
+    --epochs E sets max_steps = ceil(E · examples / (batch_size · grad_accum)). A run shorter
+    than the phase's default gets warmup (a tenth), evaluation, checkpoints and logs that fit
+    inside it, unless the user set those explicitly (`overrides`).
+    """
+    if epochs is not None:
+        cfg = replace(cfg, max_steps=max(1, math.ceil(epochs * examples / (cfg.batch_size * cfg.grad_accum))))
+    if cfg.max_steps < default_steps:
+        fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
+               [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
+        cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in overrides})
+    return cfg
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Trainer:
+    """Runs the loop for one phase.
+
+    Args:
+        model: the Module to train.
+        config: a TrainConfig.
+        out_dir: the run directory: log.jsonl, loss.png, and the checkpoint in out_dir/checkpoint
+            (which `checkpoint.load(out_dir)` finds).
+        train_batch: rng -> one micro-batch (any object the loss understands).
+        loss_fn: (model, batch) -> (loss Tensor, number of tokens the loss counted), or with a third
+            item, a dict of floats about the step (DPO's entropy) logged beside the loss (their
+            mean over micro-batches).
+        evaluate: model -> {"val_loss": ..., other metrics}; called in eval mode, no grad.
+        tokenizer, meta: saved with every checkpoint.
+    """
+
+    model: object
+    config: TrainConfig
+    out_dir: str
+    train_batch: Callable
+    loss_fn: Callable
+    evaluate: Callable | None = None
+    tokenizer: object = None
+    meta: dict = field(default_factory=dict)
+    quiet: bool = False
+
+    def __post_init__(self):
+        self.optimizer = optim.AdamW(self._param_groups(), lr=self.config.lr,
+                                     betas=(self.config.beta1, self.config.beta2),
+                                     weight_decay=self.config.weight_decay)
+        self.schedule = optim.WarmupCosineSchedule(self.config.lr, self.config.warmup_steps,
+                                                   self.config.max_steps, self.config.min_lr)
+        self.log_path = os.path.join(self.out_dir, "log.jsonl")
+        self.checkpoint_dir = os.path.join(self.out_dir, checkpoint.RUN_SUBDIRECTORY)
+        self.step, self.tokens_seen, self.last_eval = 0, 0, {}
+
+    def _param_groups(self) -> list[dict]:
+        """Decay matrices (weights, embeddings); leave biases and norm gains undecayed."""
+        params = self.model.parameters()
+        return [{"params": [p for p in params if p.ndim >= 2]},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+    # ----- the loop -------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        """Train to config.max_steps (from the saved step when resuming); return the last metrics."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        backend.manual_seed(self.config.seed)
+        if resume and os.path.exists(os.path.join(self.checkpoint_dir, "trainer_state.json")):
+            self._resume()
+        elif os.path.exists(self.log_path):
+            os.remove(self.log_path)  # a fresh run starts a fresh log
+        progress = Progress(self.config.max_steps, self.step, quiet=self.quiet)
+        start_time, start_tokens = time.perf_counter(), self.tokens_seen
+        while self.step < self.config.max_steps:
+            loss, grad_norm, lr, tokens, stats = self._train_step()
+            self.step += 1
+            self.tokens_seen += tokens
+            elapsed = time.perf_counter() - start_time
+            rate = (self.tokens_seen - start_tokens) / max(elapsed, 1e-9)
+            progress.update(self.step, loss=loss, tok_s=rate)
+            if self.step % self.config.log_interval == 0 or self.step == self.config.max_steps:
+                self._log(kind="train", step=self.step, loss=loss, lr=lr, grad_norm=grad_norm,
+                          tokens_seen=self.tokens_seen, tokens_per_s=rate, elapsed=elapsed, **stats)
+            if self.step % self.config.eval_interval == 0 or self.step == self.config.max_steps:
+                self._evaluate(progress)
+            if self.step % self.config.checkpoint_interval == 0 or self.step == self.config.max_steps:
+                self.save()
+        progress.close()
+        self._plot()
+        return {"step": self.step, "tokens_seen": self.tokens_seen, **self.last_eval}
+
+    def _train_step(self):
+        """One optimizer step: accumulate gradients over micro-batches, clip, update."""
+        self.model.train()
+        lr = self.schedule(self.step)
+        self.optimizer.set_lr(lr)
+        self.optimizer.zero_grad()
+        total, tokens, stats = 0.0, 0, {}
+        for _ in range(self.config.grad_accum):
+            loss, n, *more = self.loss_fn(self.model, self.train_batch(backend.get_rng()))
+            (loss * (1.0 / self.config.grad_accum)).backward()
+            total += loss.item() / self.config.grad_accum  # the one host sync per micro-batch: a logged scalar
+            tokens += int(n)
+            for key, value in (more[0] if more else {}).items():
+                stats[key] = stats.get(key, 0.0) + float(value) / self.config.grad_accum
+        if not math.isfinite(total):
+            raise TrainingDiverged(
+                f"the training loss became {total} at step {self.step + 1}; stopped without "
+                f"updating. The last good checkpoint (if any) is in {self.out_dir}: lower the "
+                "learning rate or check the data")
+        grad_norm = clip_and_step(self.model.parameters(), self.optimizer, self.config.grad_clip)
+        return total, grad_norm, lr, tokens, stats
+
+    def _evaluate(self, progress) -> None:
+        if self.evaluate is None:
+            return
+        self.model.eval()
+        with no_grad():
+            metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
+        self.model.train()
+        self.last_eval = metrics
+        self._log(kind="eval", step=self.step, tokens_seen=self.tokens_seen, **metrics)
+        progress.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    # ----- logs, checkpoints, plots --------------------------------------------------
+    def _log(self, **record) -> None:
+        append_log(self.log_path, record)
+
+    def save(self) -> None:
+        meta = {**self.meta, "train_config": asdict(self.config), "tokens_seen": self.tokens_seen,
+                "last_eval": self.last_eval}
+        checkpoint.save(self.model, self.checkpoint_dir, tokenizer=self.tokenizer, optimizer=self.optimizer,
+                        step=self.step, meta=meta)
+
+    def _resume(self) -> None:
+        """Continue exactly where the checkpoint left off: weights, optimizer, RNG, counters."""
+        saved = checkpoint.load(self.checkpoint_dir, optimizer=self.optimizer)
+        self.model = saved.model  # the optimizer now updates the loaded model's parameters
+        self.step = saved.step
+        self.tokens_seen = int(saved.meta.get("tokens_seen", 0))
+        self.last_eval = saved.meta.get("last_eval", {})
+        truncate_log(self.log_path, self.step)
+        if not self.quiet:
+            print(f"resuming from step {self.step} in {self.out_dir}", file=sys.stderr)
+
+    def _plot(self) -> None:
+        plot_loss_curves(self.log_path, os.path.join(self.out_dir, "loss.png"),
+                         baseline=self.meta.get("baseline_val_loss"))
+
+
+# ----- the plumbing every loop shares: the Trainer here, the RL loops in phases/rl/rlhf.py ----
+
+def clip_and_step(params, optimizer, grad_clip: float) -> float:
+    """Clip the global gradient norm to grad_clip (0: no clipping), then update; returns the norm
+    before clipping (measured even when clipping is off)."""
+    norm = optim.clip_grad_norm(params, grad_clip) if grad_clip else optim.grad_norm(params)
+    optimizer.step()
+    return norm
+
+
+def gradient_step(params, optimizer, loss, grad_clip: float) -> float:
+    """One whole update from one loss: zero the gradients, backpropagate, clip, step."""
+    optimizer.zero_grad()
+    loss.backward()
+    return clip_and_step(params, optimizer, grad_clip)
+
+
+def append_log(path: str, record: dict) -> None:
+    """Add one record to a JSONL log."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_log(path: str, step: int) -> None:
+    """Drop log records written after the checkpoint (step) by the run that was interrupted."""
+    if not os.path.exists(path):
+        return
+    kept = [r for r in read_log(path) if r["step"] <= step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
+def read_log(path: str) -> list[dict]:
+    """The records of a JSONL training log."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

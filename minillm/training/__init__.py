@@ -1,1 +1,0 @@
-"""Training: the shared loop (`loop.py`) and one readable file per phase."""
