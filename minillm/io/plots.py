@@ -75,3 +75,27 @@ def plot_next_token_distributions(axes, distributions: dict) -> None:
         ax.set_xlim(0, 1)
         ax.set_xlabel("P(next token)")
         ax.set_title(f"{name}: top {len(tokens)}, sum {sum(probs):.2f}")
+
+
+PROJECTOR_STYLE = {
+    "figure.figsize": (7.0, 4.0),
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "legend.framealpha": 0.9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 2.0,
+}
+
+
+def use_projector_style() -> dict:
+    """The lessons' one figure style, readable from the back of a room: 7x4 inches at 100 dpi,
+    large labels, a light grid. Every lesson calls it once before its first figure."""
+    import matplotlib
+
+    matplotlib.rcParams.update(PROJECTOR_STYLE)
+    return dict(PROJECTOR_STYLE)
