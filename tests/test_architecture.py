@@ -20,7 +20,7 @@ LAYERS = [
     ["fast.fused", "fast.attention", "engine.gradcheck"],
     ["model.functional"],
     ["model.nn", "engine.optim", "phases.losses", "model.kv_cache"],
-    ["model.gpt", "model.ngram"],
+    ["model.gpt", "model.ngram", "model.rnn"],
     ["model.sampling", "model.reward_model"],
     ["io.checkpoint", "io.hf_gpt2", "io.hf_dir", "app.explore"],
     ["app.chat_session", "phases.rl.rollouts", "phases.rl.ppo", "phases.rl.best_of_n"],
