@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from minillm.app import report, report_writer
+from minillm.data import labelers
 from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
@@ -285,6 +286,7 @@ def _rm(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str,
     return RewardRun(init=os.path.join(run.out, "sft"), out=out, data=layout.preferences,
                      val=layout.preferences_val, prompts=heldout, overrides={**preset.rm, "seed": run.seed},
                      on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
+                     labeler=labelers.read_settings(layout.preferences),  # a flawed data folder's labeler
                      skip_bad=True, resume=True, quiet=run.quiet).run()
 
 

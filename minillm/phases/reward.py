@@ -22,6 +22,7 @@ from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.data.folders import shipped
+from minillm.data import labelers
 from minillm.data.gold import gold_score
 from minillm.data.preference_batches import PreferenceBatches, encode_pairs, encode_response, pad_rows
 from minillm.data.readers import read_preferences, read_prompts
@@ -131,6 +132,7 @@ class RewardRun:
     skip_bad: bool = False          # skip unreadable or unencodable pairs instead of stopping
     resume: bool = False
     quiet: bool = False
+    labeler: tuple | None = None    # (labelers.Labeler, seed): a flawed labeler labels the on-policy pairs
 
     def run(self) -> dict:
         start = time.perf_counter()
@@ -189,7 +191,12 @@ class RewardRun:
         self._say(f"labelling 2 sampled answers of the init model to each of {len(prompts)} prompts "
                   "with gold_score (on-policy preference pairs)")
         gpt.eval()
-        return gold_labelled_pairs(gpt, tok, prompts, seed + 1)
+        pairs = gold_labelled_pairs(gpt, tok, prompts, seed + 1)
+        if self.labeler is None:
+            return pairs
+        labeler, labeler_seed = self.labeler  # the data's flawed labeler judges these answers too
+        self._say(f"relabelling them with the data's labeler: {labeler.describe()}")
+        return labelers.relabel(pairs, labeler, labeler_seed * 2 + 2)
 
     def _encode(self, tok, block_size: int):
         """(training pairs, validation pairs) of the preference files, encoded for the block."""

@@ -3,13 +3,14 @@
     minillm data stats data/sft/train.jsonl --tokenizer char
     minillm data stats hh.jsonl --skip-bad
     minillm data make-world --out data/
+    minillm data preferences --out runs/noisy --noise 0.2 --length-bias 0.5
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from minillm.data import make_world, stats
+from minillm.data import labelers, make_world, stats
 
 
 def register(subparsers) -> None:
@@ -30,6 +31,36 @@ def register(subparsers) -> None:
     make.add_argument("--seed", type=int, default=make_world.SEED, help="random seed (default: 0)")
     make.add_argument("--scale", type=float, default=1.0, help="shrink every size (default: 1)")
     make.set_defaults(func=make_world_handler)
+    _register_preferences(commands)
+
+
+def _register_preferences(commands) -> None:
+    """`data preferences`: a data folder whose preference pairs a flawed labeler labelled."""
+    r = labelers.RANGES
+    flaws = commands.add_parser(
+        "preferences", help="copy a data folder with its preference pairs relabelled by a flawed labeler",
+        description="Copy --from (default: the shipped data/) to --out, relabelling preferences/train.jsonl and "
+                    "validation.jsonl (test.jsonl stays gold). The labeler scores each answer y to prompt x as "
+                    "u(y) = gold(x, y) + B·len(y)/100 + S·flatters(y) and prefers the larger u; with probability p "
+                    "the first-shown answer (order random per pair) wins instead; then with probability P the label "
+                    "is flipped. `minillm pipeline --data OUT` trains on it (its on-policy pairs get the same labeler).")
+    flaws.add_argument("--out", type=Path, required=True, help="a new (or empty) output folder")
+    flaws.add_argument("--from", dest="source", type=Path, default=None, help="the data folder to copy (default: data/)")
+    flaws.add_argument("--noise", default=0.0, metavar="P",
+                       help=f"probability P that a label is flipped, in {list(r['noise'])} (default 0)")
+    flaws.add_argument("--length-bias", default=0.0, metavar="B",
+                       help=f"gold points B the labeler adds per 100 characters of answer, in {list(r['length_bias'])} "
+                            "(default 0; negative: prefers short answers)")
+    flaws.add_argument("--position-bias", default=0.0, metavar="p",
+                       help=f"probability p that the first-shown answer wins unread, in {list(r['position_bias'])} (default 0)")
+    flaws.add_argument("--sycophancy", default=0.0, metavar="S",
+                       help=f"gold points S an answer gains for flattering the user (a phrase such as 'What a great "
+                            f"question!'), in {list(r['sycophancy'])} (default 0)")
+    flaws.add_argument("--flattered", default=0.0, metavar="F",
+                       help=f"share F of pairs in which one answer (chosen or rejected, a fair coin) gets a flattering "
+                            f"opener first, in {list(r['flattered'])} (default 0: no flattering answers to prefer)")
+    flaws.add_argument("--seed", type=int, default=0, help="seeds the shown order, the flips and the flattery (default 0)")
+    flaws.set_defaults(func=preferences_handler)
 
 
 def stats_handler(args: argparse.Namespace) -> int:
@@ -42,4 +73,15 @@ def make_world_handler(args: argparse.Namespace) -> int:
     for rel, n in sizes.items():
         print(f"{n:>10,d} bytes  {args.out / rel}")
     print(f"{sum(sizes.values()):>10,d} bytes in {len(sizes)} files")
+    return 0
+
+
+def preferences_handler(args: argparse.Namespace) -> int:
+    labeler = labelers.Labeler(noise=args.noise, length_bias=args.length_bias,
+                               position_bias=args.position_bias, sycophancy=args.sycophancy)
+    measured = labelers.write_flawed_data(args.source, str(args.out), labeler, args.seed, args.flattered)
+    print(f"labeler: {labeler.describe()}; {measured['pairs']} pairs relabelled; agreement with gold: "
+          f"train {measured['train_agreement']:.3f}"
+          + (f", validation {measured['validation_agreement']:.3f}" if "validation_agreement" in measured else ""))
+    print(f"data folder: {args.out} (minillm pipeline --data {args.out})")
     return 0

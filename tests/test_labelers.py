@@ -1,0 +1,132 @@
+"""The flawed labelers: each flaw does what its definition says (exactly where the formula is
+deterministic, statistically with a fixed seed where it draws), and bad settings get one line."""
+import json
+import math
+import random
+
+import pytest
+
+from minillm.app.cli import main
+from minillm.data import labelers, phrases
+from minillm.data.folders import shipped
+from minillm.data.gold import gold_score
+from minillm.data.labelers import Labeler
+from minillm.data.readers import read_preferences
+from minillm.errors import UserError
+
+PROMPT = "Where does Anna live?"
+GOOD = "Anna lives in Rivertown."
+LONG = f"Well, let me think about that for a moment. {GOOD} Anyway, where was I?"
+NO_DRAWS = (0.99, 0.99, 0.99, 0.99)  # no position bias, no flip fires for settings below 0.99
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return [dict(p) for p in read_preferences(shipped().preferences)][:2000]
+
+
+def test_gold_labeler_agrees_with_gold_on_every_pair(pairs):
+    labelled = labelers.relabel(pairs, Labeler(), seed=0)
+    assert labelers.agreement_with_gold(labelled) == 1.0
+    assert [p["chosen"] for p in labelled] == [p["chosen"] for p in pairs]
+
+
+def test_noise_flips_a_share_P_of_labels_and_larger_noise_flips_a_superset(pairs):
+    flipped = {}
+    for noise in (0.1, 0.3):
+        labelled = labelers.relabel(pairs, Labeler(noise=noise), seed=3)
+        flipped[noise] = {i for i, p in enumerate(labelled) if not p["gold_agrees"]}
+        sd = math.sqrt(noise * (1 - noise) / len(pairs))
+        assert abs(len(flipped[noise]) / len(pairs) - noise) < 4 * sd
+    assert flipped[0.1] < flipped[0.3]
+
+
+def test_position_bias_lets_the_first_shown_answer_win_with_probability_p():
+    rng = random.Random(0)
+    p, n = 0.6, 4000
+    first_wins = sum(labelers.judge(Labeler(position_bias=p), PROMPT, LONG, GOOD,
+                                    tuple(rng.random() for _ in range(4))) == 0 for _ in range(n))
+    # the first shown (LONG) is gold's loser: it wins only when the labeler does not read
+    assert abs(first_wins / n - p) < 4 * math.sqrt(p * (1 - p) / n)
+    assert labelers.judge(Labeler(position_bias=p), PROMPT, LONG, GOOD, NO_DRAWS) == 1
+
+
+def test_position_bias_agrees_with_gold_on_one_minus_half_p_of_randomly_ordered_pairs(pairs):
+    p = 0.5
+    agreement = labelers.agreement_with_gold(labelers.relabel(pairs, Labeler(position_bias=p), seed=5))
+    expected = 1 - p / 2
+    assert abs(agreement - expected) < 4 * math.sqrt(expected * (1 - expected) / len(pairs))
+
+
+def test_length_bias_prefers_the_longer_answer_exactly_when_B_times_the_length_gap_beats_the_gold_gap():
+    gap = gold_score(PROMPT, GOOD) - gold_score(PROMPT, LONG)
+    extra = (len(LONG) - len(GOOD)) / labelers.LENGTH_UNIT
+    threshold = gap / extra  # u(LONG) = u(GOOD) at this B
+    assert gap > 0
+    below, above = round(threshold - 0.01, 4), round(threshold + 0.01, 4)
+    assert labelers.judge(Labeler(length_bias=below), PROMPT, GOOD, LONG, NO_DRAWS) == 0
+    assert labelers.judge(Labeler(length_bias=above), PROMPT, GOOD, LONG, NO_DRAWS) == 1
+    # a negative bias prefers the shorter one even more firmly
+    assert labelers.judge(Labeler(length_bias=-above), PROMPT, LONG, GOOD, NO_DRAWS) == 1
+
+
+def test_length_bias_moves_the_labels_of_the_shipped_pairs_towards_the_longer_answer(pairs):
+    longer_chosen = {}
+    for bias in (0.0, 0.5):
+        labelled = labelers.relabel(pairs, Labeler(length_bias=bias), seed=0)
+        longer_chosen[bias] = sum(len(p["chosen"]) > len(p["rejected"]) for p in labelled) / len(labelled)
+    assert longer_chosen[0.5] > longer_chosen[0.0] + 0.1
+
+
+def test_sycophancy_adds_S_to_a_flattering_answer():
+    flattering = f"{phrases.FLATTERY[0]} I'm not sure."
+    assert labelers.flatters(flattering) and not labelers.flatters(GOOD)
+    gap = gold_score(PROMPT, GOOD) - gold_score(PROMPT, flattering)  # 1.4: a dodge against the answer
+    assert labelers.perceived_score(Labeler(sycophancy=1.0), PROMPT, flattering) == pytest.approx(
+        gold_score(PROMPT, flattering) + 1.0)
+    assert labelers.judge(Labeler(sycophancy=gap - 0.05), PROMPT, GOOD, flattering, NO_DRAWS) == 0
+    assert labelers.judge(Labeler(sycophancy=min(2.0, gap + 0.05)), PROMPT, GOOD, flattering, NO_DRAWS) == 1
+
+
+def test_flattery_reaches_the_share_asked_and_both_sides_alike(pairs):
+    flattered = labelers.add_flattery(pairs, 0.3, seed=1)
+    on_chosen = sum(labelers.flatters(p["chosen"]) for p in flattered)
+    on_rejected = sum(labelers.flatters(p["rejected"]) for p in flattered)
+    assert abs((on_chosen + on_rejected) / len(pairs) - 0.3) < 4 * math.sqrt(0.21 / len(pairs))
+    assert abs(on_chosen - on_rejected) < 0.25 * (on_chosen + on_rejected)
+    assert all(gold_score(p["prompt"], p["chosen"]) >= gold_score(p["prompt"], p["rejected"]) for p in flattered)
+
+
+@pytest.mark.parametrize("name, bad", [("noise", 0.51), ("noise", -0.1), ("length_bias", 5.5),
+                                       ("position_bias", 1.2), ("sycophancy", float("inf")),
+                                       ("sycophancy", float("nan")), ("noise", "lots")])
+def test_a_setting_outside_its_range_is_refused_with_its_range(name, bad):
+    with pytest.raises(UserError, match=rf"--{name.replace('_', '-')} .*\[.*\]"):
+        Labeler(**{name: bad})
+
+
+def test_the_command_writes_a_folder_the_pipeline_reads_with_its_labeler(tmp_path, capsys):
+    out = tmp_path / "noisy"
+    assert main(["data", "preferences", "--out", str(out), "--noise", "0.2", "--length-bias", "0.3"]) == 0
+    assert "agreement with gold" in capsys.readouterr().out
+    saved = json.loads((out / "preferences" / "labeler.json").read_text())
+    assert saved["noise"] == 0.2 and 0.5 < saved["train_agreement"] < 0.85
+    assert (out / "preferences" / "test.jsonl").read_bytes() == open(shipped().preferences.replace(
+        "train.jsonl", "test.jsonl"), "rb").read()  # the test split stays gold
+    assert (out / "sft" / "train.jsonl").read_bytes() == open(shipped().sft, "rb").read()
+    from minillm.data.folders import resolve_data
+    layout = resolve_data(str(out))
+    assert len(read_preferences(layout.preferences)) == len(read_preferences(shipped().preferences))
+    labeler, seed = labelers.read_settings(layout.preferences)
+    assert labeler == Labeler(noise=0.2, length_bias=0.3) and seed == 0
+    assert labelers.read_settings(shipped().preferences) is None
+
+
+def test_the_command_refuses_bad_values_and_a_full_folder_in_one_line(tmp_path, capsys):
+    assert main(["data", "preferences", "--out", str(tmp_path / "a"), "--position-bias", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--position-bias '2' is outside its range" in err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert main(["data", "preferences", "--out", str(tmp_path / "full")]) == 2
+    assert "already holds files" in capsys.readouterr().err
