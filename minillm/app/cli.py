@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "dpo",
     "pipeline",
     "compare",
+    "results",
     "hf",
     "chat",
 ]

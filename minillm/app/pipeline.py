@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from minillm.app import report, report_writer
+from minillm.app import report, report_writer, results
 from minillm.data import labelers
 from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_demonstrations, read_prompts
@@ -222,6 +222,8 @@ class Pipeline:
             raise
         seconds = before + time.perf_counter() - start
         marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
+                  "machine": results.machine(), "command": results.pipeline_command(
+                      self.out, self.preset, self.seed, self.data, phases_for(self.methods)[3:]),
                   "size": report.phase_size(phase, directory, summary), "summary": summary}
         write_done(self.out, phase, marker)  # only now is the phase finished
         progress.phase_end(index, phase, seconds, report.headline(phase, summary))
