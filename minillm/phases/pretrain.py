@@ -24,6 +24,7 @@ from minillm.phases.losses import sequence_cross_entropy
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+from minillm.tokenizers import load as load_tokenizer
 from minillm.phases.trainer import TrainConfig, Trainer
 
 ENDOFTEXT = "<|endoftext|>"
@@ -57,8 +58,11 @@ PRESETS = {
 
 
 def build_tokenizer(spec: str, train_text: str, all_text: str):
-    """char | word[:MAX_VOCAB] | bpe[:VOCAB] -> a trained tokenizer with <|endoftext|>."""
+    """char | word[:MAX_VOCAB] | bpe[:VOCAB] -> a trained tokenizer with <|endoftext|>;
+    file:PATH -> the tokenizer saved there (models of other sizes that must share token ids)."""
     kind, _, size = spec.partition(":")
+    if kind == "file":
+        return load_tokenizer(size)
     if kind == "char":  # the character set of the whole text, so validation has no unknowns
         return CharTokenizer.train(all_text, special_tokens=[ENDOFTEXT])
     if kind == "word":
@@ -67,7 +71,7 @@ def build_tokenizer(spec: str, train_text: str, all_text: str):
     if kind == "bpe":
         return BPETokenizer.train(train_text, vocab_size=int(size) if size else 1024,
                                   special_tokens=[ENDOFTEXT])
-    raise UserError(f"unknown tokenizer {spec!r}: expected char, word[:MAX_VOCAB] or bpe[:VOCAB]")
+    raise UserError(f"unknown tokenizer {spec!r}: expected char, word[:MAX_VOCAB], bpe[:VOCAB] or file:PATH")
 
 
 def load_corpus(data: str | None, val: str | None):
