@@ -3,7 +3,11 @@
     python lessons/run.py [--quick] [--check] [NAMES ...]
 
 NAMES pick lessons by number or name (`05`, `05_pretraining`, `lessons/05_pretraining.ipynb`);
-without names every lesson runs, in order. Each notebook runs in a fresh Jupyter kernel with
+without names every lesson runs, in order. Before the first lesson the runner makes sure the
+class run exists (`minillm.app.class_run.class_run()`: the classroom pipeline in runs/pipeline,
+or the quick preset in runs/pipeline-quick with --quick; phase 3's other four methods too when
+lesson 10 is among the lessons), training whatever is missing with its progress lines, and prints how long that took and how long the run's phases took to train, so
+every lesson then finds the models it examines. Each notebook runs in a fresh Jupyter kernel with
 matplotlib's inline back-end, so every figure is stored as an image, and is written back with its
 outputs and, in its metadata, `"minillm": {"quick": false, "seconds": <wall time>, "cores": ..., "load": ...}`
 (the machine's cores and its load as the lesson started). A full run
@@ -26,6 +30,9 @@ import nbformat
 
 LESSONS = pathlib.Path(__file__).resolve().parent
 INLINE = "module://matplotlib_inline.backend_inline"
+# phase 3's methods the class run holds: the lecture's RLHF, and all five where lesson 10 compares them
+DEFAULT_METHODS = ("rlhf",)
+ALL_METHODS = ("rlhf", "ppo", "dpo", "best-of-n", "grpo")
 TIME_LINE = re.compile(r"^\*\*Running time:\*\*.*$", re.MULTILINE)
 
 
@@ -121,6 +128,21 @@ def run_one(path: pathlib.Path, quick: bool, check: bool, timeout: int) -> str:
     return ""
 
 
+def ensure_class_run(methods) -> None:
+    """Train whatever the class run lacks (nothing, when it is there) and say what it cost:
+    the seconds spent now and the phases' own training times from their DONE markers."""
+    from minillm.app.class_run import class_run
+    from minillm.app.pipeline_phases import phases_for, read_done
+
+    print(f"class run: checking (phases {', '.join(phases_for(methods))})", flush=True)
+    started = time.perf_counter()
+    out = class_run(methods)
+    spent = time.perf_counter() - started
+    trained = sum(read_done(str(out), phase)["seconds"] for phase in phases_for(methods))
+    print(f"class run: ready in {out} after {format_seconds(spent)} here; its phases took "
+          f"{format_seconds(trained)} to train", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="lessons to run (number or name); all when none")
@@ -131,6 +153,7 @@ def main(argv=None) -> int:
     paths = find_lessons(args.names)
     os.environ["MPLBACKEND"] = INLINE            # the kernel inherits it: figures become image outputs
     os.environ["MINILLM_QUICK"] = "1" if args.quick else "0"
+    ensure_class_run(ALL_METHODS if any(p.stem.startswith("10") for p in paths) else DEFAULT_METHODS)
     failures, total = [], time.perf_counter()
     for number, path in enumerate(paths, 1):
         print(f"[{number}/{len(paths)}] {path.name} ({'quick' if args.quick else 'full'} mode)", flush=True)

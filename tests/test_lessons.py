@@ -19,6 +19,23 @@ LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
 DRAWS = re.compile(r"\bplt\.(show|subplots|figure|hist|plot|bar|imshow|scatter)\(")
 
 
+# What a lesson's prose must not hold: it stands on its own outputs, so no README runs, dates or
+# project history (a year alone is allowed: papers are cited by author and year).
+MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+HISTORY = re.compile("|".join([
+    r"\bREADME\b",
+    r"\b(?:earlier|previous|older|former|last) (?:version|round|run)s?\b",
+    r"\b(?:this|the) project's (?:history|development machine)\b",
+    r"\bdevelopment machine\b",
+    r"\b(?:morning|afternoon|evening|midday|yesterday's|today's) runs?\b",
+    r"\bissue #?\d+\b", r"(?<![\w/])#\d{1,4}\b",
+    r"\bcommit [0-9a-f]{7,40}\b",
+    r"\b(?:19|20)\d\d-\d\d-\d\d\b",                          # 2026-11-27
+    rf"\b\d{{1,2}} {MONTH} (?:19|20)\d\d\b", rf"\b{MONTH} \d{{1,2}},? (?:19|20)\d\d\b",
+    r"\b(?:used to|no longer) (?:be|give|show|say|read)s?\b",
+]), re.IGNORECASE)
+
+
 def _runner():
     spec = importlib.util.spec_from_file_location("lesson_runner", ROOT / "lessons" / "run.py")
     module = importlib.util.module_from_spec(spec)
@@ -73,6 +90,23 @@ def test_stored_outputs_come_from_one_full_run(path):
     first = _source(_cells(path)[0])
     stated = _runner().time_line(meta["seconds"], meta.get("cores"), meta.get("load"))
     assert stated in first, f"{path.name}: the time at its top is not the measured one"
+
+
+@pytest.mark.parametrize("text, found", [
+    ("the README's table", True), ("run on 2026-11-27", True), ("an earlier version of the labeler", True),
+    ("see issue 25", True), ("the afternoon run", True), ("on 27 November 2026", True),
+    ("Kaplan et al. (2020) give 0.076", False), ("the pretrained model used to answer", False),
+    ("lesson 05 §3", False)])
+def test_history_pattern(text, found):
+    assert bool(HISTORY.search(text)) is found
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_no_dates_readme_runs_or_history_in_the_prose(path):
+    """A lesson stands on its own outputs: its markdown cites no README run, date or project history."""
+    hits = [(index, m.group(0)) for index, cell in enumerate(_cells(path))
+            if cell["cell_type"] == "markdown" for m in HISTORY.finditer(_source(cell))]
+    assert not hits, f"{path.name}: history in the prose (cell, words): {hits}"
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
