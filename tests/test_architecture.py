@@ -27,7 +27,8 @@ LAYERS = [
     ["phases.trainer", "phases.common", "phases.judge"],
     ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
      "phases.rl.best_of_n_run"],
-    ["app.pipeline_phases", "app.report", "app.report_writer", "app.results", "app.pipeline", "app.class_run"],
+    ["app.pipeline_phases", "app.report", "app.report_writer", "app.results", "app.pipeline", "app.class_run",
+     "app.labeling"],
     ["app.commands."],
     ["app.cli", "__main__"],
 ]

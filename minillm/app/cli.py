@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "pretrain",
     "sft",
     "reward",
+    "label",
     "rlhf",
     "dpo",
     "pipeline",

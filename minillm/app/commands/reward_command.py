@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from minillm.app import labeling
 from minillm.io import checkpoint
 from minillm.errors import UserError
 from minillm.phases.reward import DEFAULT_TRAIN, RewardRun, score_responses
@@ -37,7 +38,9 @@ def _register_reward(subparsers) -> None:
                     "agreement with the gold labeler on freshly sampled responses (report.md). Defaults: "
                     f"{DEFAULT_TRAIN.max_steps} steps, batch {DEFAULT_TRAIN.batch_size} pairs, lr {DEFAULT_TRAIN.lr}.")
     p.add_argument("--init", required=True, help="the SFT run directory (minillm sft --out), or a pretrained one")
-    p.add_argument("--data", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl)")
+    p.add_argument("--data", nargs="+", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl); "
+                   "several files (`minillm label` files among them) are mixed into OUT.pairs.jsonl beside OUT, and "
+                   "label files add class_report.md: agreement between raters and with gold, RM accuracy on class and gold pairs")
     p.add_argument("--val", help="validation pairs (default: the shipped validation.jsonl with the shipped "
                                  "data, else every 10th pair of --data)")
     p.add_argument("--prompts", help="held-out prompts for the RM-gold agreement (default: data/rl/heldout.jsonl)")
@@ -55,10 +58,13 @@ def _register_reward(subparsers) -> None:
 
 def run_reward(args: argparse.Namespace) -> int:
     overrides = train_overrides(args)
-    RewardRun(init=args.init, out=args.out, data=args.data, val=args.val, prompts=args.prompts,
+    data, labels = labeling.mix_for_reward(args.data, args.out)
+    RewardRun(init=args.init, out=args.out, data=data, val=args.val, prompts=args.prompts,
               epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
               on_policy_prompts=args.on_policy_prompts, skip_bad=args.skip_bad, resume=args.resume,
               quiet=args.quiet).run()
+    if labels:  # the class's labels: what they agree on, and what the reward model learned from them
+        print(labeling.write_class_report(args.out, labels))
     return 0
 
 
