@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 # The layers of docs/architecture.md, lowest first: a module imports only from its own layer
 # or those before it. A name ending in "." stands for every module of that package.
 LAYERS = [
-    ["errors", "fast.allocator"],
+    ["errors", "io.checks", "fast.allocator"],
     ["engine.backend", "tokenizers.", "io.plots", "phases.progress"],
     ["engine.ops", "engine.reductions", "engine.shape_ops", "fast.cuda_kernels", "fast.cpu_threads",
      "fast.blas_kernels", "io.safe_files", "data."],
@@ -22,7 +22,7 @@ LAYERS = [
     ["model.nn", "engine.optim", "phases.losses", "model.kv_cache"],
     ["model.gpt", "model.ngram", "model.rnn"],
     ["model.sampling", "model.reward_model"],
-    ["io.checkpoint", "io.hf_gpt2", "io.hf_dir", "app.explore"],
+    ["io.checkpoint", "io.run_dir", "io.hf_gpt2", "io.hf_dir", "app.explore"],
     ["app.chat_session", "phases.rl.rollouts", "phases.rl.ppo", "phases.rl.best_of_n"],
     ["phases.trainer", "phases.common", "phases.judge"],
     ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",

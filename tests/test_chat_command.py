@@ -92,7 +92,7 @@ def test_next_shows_the_distribution_of_any_prefix_and_sampling_commands_check_t
     first_bar = lines[lines.index("LLM_φ(x) for x = '<|user|>where does anna live?<|assistant|>':") + 1]
     assert first_bar.split()[0] == f"{probs[top]:.3f}" and first_bar.endswith(repr(ckpt.tokenizer.decode([top])))
     for expected in ("temperature 0.5", "top-k 3", "top-p 0.9", "top-k off",
-                     "error: /temp takes a temperature >= 0, got '-1'", "error: /topp takes a number in (0, 1] or off, got '2'",
+                     "error: /temp takes a finite number >= 0, got '-1'", "error: /topp takes a number in (0, 1] or off, got '2'",
                      "error: unknown command /bogus; /help lists the commands", "error: /next needs a prefix"):
         assert any(line.startswith(expected) for line in lines), expected
     assert "/save FILE" in out  # the help text

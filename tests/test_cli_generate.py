@@ -47,7 +47,7 @@ def test_cli_streams_the_same_text_as_generate(ckpt_dir, capsys):
 
 def test_cli_errors_are_one_line(ckpt_dir, tmp_path, capsys):
     assert main(["generate", "--ckpt", str(ckpt_dir), "--prompt", "to be", "--top-p", "1.5"]) == 2
-    assert "top_p must lie in (0, 1]" in capsys.readouterr().err
+    assert "argument --top-p: must be a number in (0, 1], got 1.5" in capsys.readouterr().err
     assert main(["generate", "--ckpt", str(ckpt_dir), "--prompt", "to be" * 10]) == 2
     assert "block_size" in capsys.readouterr().err
     assert main(["generate", "--ckpt", str(ckpt_dir), "--prompt", "to", "--max-new-tokens", "40"]) == 2

@@ -126,8 +126,8 @@ def test_reward_and_generate_defaults_fit_the_smallest_preset(tiny, capsys):
     assert main(["generate", "--ckpt", str(tiny / "sft"), "--prompt", "where does anna live?"]) == 0
 
 
-@pytest.mark.parametrize("flag, value, message", [("--batch-size", "0", "batch_size (--batch-size) must be a positive integer, got 0"),
-                                                  ("--lr", "-1", "lr (--lr) must be positive, got -1.0")])
+@pytest.mark.parametrize("flag, value, message", [("--batch-size", "0", "argument --batch-size: must be a positive integer, got 0"),
+                                                  ("--lr", "-1", "argument --lr: must be a positive finite number, got -1.0")])
 def test_training_flags_no_run_can_use_are_one_sentence(tiny, tmp_path, capsys, flag, value, message):
     assert main(["pretrain", "--preset", "tiny", "--data", str(tiny / "corpus.txt"), "--out", str(tmp_path / "pt"),
                  flag, value]) == 2

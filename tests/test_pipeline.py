@@ -86,7 +86,7 @@ def test_rerunning_a_finished_pipeline_changes_no_phase(run, capsys):
 def test_other_settings_on_the_same_out_are_refused(run, capsys):
     out, _ = run
     assert cli.main(["pipeline", "--preset", "quick", "--seed", "5", "--out", str(out)]) == 2
-    assert "seed 1337" in capsys.readouterr().err
+    assert "seed: 1337 when started, 5 now" in capsys.readouterr().err
 
 
 def test_report_is_self_contained_and_holds_every_phase_and_the_answers(run):

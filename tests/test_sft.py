@@ -205,8 +205,10 @@ def test_sft_command_on_a_tiny_run(tmp_path, capsys):
     assert ckpt.meta["chat_template"] == chat.TEMPLATE_NAME and ckpt.step == 3
     assert ckpt.model.config.vocab_size == ckpt.tokenizer.vocab_size
     assert [r["kind"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())].count("eval") >= 1
-    assert main(args[:-4] + ["--max-steps", "4", "--batch-size", "2", "--resume", "--quiet"]) == 0
-    assert checkpoint.load(out).step == 4
+    assert main(args[:-4] + ["--max-steps", "4", "--batch-size", "2", "--resume", "--quiet"]) == 2
+    assert "differences: overrides.max_steps: 3 when started, 4 now" in capsys.readouterr().err  # another schedule
+    assert main(args + ["--resume", "--quiet"]) == 0          # the same settings: finished, nothing to do
+    assert checkpoint.load(out).step == 3
 
 
 def test_held_out_answers_are_scored_for_gold_form_and_exact_match():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from minillm.io import checks
 from minillm.tokenizers import chat_template as chat
 from minillm.errors import UserError
 from minillm.app.explore import NextToken, top_next_tokens
@@ -31,6 +32,16 @@ class Sampling:
     top_p: float | None = None
     max_new_tokens: int | None = None   # None: all the room left (the context keeps at least half the block free)
     seed: int | None = None             # reply n is drawn with seed + n: a session replays exactly
+
+    def check(self) -> None:
+        """Refuse a setting no sampler can use, in one sentence (None means "off" or "default")."""
+        for name, rule in SAMPLING_RULES.items():
+            rule.check(name, getattr(self, name))
+
+
+# One rule per sampling setting (minillm/io/checks.py): `minillm chat`'s flags and slash commands use them too.
+SAMPLING_RULES = {"temperature": checks.NONNEGATIVE, "top_k": checks.POSITIVE_INT, "top_p": checks.PROBABILITY,
+                  "max_new_tokens": checks.POSITIVE_INT, "seed": checks.SEED}
 
 
 class ChatSession:
@@ -51,6 +62,7 @@ class ChatSession:
         self.context: list[dict] = []   # the turns the model still sees
         self.last_prompt: list[int] | None = None  # the ids the last reply was sampled after
         self.replies = 0
+        self.sampling.check()
         self._check_room()
 
     # ----- the context ---------------------------------------------------------------
@@ -111,6 +123,7 @@ class ChatSession:
 
     def _stream(self, ids: list[int]) -> Iterator[str]:
         s = self.sampling
+        s.check()  # settings changed since the start (a slash command, or code) are checked again
         self.last_prompt = ids
         max_new = min(s.max_new_tokens or self.model.config.block_size, self.model.config.block_size - len(ids))
         seed = None if s.seed is None else s.seed + self.replies

@@ -4,12 +4,15 @@ Each command group lives in its own module under `minillm.app.commands` and adds
 subcommands with `register(subparsers)`; a subcommand stores its handler in `func`.
 Bad input (a `minillm.errors.UserError`, or an OS error such as a missing file) prints one
 sentence and exits with status 2; any other exception is a bug and shows its traceback.
+Ctrl-C and SIGTERM stop a command the same way (a training loop first saves its step) with
+exit status 130.
 `--debug` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 import minillm
@@ -34,8 +37,20 @@ COMMAND_MODULES = [
 ]
 
 
+class BadArguments(Exception):
+    """A flag argparse could not accept: its message, one line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one sentence (the flag, what it must be, what was given) without the
+    usage block; `--help` still shows the usage. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        raise BadArguments(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minillm",
         description="minillm: build and train a small LLM from scratch "
                     "(tokens, pretraining, SFT, reward model, RLHF).",
@@ -51,17 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BadArguments as err:
+        print(err, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as Ctrl-C does: cleanly, saying so
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"minillm {args.command}: interrupted" + (f" ({err})" if str(err) else ""), file=sys.stderr)
         return 130
     except (UserError, OSError) as err:
         if args.debug:
             raise
         print(f"minillm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM outside a training loop: unwind like Ctrl-C, so temporary files are removed."""
+    raise KeyboardInterrupt("SIGTERM")

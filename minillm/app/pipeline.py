@@ -23,7 +23,9 @@ from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
 from minillm.errors import UserError
 from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
-from minillm.io.safe_files import write_json_atomic, write_text_atomic
+from minillm.io import checks
+from minillm.io.run_dir import prepare_output_dir, settings_differences
+from minillm.io.safe_files import read_json, write_json_atomic, write_text_atomic
 from minillm.phases.rl.best_of_n_run import BestOfNRun
 from minillm.phases.rl.dpo import DPORun
 from minillm.phases.pretrain import PretrainRun
@@ -179,11 +181,13 @@ class Pipeline:
     seed: int = 1337
     data: str | None = None         # a directory in the layout of data/ (default: the shipped data)
     methods: tuple = DEFAULT_METHODS  # phase 3's methods: rlhf, ppo, dpo, best-of-n, grpo
+    overwrite: bool = False         # replace another minillm run (or pipeline) in `out`
     quiet: bool = False
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        checks.SEED.check("seed (--seed)", self.seed)
         phases = phases_for(self.methods)
         preset, layout = PRESETS[self.preset], resolve_data(self.data)
         check_files(layout)  # every record read once before the first phase starts
@@ -229,19 +233,19 @@ class Pipeline:
         progress.phase_end(index, phase, seconds, report.headline(phase, summary))
 
     def _check_settings(self) -> None:
-        """A run directory holds one pipeline: resuming with other settings would mix two runs."""
+        """A run directory holds one pipeline: resuming with other settings would mix two runs, and
+        a directory holding anything else is never written into (--overwrite replaces a minillm run)."""
         settings = {"preset": self.preset, "seed": self.seed,
                     "data": os.path.abspath(self.data) if self.data else None}
         path = os.path.join(self.out, "pipeline.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
-            if saved != settings:
-                raise UserError(f"{self.out} holds a pipeline run with preset {saved['preset']}, seed "
-                                 f"{saved['seed']}, data {saved['data'] or 'shipped'}: rerun it with those "
-                                 "settings to resume, or pass another --out")
+        if os.path.exists(path) and not self.overwrite:
+            differences = settings_differences(read_json(path), settings)
+            if differences:
+                raise UserError(f"{self.out} holds a pipeline run started with other settings; differences: "
+                                + "; ".join(differences) + ". Rerun it with those settings to resume it, pass "
+                                "--overwrite to replace it, or choose another --out")
             return
-        os.makedirs(self.out, exist_ok=True)
+        prepare_output_dir(self.out, self.overwrite)
         write_json_atomic(path, settings)
 
     def _heldout_file(self, layout: DataLayout, n: int) -> str:
@@ -321,7 +325,7 @@ def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str
 def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
     return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
                       n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
-                      temperature=preset.best_of_n_temperature, seed=run.seed, quiet=run.quiet).run()
+                      temperature=preset.best_of_n_temperature, seed=run.seed, resume=True, quiet=run.quiet).run()
 
 
 RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf, "ppo": _rl_method("ppo"),

@@ -11,11 +11,10 @@ Left out: dependencies other than "the core phases before every method".
 """
 from __future__ import annotations
 
-import json
 import os
 
 from minillm.errors import UserError
-from minillm.io.safe_files import write_json_atomic
+from minillm.io.safe_files import read_json, write_json_atomic
 
 CORE = ("pretrain", "sft", "rm")  # run in this order; each is a directory of the run
 METHODS = ("rlhf", "ppo", "dpo", "best-of-n", "grpo")  # phase 3's methods, each from the same SFT model
@@ -41,8 +40,7 @@ def read_done(out: str, phase: str) -> dict | None:
     path = os.path.join(out, phase, DONE)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path)  # a damaged marker is one clear error
 
 
 def write_done(out: str, phase: str, marker: dict) -> None:

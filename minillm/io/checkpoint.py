@@ -158,7 +158,8 @@ def load(directory: str | os.PathLike, optimizer=None) -> Checkpoint:
 
     Returns:
         A Checkpoint whose model is a GPT or a RewardModel, as config.json's "model_kind"
-        says. Loading without an optimizer leaves the global random state untouched.
+        says, in eval mode (no dropout). Loading without an optimizer leaves the global
+        random state untouched.
     """
     directory = _existing_directory(directory)
     info = _read_checkpoint_config(directory)
@@ -171,8 +172,60 @@ def load(directory: str | os.PathLike, optimizer=None) -> Checkpoint:
     tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path.exists() else None
     if optimizer is not None:
         _restore_training_state(directory, model, optimizer)
+    model.eval()  # as transformers' from_pretrained: training code switches to train mode itself
     return Checkpoint(model, config, tokenizer, int(info.get("step", 0)), info.get("meta", {}),
                       optimizer is not None, kind)
+
+
+KIND_NAMES = {"gpt": "a language model (GPT)", "reward_model": "a reward model"}
+
+
+def load_kind(directory: str | os.PathLike, kind: str, flag: str) -> Checkpoint:
+    """`load`, refusing a checkpoint of another kind in one sentence that names the flag.
+
+    Example: a reward model passed as --policy -> "--policy runs/rm holds a reward model,
+    not a language model (GPT)".
+    """
+    ckpt = load(directory)
+    if ckpt.model_kind != kind:
+        raise UserError(f"{flag} {directory} holds {KIND_NAMES[ckpt.model_kind]}, not {KIND_NAMES[kind]}: "
+                        f"pass the run directory of a command that trains {KIND_NAMES[kind]}")
+    return ckpt
+
+
+def can_resume(run_checkpoint: str | os.PathLike) -> bool:
+    """Whether a run's checkpoint directory holds a whole training state to resume from.
+
+    False when the run never saved one (nothing to lose: it starts at step 0). A checkpoint
+    without its training state, or with a damaged one, or only the intact copy a save left
+    aside when it was killed between its two renames, is an error that says where the
+    intact copy is and how to restore it: resuming must never silently start over.
+    """
+    directory = Path(run_checkpoint)
+    aside = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    restore = (f"; the previous save is intact at {aside[-1]}: move {directory} away, rename "
+               f"{aside[-1].name} to {directory.name} and resume again") if aside else ""
+    if not directory.exists():
+        if aside:
+            raise MissingFileError(f"{directory} is missing because a save was interrupted" + restore)
+        return False
+    for name in ("config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"):
+        if not (directory / name).is_file():
+            raise MissingFileError(f"{directory / name} is missing, so the run cannot resume exactly"
+                                   + (restore or "; pass --overwrite to start the run over"))
+    try:
+        state = read_json(directory / "trainer_state.json")
+        if not {"step", "optimizer", "rng"} <= set(state):
+            raise CheckpointError(f"{directory / 'trainer_state.json'} lacks step, optimizer or rng")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}, so the run cannot resume exactly"
+                              + (restore or "; pass --overwrite to start the run over")) from None
+    return True
+
+
+def read_step(directory: str | os.PathLike) -> int:
+    """The training step a checkpoint was saved at, without loading its arrays."""
+    return int(_read_checkpoint_config(_existing_directory(directory)).get("step", 0))
 
 
 def read_config(directory: str | os.PathLike) -> GPTConfig:

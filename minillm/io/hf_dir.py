@@ -19,6 +19,7 @@ from minillm.io import checkpoint
 from minillm.errors import MissingFileError, UserError
 from minillm.io.hf_gpt2 import load_hf_gpt2, save_hf_gpt2
 from minillm.model.gpt import GPT
+from minillm.io.run_dir import check_output_dir, prepare_output_dir, refuse_inputs_as_output
 from minillm.io.safe_files import read_json
 from minillm.tokenizers import Tokenizer
 from minillm.tokenizers.hf_format import read_gpt2_files, read_tokenizer_json, to_tokenizer_json
@@ -28,17 +29,20 @@ END_OF_TEXT = "<|endoftext|>"
 
 # ----- export -----------------------------------------------------------------------------------
 
-def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a run's model, tokenizer and chat template as a Hugging Face model directory.
 
     Args:
         run_dir: a run directory (pretrain, sft, rlhf, ...) or its checkpoint directory.
-        out_dir: the directory to write (replaced atomically if it holds a model).
+        out_dir: the directory to write: new or empty, or with overwrite a model minillm wrote
+            (replaced); never the run itself or its checkpoint.
     Returns:
         out_dir: config.json, model.safetensors, generation_config.json, tokenizer.json,
         tokenizer_config.json, special_tokens_map.json.
     """
+    refuse_inputs_as_output(out_dir, {"RUN_DIR": run_dir})
     ckpt = checkpoint.load(run_dir)
+    check_output_dir(out_dir, overwrite)
     if ckpt.tokenizer is None:
         raise UserError(f"{run_dir} has no tokenizer.json, so its token ids cannot be given meaning "
                          "in another program; save the checkpoint with its tokenizer")
@@ -95,19 +99,23 @@ def special_tokens_map(tokenizer: Tokenizer, roles: dict) -> dict:
 
 # ----- import -----------------------------------------------------------------------------------
 
-def import_hf(hf_dir: str | os.PathLike, out_run: str | os.PathLike) -> Path:
+def import_hf(hf_dir: str | os.PathLike, out_run: str | os.PathLike, overwrite: bool = False) -> Path:
     """Turn a Hugging Face GPT-2 directory into a minillm run directory (`out_run/checkpoint`).
 
     Reads config.json and model.safetensors (see `hf_gpt2.load_hf_gpt2`) and the tokenizer
     from tokenizer.json, or vocab.json + merges.txt. Where the files number tokens otherwise
     than minillm (GPT-2 orders its byte tokens by its byte alphabet), the embedding rows are
     reordered so each token keeps its vector. A directory written by `minillm export` comes
-    back with the same ids and weights, and as a chat model if it was one.
+    back with the same ids and weights, and as a chat model if it was one. `out_run` must be new
+    or empty, or with overwrite a minillm run (replaced); never `hf_dir` itself.
     """
     hf_dir = Path(hf_dir)
+    refuse_inputs_as_output(out_run, {"HF_DIR": hf_dir})
+    check_output_dir(out_run, overwrite)
     tokenizer, file_ids = read_hf_tokenizer(hf_dir)
     model = load_hf_gpt2(hf_dir)
     reorder_token_rows(model, file_ids)
+    prepare_output_dir(out_run, overwrite)
     meta = {"phase": "import-hf", "source": str(hf_dir.resolve())}
     if read_chat_template(hf_dir) == chat.HF_CHAT_TEMPLATE:
         meta["chat_template"] = chat.TEMPLATE_NAME

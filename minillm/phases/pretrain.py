@@ -15,7 +15,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from minillm.io import checks
 from minillm.engine import backend
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.data.folders import shipped
 from minillm.data.windows import TokenWindows, split_train_val
 from minillm.data.readers import read_text
@@ -109,7 +111,13 @@ class PretrainRun:
     overrides: dict = field(default_factory=dict)   # TrainConfig fields
     model_overrides: dict = field(default_factory=dict)
     resume: bool = False
+    overwrite: bool = False  # replace a minillm run already in `out`
     quiet: bool = False
+
+    def settings(self) -> dict:
+        """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
+        return {"preset": self.preset, "data": absolute_paths(self.data), "val": absolute_paths(self.val),
+                "tokenizer": self.tokenizer, "overrides": self.overrides, "model_overrides": self.model_overrides}
 
     def run(self) -> dict:
         if self.preset not in PRESETS:
@@ -117,9 +125,12 @@ class PretrainRun:
         preset = PRESETS[self.preset]
         train_cfg = replace(preset.train, **self.overrides)
         model_fields = {**preset.model, **self.model_overrides}
+        check_model_fields(model_fields)
+        run_dir = RunDir(self.out, "pretrain", self.settings(), resume=self.resume, overwrite=self.overwrite,
+                         quiet=self.quiet)
         text, val_text = load_corpus(self.data, self.val)
         if val_text is None:
-            text, val_text = split_train_val(text, 0.1)
+            text, val_text = split_text(text, 0.1, [ENDOFTEXT])
         tok = build_tokenizer(self.tokenizer or preset.tokenizer, text, text + val_text)
         self._say(f"tokenizer: {type(tok).__name__}, {tok.vocab_size} tokens")
         train_ids, val_ids = tok.encode(text), tok.encode(val_text)
@@ -132,6 +143,7 @@ class PretrainRun:
                   f"{n}-gram baseline validation loss {base:.4f}")
         backend.manual_seed(train_cfg.seed)
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, **model_fields))
+        run_dir.start()
         trainer = Trainer(
             model, train_cfg, self.out,
             train_batch=lambda rng: train_windows.batch(train_cfg.batch_size, rng),
@@ -149,7 +161,7 @@ class PretrainRun:
         flops = model.flops_per_token() * tokens
         summary = {**result, "parameters": params, "training_flops": flops, "seconds": seconds,
                    "baseline_val_loss": base, "baseline_n": n,
-                   "val_ppl": math.exp(result["val_loss"]) if "val_loss" in result else None}
+                   "val_ppl": perplexity(result["val_loss"]) if "val_loss" in result else None}
         with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         self._say(f"size: {params:,} parameters, {tokens:,} tokens seen, "
@@ -171,7 +183,38 @@ def _evaluate(model: GPT, windows: TokenWindows, batch_size: int, max_batches: i
         total += sequence_cross_entropy(model(x), y).item() * y.size
         count += y.size
     loss = total / count
-    return {"val_loss": loss, "val_ppl": math.exp(loss)}
+    return {"val_loss": loss, "val_ppl": perplexity(loss)}
+
+
+def perplexity(loss: float) -> float:
+    """e^loss, infinite where it would overflow a float (a loss above about 709 nats)."""
+    return math.exp(loss) if loss < 709 else math.inf
+
+
+def split_text(text: str, val_fraction: float, special_tokens: list[str]) -> tuple[str, str]:
+    """`split_train_val` on text, with the cut moved back to the start of a special token it would
+    fall inside, so both halves hold only whole special tokens (the tokenizers read them whole).
+
+    Example: "ab<|endoftext|>cd" cut after "ab<|en" -> ("ab", "<|endoftext|>cd").
+    """
+    train, _ = split_train_val(text, val_fraction)
+    cut = len(train)
+    for token in special_tokens:
+        start = text.rfind(token, max(0, cut - len(token) + 1), cut + len(token) - 1)
+        if start != -1 and start < cut < start + len(token):
+            cut = start
+    return text[:cut], text[cut:]
+
+
+# The model fields a user may set (--block-size, --dropout), each with its rule.
+MODEL_RULES = {"n_layer": checks.POSITIVE_INT, "n_head": checks.POSITIVE_INT, "n_embd": checks.POSITIVE_INT,
+               "block_size": checks.POSITIVE_INT, "dropout": checks.BETA}
+
+
+def check_model_fields(fields: dict) -> None:
+    """Refuse a model size no GPT can have, naming its flag, before any data is read."""
+    for name, rule in MODEL_RULES.items():
+        rule.check(f"{name} (--{name.replace('_', '-')})", fields.get(name))
 
 
 def preset_table() -> str:

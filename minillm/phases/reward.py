@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy
 
+from minillm.io import checks
 from minillm.engine import backend
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.data.folders import shipped
@@ -131,16 +133,29 @@ class RewardRun:
     on_policy_source: str | None = None  # where those prompts come from (default: data/rl/train.jsonl)
     skip_bad: bool = False          # skip unreadable or unencodable pairs instead of stopping
     resume: bool = False
+    overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
     labeler: tuple | None = None    # (labelers.Labeler, seed): a flawed labeler labels the on-policy pairs
 
+    def settings(self) -> dict:
+        """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
+        return {"init": absolute_paths(self.init), "data": absolute_paths(self.data), "val": absolute_paths(self.val),
+                "prompts": absolute_paths(self.prompts), "epochs": self.epochs, "overrides": self.overrides,
+                "agreement_prompts": self.agreement_prompts, "on_policy_prompts": self.on_policy_prompts,
+                "on_policy_source": absolute_paths(self.on_policy_source), "skip_bad": self.skip_bad}
+
     def run(self) -> dict:
+        checks.POSITIVE.check("epochs (--epochs)", self.epochs)
+        checks.POSITIVE_INT.check("agreement_prompts (--agreement-prompts)", self.agreement_prompts)
+        checks.NONNEGATIVE_INT.check("on_policy_prompts (--on-policy-prompts)", self.on_policy_prompts)
+        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        run_dir = RunDir(self.out, "reward", self.settings(), {"--init": self.init}, self.resume, self.overwrite,
+                         self.quiet)
         start = time.perf_counter()
-        init = checkpoint.load(self.init)
-        if init.tokenizer is None or init.model_kind != "gpt":
+        init = checkpoint.load_kind(self.init, "gpt", "--init")
+        if init.tokenizer is None:
             raise UserError(f"{self.init} must hold a GPT with its tokenizer (an SFT or pretrained run)")
         gpt, tok = init.model, init.tokenizer
-        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # new chat-token rows (pretrained init) are seeded too
         if not chat.uses_chat_template(init.meta):
             self._say("the init model knows no chat template: adding the chat tokens")
@@ -157,6 +172,7 @@ class RewardRun:
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
         base = evaluate(rm)
         self._say(f"before training (zero head, every score 0): val_loss {base['val_loss']:.4f} = log 2")
+        run_dir.start()
         trainer = Trainer(rm, train_cfg, self.out, train_batch=lambda rng: train.batch(train_cfg.batch_size, rng),
                           loss_fn=reward_loss, evaluate=evaluate, tokenizer=tok, quiet=self.quiet,
                           meta={"phase": "reward", "chat_template": chat.TEMPLATE_NAME,

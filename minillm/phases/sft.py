@@ -17,7 +17,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from minillm.io import checks
 from minillm.engine import backend
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.data.folders import shipped
@@ -116,13 +118,25 @@ class SFTRun:
     eval_prompts: int | None = None  # evaluate only the first N held-out prompts (None: all)
     skip_bad: bool = False          # skip unreadable lines of the data files instead of stopping
     resume: bool = False
+    overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
+
+    def settings(self) -> dict:
+        """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
+        return {"init": absolute_paths(self.init), "data": absolute_paths(self.data), "val": absolute_paths(self.val),
+                "test": absolute_paths(self.test), "epochs": self.epochs, "normalize": self.normalize,
+                "overrides": self.overrides, "eval_prompts": self.eval_prompts, "skip_bad": self.skip_bad}
 
     def run(self) -> dict:
         if self.normalize not in NORMALIZATIONS:
             raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        checks.POSITIVE.check("epochs (--epochs)", self.epochs)
+        checks.POSITIVE_INT.check("eval_prompts (--eval-prompts)", self.eval_prompts)
+        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        run_dir = RunDir(self.out, "sft", self.settings(), {"--init": self.init}, self.resume, self.overwrite,
+                         self.quiet)
         start = time.perf_counter()
-        pre = checkpoint.load(self.init)
+        pre = checkpoint.load_kind(self.init, "gpt", "--init")
         if pre.tokenizer is None:
             raise UserError(f"the checkpoint in {self.init} has no tokenizer; SFT needs it to encode text")
         model, tok = pre.model, pre.tokenizer
@@ -133,7 +147,6 @@ class SFTRun:
         prompts, references = self._held_out()
         self._say(f"answering {len(prompts)} held-out prompts with the pretrained model (raw prompts)")
         before = common.answer_prompts(model, tok, prompts, use_template=chat.uses_chat_template(pre.meta))
-        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
         backend.manual_seed(train_cfg.seed)  # the new embedding rows' noise is seeded too
         chat.add_chat_tokens(tok, model)
         train_cfg = self._schedule(train_cfg, len(train.examples))
@@ -142,6 +155,7 @@ class SFTRun:
         evaluate = lambda m: validation_loss(m, val_set, train_cfg.batch_size, self.normalize)  # noqa: E731
         base = evaluate(model)["val_loss"]  # before any SFT step: the line the curves should fall from
         self._say(f"response-only validation loss before SFT: {base:.4f}")
+        run_dir.start()
         trainer = Trainer(
             model, train_cfg, self.out, train_batch=lambda rng: train_set.batch(train_cfg.batch_size, rng),
             loss_fn=lambda m, b: (sft_loss(m(b[0]), b[1], self.normalize), (b[1] != IGNORE_INDEX).sum()),

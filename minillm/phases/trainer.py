@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
+from minillm.io import checks
 from minillm.engine import backend, optim
 from minillm.io import checkpoint
 from minillm.errors import UserError
@@ -44,15 +47,17 @@ class TrainConfig:
 
     def __post_init__(self):
         """Refuse settings no run can use, naming the field and its command-line flag."""
-        positive = ("max_steps", "batch_size", "grad_accum", "eval_interval", "log_interval", "checkpoint_interval")
-        checks = [(name, getattr(self, name) >= 1, "a positive integer") for name in positive]
-        checks += [("warmup_steps", self.warmup_steps >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
-                   ("min_lr", self.min_lr >= 0, "0 or more"),
-                   ("weight_decay", self.weight_decay >= 0, "0 or more"), ("grad_clip", self.grad_clip >= 0, "0 or more"),
-                   ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= self.beta2 < 1, "in [0, 1)")]
-        for name, ok, expected in checks:
-            if not ok:
-                raise UserError(f"{name} (--{name.replace('_', '-')}) must be {expected}, got {getattr(self, name)}")
+        checks.check_fields(self, TRAIN_RULES)
+
+
+# One rule per TrainConfig field (minillm/io/checks.py): the flags of `pretrain`, `sft`, `reward`
+# and `dpo` parse with the same rules.
+TRAIN_RULES = {"max_steps": checks.POSITIVE_INT, "batch_size": checks.POSITIVE_INT,
+               "grad_accum": checks.POSITIVE_INT, "lr": checks.POSITIVE, "min_lr": checks.NONNEGATIVE,
+               "warmup_steps": checks.NONNEGATIVE_INT, "weight_decay": checks.NONNEGATIVE,
+               "beta1": checks.BETA, "beta2": checks.BETA, "grad_clip": checks.NONNEGATIVE,
+               "eval_interval": checks.POSITIVE_INT, "log_interval": checks.POSITIVE_INT,
+               "checkpoint_interval": checks.POSITIVE_INT, "seed": checks.SEED}
 
 
 def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: float | None,
@@ -73,7 +78,56 @@ def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: fl
 
 
 class TrainingDiverged(UserError, RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, a gradient or a parameter became NaN or infinite; the last finite checkpoint is kept."""
+
+
+def check_finite(model, where: str) -> None:
+    """Refuse to go on (or to save) when a parameter holds NaN or infinity."""
+    xp = backend.xp
+    for name, p in model.named_parameters():
+        if not bool(xp.isfinite(p.data).all()):
+            raise TrainingDiverged(f"the parameter {name} holds NaN or infinite values {where}")
+
+
+def last_checkpoint_note(checkpoint_dir: str) -> str:
+    """Where the last (finite) checkpoint is, for a run that stopped: "step 20 is in runs/x/checkpoint"."""
+    try:
+        step = checkpoint.read_step(checkpoint_dir)
+    except UserError:
+        return "no checkpoint was saved"
+    return f"the last checkpoint (finite, step {step}) is kept in {checkpoint_dir}"
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) or SIGTERM during a training loop: finish the step, save, then stop.
+
+    The loop asks `received` after each step; a second signal stops at once. Only the main
+    thread can own signal handlers: elsewhere (a notebook's worker thread) nothing changes.
+    """
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt(f"{self.received} and {signal.Signals(signum).name}: stopped at once")
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def stop(self, step: int, checkpoint_dir: str) -> None:
+        """After the step's checkpoint is saved: stop with a sentence that says where it is."""
+        raise KeyboardInterrupt(f"{self.received}: saved step {step} in {checkpoint_dir}; "
+                                "continue the run with --resume")
 
 
 @dataclass
@@ -124,14 +178,28 @@ class Trainer:
         """Train to config.max_steps (from the saved step when resuming); return the last metrics."""
         os.makedirs(self.out_dir, exist_ok=True)
         backend.manual_seed(self.config.seed)
-        if resume and os.path.exists(os.path.join(self.checkpoint_dir, "trainer_state.json")):
+        if resume and checkpoint.can_resume(self.checkpoint_dir):
             self._resume()
-        elif os.path.exists(self.log_path):
-            os.remove(self.log_path)  # a fresh run starts a fresh log
+        else:
+            if resume and not self.quiet:
+                print(f"nothing was saved in {self.out_dir} yet: starting at step 0", file=sys.stderr)
+            if os.path.exists(self.log_path):
+                os.remove(self.log_path)  # a fresh run starts a fresh log
         progress = Progress(self.config.max_steps, self.step, quiet=self.quiet)
+        with StopSignals() as signals:
+            self._loop(progress, signals)
+        progress.close()
+        self._plot()
+        return {"step": self.step, "tokens_seen": self.tokens_seen, **self.last_eval}
+
+    def _loop(self, progress, signals: StopSignals) -> None:
         start_time, start_tokens = time.perf_counter(), self.tokens_seen
         while self.step < self.config.max_steps:
-            loss, grad_norm, lr, tokens, stats = self._train_step()
+            try:
+                loss, grad_norm, lr, tokens, stats = self._train_step()
+            except TrainingDiverged as err:
+                raise TrainingDiverged(f"{err} at step {self.step + 1}; stopped: {last_checkpoint_note(self.checkpoint_dir)}. "
+                                       "Lower the learning rate or check the data") from None
             self.step += 1
             self.tokens_seen += tokens
             elapsed = time.perf_counter() - start_time
@@ -144,9 +212,10 @@ class Trainer:
                 self._evaluate(progress)
             if self.step % self.config.checkpoint_interval == 0 or self.step == self.config.max_steps:
                 self.save()
-        progress.close()
-        self._plot()
-        return {"step": self.step, "tokens_seen": self.tokens_seen, **self.last_eval}
+            elif signals.received:
+                self.save()
+            if signals.received:
+                signals.stop(self.step, self.checkpoint_dir)
 
     def _train_step(self):
         """One optimizer step: accumulate gradients over micro-batches, clip, update."""
@@ -163,10 +232,7 @@ class Trainer:
             for key, value in (more[0] if more else {}).items():
                 stats[key] = stats.get(key, 0.0) + float(value) / self.config.grad_accum
         if not math.isfinite(total):
-            raise TrainingDiverged(
-                f"the training loss became {total} at step {self.step + 1}; stopped without "
-                f"updating. The last good checkpoint (if any) is in {self.out_dir}: lower the "
-                "learning rate or check the data")
+            raise TrainingDiverged(f"the training loss became {total}")
         grad_norm = clip_and_step(self.model.parameters(), self.optimizer, self.config.grad_clip)
         return total, grad_norm, lr, tokens, stats
 
@@ -177,6 +243,11 @@ class Trainer:
         with no_grad():
             metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
         self.model.train()
+        bad = {k: v for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)}
+        if bad:
+            raise TrainingDiverged(f"{', '.join(bad)} became {', '.join(map(str, bad.values()))} at step "
+                                   f"{self.step}; stopped: "
+                                   f"{last_checkpoint_note(self.checkpoint_dir)}. Lower the learning rate")
         self.last_eval = metrics
         self._log(kind="eval", step=self.step, tokens_seen=self.tokens_seen, **metrics)
         progress.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -186,6 +257,12 @@ class Trainer:
         append_log(self.log_path, record)
 
     def save(self) -> None:
+        """Save the checkpoint; a model holding NaN or infinity is never saved over a finite one."""
+        try:
+            check_finite(self.model, f"after step {self.step}")
+        except TrainingDiverged as err:
+            raise TrainingDiverged(f"{err}; not saved: {last_checkpoint_note(self.checkpoint_dir)}. "
+                                   "Lower the learning rate") from None
         meta = {**self.meta, "train_config": asdict(self.config), "tokens_seen": self.tokens_seen,
                 "last_eval": self.last_eval}
         checkpoint.save(self.model, self.checkpoint_dir, tokenizer=self.tokenizer, optimizer=self.optimizer,
@@ -213,6 +290,8 @@ def clip_and_step(params, optimizer, grad_clip: float) -> float:
     """Clip the global gradient norm to grad_clip (0: no clipping), then update; returns the norm
     before clipping (measured even when clipping is off)."""
     norm = optim.clip_grad_norm(params, grad_clip) if grad_clip else optim.grad_norm(params)
+    if not math.isfinite(norm):  # an update with it would turn every weight it touches into NaN
+        raise TrainingDiverged(f"the gradient norm became {norm} (the update was not applied)")
     optimizer.step()
     return norm
 
@@ -231,15 +310,36 @@ def append_log(path: str, record: dict) -> None:
 
 
 def truncate_log(path: str, step: int) -> None:
-    """Drop log records written after the checkpoint (step) by the run that was interrupted."""
+    """Drop log records written after the checkpoint (step) by the run that was interrupted,
+    and a last line a kill cut in half (with a notice); the log is rewritten whole."""
     if not os.path.exists(path):
         return
-    kept = [r for r in read_log(path) if r["step"] <= step]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in kept)
+    kept = [r for r in read_log(path, drop_torn=True) if r.get("step", 0) <= step]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
-def read_log(path: str) -> list[dict]:
-    """The records of a JSONL training log."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_log(path: str, drop_torn: bool = False) -> list[dict]:
+    """The records of a JSONL training log.
+
+    A last line that is not whole JSON is what a kill during a write leaves: with drop_torn
+    it is dropped with a notice, otherwise (and for a bad line anywhere else) it is an error.
+    """
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [(number, line) for number, line in enumerate(f, start=1) if line.strip()]
+    records = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if drop_torn and index == len(lines) - 1:
+                print(f"{path}: line {number} was cut short by an interrupted write; dropped it", file=sys.stderr)
+                break
+            raise UserError(f"{path}: line {number} is not a log record ({err})") from None
+        records.append(record)
+    return records

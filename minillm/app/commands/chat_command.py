@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TextIO
 
 from minillm.tokenizers import chat_template as chat
-from minillm.app.chat_session import ChatSession, Sampling
+from minillm.app.chat_session import SAMPLING_RULES, ChatSession, Sampling
+from minillm.app.commands.train_flags import number_flag
 from minillm.errors import UserError
 from minillm.app.explore import format_distribution
 
@@ -39,12 +41,14 @@ def register(subparsers) -> None:
                     "in its chat template, a pretrained one as raw completion. Type /help in the chat "
                     "for its commands.")
     p.add_argument("--ckpt", required=True, help="a run directory or checkpoint (with its tokenizer)")
-    p.add_argument("--temperature", type=float, default=Sampling.temperature, help="0 is greedy (default 0.7)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus: smallest set reaching probability p")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="longest reply in tokens (default: the room the context leaves, at least half the block)")
-    p.add_argument("--seed", type=int, default=None, help="the same seed and the same lines give the same replies")
+    number_flag(p, "--temperature", SAMPLING_RULES["temperature"], default=Sampling.temperature,
+                help="0 is greedy (default 0.7)")
+    number_flag(p, "--top-k", SAMPLING_RULES["top_k"], default=None, help="sample among the k most probable tokens")
+    number_flag(p, "--top-p", SAMPLING_RULES["top_p"], default=None, help="nucleus: smallest set reaching probability p")
+    number_flag(p, "--max-new-tokens", SAMPLING_RULES["max_new_tokens"], default=None,
+                help="longest reply in tokens (default: the room the context leaves, at least half the block)")
+    number_flag(p, "--seed", SAMPLING_RULES["seed"], default=None,
+                help="the same seed and the same lines give the same replies")
     p.set_defaults(func=handler)
 
 
@@ -118,13 +122,13 @@ class ChatTerminal:
             self.say(f"LLM_φ(x) for x = {arg!r}:")
             self.say(format_distribution(self.session.next_distribution(arg), paint=self.bar), "model")
         elif command == "/temp":
-            s.temperature = _number(arg, "/temp", float, lambda v: v >= 0, "a temperature >= 0")
+            s.temperature = _number(arg, "/temp", "temperature")
             self.say(f"temperature {s.temperature}")
         elif command == "/topk":
-            s.top_k = None if arg == "off" else _number(arg, "/topk", int, lambda v: v >= 1, "an integer >= 1 or off")
+            s.top_k = None if arg == "off" else _number(arg, "/topk", "top_k", "or off")
             self.say(f"top-k {s.top_k or 'off'}")
         elif command == "/topp":
-            s.top_p = None if arg == "off" else _number(arg, "/topp", float, lambda v: 0 < v <= 1, "a number in (0, 1] or off")
+            s.top_p = None if arg == "off" else _number(arg, "/topp", "top_p", "or off")
             self.say(f"top-p {s.top_p or 'off'}")
         elif command == "/reset":
             self.session.reset()
@@ -147,9 +151,14 @@ class ChatTerminal:
             self.say(f"(the conversation outgrew the model's context of {self.session.model.config.block_size} "
                      f"tokens: the oldest {dropped} exchange{'s' if dropped > 1 else ''} dropped)")
         self.out.write(self.paint("model> ", "model"))
-        for piece in pieces:
-            self.out.write(piece)
-            self.out.flush()
+        try:
+            for piece in pieces:
+                self.out.write(piece)
+                self.out.flush()
+        except UserError as err:  # the conversation so far is kept; the session goes on
+            self.out.write("\n")
+            self.say(f"error: {err}", "error")
+            return
         self.out.write("\n")
         if self.show_probs:
             self.say("LLM_φ(x) for the reply's first token (x = the conversation so far):")
@@ -160,19 +169,25 @@ class ChatTerminal:
             raise UserError("/save needs a file name, e.g. /save chats.jsonl")
         if not self.session.history:
             raise UserError("nothing to save yet: the conversation is empty")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(self.session.messages_record(), ensure_ascii=False) + "\n")
+        line = json.dumps(self.session.messages_record(), ensure_ascii=False) + "\n"
+        with open(path, "a+b") as f:  # appends always land at the end; reading may look anywhere
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line  # the file's last line had no line end: never glue onto it
+            f.write(line.encode("utf-8"))
         self.say(f"saved {len(self.session.history)} turns to {path} (one messages line, appended)")
 
 
-def _number(text: str, command: str, kind, ok, expected: str):
+def _number(text: str, command: str, setting: str, alternative: str = ""):
+    """The value of a slash command, parsed and checked by its setting's rule (SAMPLING_RULES)."""
+    rule = SAMPLING_RULES[setting]
     try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise UserError(f"{command} takes {expected}, got {text!r}")
-    return value
+        return rule.parse(text)
+    except argparse.ArgumentTypeError:
+        raise UserError(f"{command} takes {rule.expected}{' ' + alternative if alternative else ''}, "
+                        f"got {text!r}") from None
 
 
 def open_session(ckpt, args: argparse.Namespace) -> ChatSession:

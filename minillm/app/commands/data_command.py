@@ -2,13 +2,16 @@
 
     minillm data stats data/sft/train.jsonl --tokenizer char
     minillm data stats hh.jsonl --skip-bad
-    minillm data make-world --out data/
+    minillm data make-world --out data/ --overwrite
     minillm data preferences --out runs/noisy --noise 0.2 --length-bias 0.5
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from minillm.io import checks
+from minillm.errors import UserError
 
 from minillm.data import labelers, make_world, stats
 
@@ -27,9 +30,11 @@ def register(subparsers) -> None:
     show.set_defaults(func=stats_handler)
 
     make = commands.add_parser("make-world", help="build the tiny world's datasets (deterministic)")
-    make.add_argument("--out", type=Path, default=Path("data"), help="output folder (default: data)")
-    make.add_argument("--seed", type=int, default=make_world.SEED, help="random seed (default: 0)")
-    make.add_argument("--scale", type=float, default=1.0, help="shrink every size (default: 1)")
+    make.add_argument("--out", type=Path, default=Path("data"), help="output folder, new or empty (default: data)")
+    make.add_argument("--overwrite", action="store_true",
+                      help="write over the world's files in a folder that holds them (other files are kept)")
+    make.add_argument("--seed", type=checks.SEED.parse, default=make_world.SEED, help="random seed (default: 0)")
+    make.add_argument("--scale", type=checks.POSITIVE.parse, default=1.0, help="shrink every size (default: 1)")
     make.set_defaults(func=make_world_handler)
     _register_preferences(commands)
 
@@ -69,6 +74,9 @@ def stats_handler(args: argparse.Namespace) -> int:
 
 
 def make_world_handler(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UserError(f"{args.out} is not empty: pass --overwrite to write the tiny world's files over the ones "
+                        "there (other files are kept), or choose a new or empty folder")
     sizes = make_world.write(args.out, args.seed, args.scale)
     for rel, n in sizes.items():
         print(f"{n:>10,d} bytes  {args.out / rel}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
+from minillm.io import checks
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
 from minillm.phases.rl.dpo import DPORun, config_dict
 
 DEFAULTS = config_dict()
@@ -27,12 +28,13 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl)")
     p.add_argument("--val", help="validation pairs (default: the shipped data/preferences/validation.jsonl)")
     p.add_argument("--heldout", help="held-out prompts for the report (default: data/rl/heldout.jsonl)")
-    p.add_argument("--beta", type=float, default=0.1, help="β of the implicit reward (default 0.1)")
-    p.add_argument("--on-policy-prompts", type=int, default=0,
-                   help="also train on pairs of 2 sampled SFT answers to N prompts of data/rl/train.jsonl, "
+    number_flag(p, "--beta", checks.POSITIVE, default=0.1, help="β of the implicit reward (default 0.1)")
+    number_flag(p, "--on-policy-prompts", checks.NONNEGATIVE_INT, default=0,
+                help="also train on pairs of 2 sampled SFT answers to N prompts of data/rl/train.jsonl, "
                         "labelled by gold_score (as `minillm reward --on-policy-prompts`)")
     p.add_argument("--rm", help="optional reward-model run: the report shows the RM score of the answers too")
-    p.add_argument("--max-new-tokens", type=int, default=60, help="longest sampled answer in the report (default 60)")
+    number_flag(p, "--max-new-tokens", checks.POSITIVE_INT, default=60,
+                help="longest sampled answer in the report (default 60)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
     add_run_flags(p)
     add_train_flags(p)
@@ -44,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     DPORun(policy=args.policy, out=args.out, data=args.data, val=args.val, heldout=args.heldout, beta=args.beta,
            overrides=overrides, on_policy_prompts=args.on_policy_prompts, reward_model=args.rm,
            max_new_tokens=args.max_new_tokens, seed=overrides.get("seed", 1337), resume=args.resume,
-           quiet=args.quiet).run()
+           overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

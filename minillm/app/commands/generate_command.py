@@ -12,6 +12,9 @@ import argparse
 import sys
 from typing import Iterable, TextIO
 
+from minillm.io import checks
+from minillm.app.chat_session import SAMPLING_RULES
+from minillm.app.commands.train_flags import number_flag
 from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.errors import UserError
@@ -23,16 +26,18 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="sample a continuation of a prompt from a checkpoint")
     parser.add_argument("--ckpt", required=True, help="a checkpoint directory (with its tokenizer)")
     parser.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="how many tokens to add (default: fill the model's context)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 sharper, >1 flatter")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus: smallest set reaching probability p")
-    parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+    number_flag(parser, "--max-new-tokens", SAMPLING_RULES["max_new_tokens"], default=None,
+                help="how many tokens to add (default: fill the model's context)")
+    number_flag(parser, "--temperature", SAMPLING_RULES["temperature"], default=1.0,
+                help="0 is greedy; <1 sharper, >1 flatter")
+    number_flag(parser, "--top-k", SAMPLING_RULES["top_k"], default=None, help="sample among the k most probable tokens")
+    number_flag(parser, "--top-p", SAMPLING_RULES["top_p"], default=None,
+                help="nucleus: smallest set reaching probability p")
+    number_flag(parser, "--seed", SAMPLING_RULES["seed"], default=None, help="the same seed gives the same text")
     parser.add_argument("--stop", nargs="*", default=None, metavar="TOKEN",
                         help="special tokens that end the text (default: <|endoftext|> if the tokenizer has it)")
-    parser.add_argument("--best-of", type=int, default=None, metavar="N",
-                        help="sample N answers and print the one the --rm reward model scores highest "
+    number_flag(parser, "--best-of", checks.POSITIVE_INT, default=None, metavar="N",
+                help="sample N answers and print the one the --rm reward model scores highest "
                              "(a chat checkpoint; the candidates and their scores go to stderr)")
     parser.add_argument("--rm", help="the reward-model run that picks the best of --best-of N answers")
     parser.set_defaults(func=handler)
@@ -57,7 +62,11 @@ def stop_ids_for(tokenizer, names: list[str] | None) -> list[int]:
     """Ids of the stop tokens: the named ones, or <|endoftext|> when the tokenizer has it."""
     if names is None:
         return [tokenizer.special_tokens["<|endoftext|>"]] if "<|endoftext|>" in tokenizer.special_tokens else []
-    return [tokenizer.token_to_id(name) for name in names]
+    unknown = [name for name in names if name not in tokenizer.special_tokens]
+    if unknown:
+        raise UserError(f"--stop takes special tokens of the model's tokenizer ({', '.join(tokenizer.special_tokens) or 'it has none'}), "
+                        f"got {', '.join(unknown)}")
+    return [tokenizer.special_tokens[name] for name in names]
 
 
 def print_incrementally(tokenizer, prompt_ids: list[int], new_ids: Iterable[int],
@@ -143,15 +152,12 @@ def handler(args: argparse.Namespace) -> int:
 
     if (args.best_of is None) != (args.rm is None):
         raise UserError("--best-of N and --rm RM_RUN go together: the reward model picks the best of N samples")
-    if args.best_of is not None and args.best_of < 1:
-        raise UserError(f"--best-of must be at least 1, got {args.best_of}")
-    ckpt = checkpoint.load(args.ckpt)
+    if args.best_of is not None and args.temperature == 0:
+        raise UserError("--best-of samples N answers at --temperature > 0 (at 0 all N would be the greedy one)")
+    ckpt = checkpoint.load_kind(args.ckpt, "gpt", "--ckpt")
     if args.best_of is None:
         run(ckpt, args)
         return 0
-    reward = checkpoint.load(args.rm)
-    if reward.model_kind != "reward_model":
-        raise UserError(f"{args.rm} holds a {reward.model_kind} checkpoint, not a reward model: pass the run "
-                         "directory of `minillm reward --out` as --rm")
+    reward = checkpoint.load_kind(args.rm, "reward_model", "--rm")
     best_of(ckpt, reward.model.eval(), args)
     return 0

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
                     "AutoModelForCausalLM load OUT_DIR and agree with minillm.")
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="a run directory (pretrain, sft, rlhf, dpo, reward) or its checkpoint")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="the Hugging Face directory to write")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the Hugging Face directory to write (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace the model minillm wrote in OUT_DIR before")
     p.set_defaults(func=export)
     p = subparsers.add_parser(
         "import-hf", help="turn a Hugging Face GPT-2 directory into a minillm run directory",
@@ -26,14 +27,15 @@ def register(subparsers) -> None:
                     "merges.txt) from HF_DIR and write OUT_RUN/checkpoint, which generate, chat, sft, "
                     "reward and rlhf accept.")
     p.add_argument("hf_dir", metavar="HF_DIR", help="a GPT-2 model directory (e.g. written by minillm export)")
-    p.add_argument("out_run", metavar="OUT_RUN", help="the minillm run directory to write")
+    p.add_argument("out_run", metavar="OUT_RUN", help="the minillm run directory to write (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace the minillm run already in OUT_RUN")
     p.set_defaults(func=import_hf)
 
 
 def export(args: argparse.Namespace) -> int:
     from minillm.io.hf_dir import export_run  # loaded only when the command runs
 
-    out = export_run(args.run_dir, args.out_dir)
+    out = export_run(args.run_dir, args.out_dir, overwrite=args.overwrite)
     print(f"wrote {out} (load it with transformers: AutoModelForCausalLM.from_pretrained({str(out)!r}))")
     return 0
 
@@ -41,6 +43,6 @@ def export(args: argparse.Namespace) -> int:
 def import_hf(args: argparse.Namespace) -> int:
     from minillm.io.hf_dir import import_hf as read_directory
 
-    out = read_directory(args.hf_dir, args.out_run)
+    out = read_directory(args.hf_dir, args.out_run, overwrite=args.overwrite)
     print(f"wrote {out / 'checkpoint'} (try: minillm generate --ckpt {out} --prompt \"Hello\")")
     return 0

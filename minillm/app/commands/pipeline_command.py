@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from minillm.io import checks
+from minillm.app.commands.train_flags import number_flag
 from minillm.data.folders import LAYOUT_HELP
 from minillm.app.pipeline_phases import DEFAULT_METHODS, METHODS
 from minillm.app.pipeline import PRESETS, Pipeline
@@ -35,12 +37,14 @@ def register(subparsers) -> None:
                    help="quick: about a minute; classroom (default): a few minutes on a 2-core CPU; "
                         "full: about twenty minutes (measured times: README)")
     p.add_argument("--out", default="runs/pipeline", help="run directory (default: runs/pipeline)")
-    p.add_argument("--seed", type=int, default=1337, help="seeds every phase (default 1337)")
+    number_flag(p, "--seed", checks.SEED, default=1337, help="seeds every phase (default 1337)")
     p.add_argument("--data", help=f"a data directory instead of the shipped data/: {LAYOUT_HELP}")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="phase 3's methods, comma-separated, each from the same SFT model: "
                         f"{', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}, which keeps the classroom "
                         "preset within its budget); a rerun with more methods reuses the finished phases")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the minillm run already in --out (files minillm did not write are never deleted)")
     p.add_argument("--quiet", action="store_true", help="print only errors")
     p.set_defaults(func=run)
 
@@ -48,6 +52,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     paths = Pipeline(out=args.out, preset=args.preset, seed=args.seed, data=args.data, methods=methods,
-                     quiet=args.quiet).run()
+                     overwrite=args.overwrite, quiet=args.quiet).run()
     print(paths["html"])
     return 0

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
-from minillm.phases.pretrain import PRESETS, PretrainRun, preset_table
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
+from minillm.phases.pretrain import MODEL_RULES, PRESETS, PretrainRun, preset_table
 
 
 def register(subparsers) -> None:
@@ -19,8 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png")
     add_run_flags(p)
     add_train_flags(p)
-    p.add_argument("--block-size", dest="block_size", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=None)
+    number_flag(p, "--block-size", MODEL_RULES["block_size"], dest="block_size", default=None)
+    number_flag(p, "--dropout", MODEL_RULES["dropout"], default=None)
     p.set_defaults(func=run)
 
 
@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     model_overrides = {k: getattr(args, k) for k in ("block_size", "dropout") if getattr(args, k) is not None}
     PretrainRun(out=args.out, preset=args.preset, data=args.data, val=args.val, tokenizer=args.tokenizer,
                 overrides=overrides, model_overrides=model_overrides, resume=args.resume,
-                quiet=args.quiet).run()
+                overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

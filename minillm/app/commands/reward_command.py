@@ -12,7 +12,8 @@ from minillm.app import labeling
 from minillm.io import checkpoint
 from minillm.errors import UserError
 from minillm.phases.reward import DEFAULT_TRAIN, RewardRun, score_responses
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
+from minillm.io import checks
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
 
 
 
@@ -44,12 +45,12 @@ def _register_reward(subparsers) -> None:
     p.add_argument("--val", help="validation pairs (default: the shipped validation.jsonl with the shipped "
                                  "data, else every 10th pair of --data)")
     p.add_argument("--prompts", help="held-out prompts for the RM-gold agreement (default: data/rl/heldout.jsonl)")
-    p.add_argument("--agreement-prompts", type=int, default=None,
-                   help="use only the first N held-out prompts for the agreement check")
+    number_flag(p, "--agreement-prompts", checks.POSITIVE_INT, default=None,
+                help="use only the first N held-out prompts for the agreement check")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, margins.png, report.md")
-    p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs (sets --max-steps)")
-    p.add_argument("--on-policy-prompts", type=int, default=0,
-                   help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
+    number_flag(p, "--epochs", checks.POSITIVE, default=None, help="train this many passes over the pairs (sets --max-steps)")
+    number_flag(p, "--on-policy-prompts", checks.NONNEGATIVE_INT, default=0,
+                help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
     add_run_flags(p)
     add_train_flags(p)
@@ -62,7 +63,7 @@ def run_reward(args: argparse.Namespace) -> int:
     RewardRun(init=args.init, out=args.out, data=data, val=args.val, prompts=args.prompts,
               epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
               on_policy_prompts=args.on_policy_prompts, skip_bad=args.skip_bad, resume=args.resume,
-              quiet=args.quiet).run()
+              overwrite=args.overwrite, quiet=args.quiet).run()
     if labels:  # the class's labels: what they agree on, and what the reward model learned from them
         print(labeling.write_class_report(args.out, labels))
     return 0

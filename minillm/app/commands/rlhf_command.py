@@ -10,26 +10,26 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from minillm.app.commands.train_flags import add_run_flags
+from minillm.app.commands.train_flags import add_run_flags, number_flag
 from minillm.phases.rl.rollouts import ALGORITHMS
-from minillm.phases.rl.rlhf import REWARDS, RLHFConfig, RLHFRun
+from minillm.phases.rl.rlhf import REWARDS, RLHF_RULES, RLHFConfig, RLHFRun
 
 DEFAULTS = RLHFConfig()
-FLAGS = [("steps", int, "rollout-then-update iterations"), ("batch_prompts", int, "B prompts per step"),
-         ("group_size", int, "G sampled responses per prompt"), ("lr", float, "AdamW learning rate (constant)"),
-         ("kl_coef", float, "β of the KL penalty (the start value with --target-kl); 0 switches it off"),
-         ("target_kl", float, "adapt β toward this mean KL per response, in nats (default: β fixed)"),
-         ("kl_horizon", int, "horizon of the adaptive β controller, in responses"),
-         ("temperature", float, "sampling temperature τ; the policy is softmax(z/τ)"),
-         ("max_new_tokens", int, "longest response"), ("ppo_epochs", int, "PPO and GRPO passes over one batch"),
-         ("ppo_minibatch", int, "PPO and GRPO responses per gradient step"),
-         ("clip_eps", float, "PPO and GRPO clip ε (PPO's value clip too)"),
-         ("gamma", float, "PPO: GAE's discount γ"), ("lam", float, "PPO: GAE's λ"),
-         ("value_lr", float, "PPO: the value model's learning rate"),
-         ("grad_clip", float, "max global gradient norm (0: off)"),
-         ("eval_interval", int, "greedy held-out evaluation every N steps"),
-         ("eval_prompts", int, "held-out prompts in the periodic evaluation"),
-         ("checkpoint_interval", int, "save every N steps"), ("seed", int, "seeds prompts, samples, minibatches")]
+FLAGS = [("steps", "rollout-then-update iterations"), ("batch_prompts", "B prompts per step"),
+         ("group_size", "G sampled responses per prompt"), ("lr", "AdamW learning rate (constant)"),
+         ("kl_coef", "β of the KL penalty (the start value with --target-kl); 0 switches it off"),
+         ("target_kl", "adapt β toward this mean KL per response, in nats (default: β fixed)"),
+         ("kl_horizon", "horizon of the adaptive β controller, in responses"),
+         ("temperature", "sampling temperature τ; the policy is softmax(z/τ)"),
+         ("max_new_tokens", "longest response"), ("ppo_epochs", "PPO and GRPO passes over one batch"),
+         ("ppo_minibatch", "PPO and GRPO responses per gradient step"),
+         ("clip_eps", "PPO and GRPO clip ε (PPO's value clip too)"),
+         ("gamma", "PPO: GAE's discount γ"), ("lam", "PPO: GAE's λ"),
+         ("value_lr", "PPO: the value model's learning rate"),
+         ("grad_clip", "max global gradient norm (0: off)"),
+         ("eval_interval", "greedy held-out evaluation every N steps"),
+         ("eval_prompts", "held-out prompts in the periodic evaluation"),
+         ("checkpoint_interval", "save every N steps"), ("seed", "seeds prompts, samples, minibatches")]
 
 
 def register(subparsers) -> None:
@@ -56,17 +56,17 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, rlhf.png, report.md")
     p.add_argument("--normalize-adv", action="store_true", help="divide advantages by their std")
     add_run_flags(p)
-    for name, kind, text in FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=f"{text} (default {getattr(DEFAULTS, name)})")
+    for name, text in FLAGS:  # each parsed by its rule in RLHF_RULES
+        number_flag(p, "--" + name.replace("_", "-"), RLHF_RULES[name], dest=name, default=None,
+                    help=f"{text} (default {getattr(DEFAULTS, name)})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     known = {f.name for f in fields(RLHFConfig)}
-    values = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None}
+    values = {name: getattr(args, name) for name, _ in FLAGS if getattr(args, name) is not None}
     config = RLHFConfig(**{k: v for k, v in values.items() if k in known}, algo=args.algo,
                         reward=args.reward, normalize_adv=args.normalize_adv)
     RLHFRun(policy=args.policy, reward_model=args.rm, out=args.out, config=config, prompts=args.prompts,
-            heldout=args.heldout, resume=args.resume, quiet=args.quiet).run()
+            heldout=args.heldout, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

@@ -10,7 +10,8 @@ import argparse
 
 from minillm.phases.losses import NORMALIZATIONS
 from minillm.phases.sft import DEFAULT_TRAIN, SFTRun
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, train_overrides
+from minillm.io import checks
+from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
 
 
 
@@ -30,11 +31,12 @@ def register(subparsers) -> None:
                                             "files with the shipped data, else every 10th record of --data)")
     p.add_argument("--test", help="held-out prompts for the before/after report (default: data/sft/test.jsonl)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
-    p.add_argument("--epochs", type=float, default=None, help="train this many passes over the pairs "
-                                                              "(sets --max-steps)")
+    number_flag(p, "--epochs", checks.POSITIVE, default=None,
+                help="train this many passes over the pairs (sets --max-steps)")
     p.add_argument("--normalize", choices=NORMALIZATIONS, default="token",
                    help="loss mean over all response tokens of a batch (token) or per answer (sequence)")
-    p.add_argument("--eval-prompts", type=int, default=None, help="evaluate only the first N held-out prompts")
+    number_flag(p, "--eval-prompts", checks.POSITIVE_INT, default=None,
+                help="evaluate only the first N held-out prompts")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
     add_run_flags(p)
     add_train_flags(p)
@@ -45,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     overrides = train_overrides(args)
     SFTRun(init=args.init, out=args.out, data=args.data, val=args.val, test=args.test, epochs=args.epochs,
            normalize=args.normalize, overrides=overrides, eval_prompts=args.eval_prompts,
-           skip_bad=args.skip_bad, resume=args.resume, quiet=args.quiet).run()
+           skip_bad=args.skip_bad, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

@@ -17,14 +17,15 @@ Left out: rejection sampling finetuning (training on the winners), soft best-of-
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from minillm.io import checks
 from minillm.engine import backend
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.phases.rl import rollouts as rl, best_of_n as rl_best_of_n
@@ -32,7 +33,6 @@ from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
 from minillm.errors import UserError
-from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import no_grad
 from minillm.phases import common, judge
 
@@ -73,25 +73,35 @@ class BestOfNRun:
     temperature: float = 1.0
     kl_samples: int = 16            # fresh samples per prompt for the empirical CDF of the KL estimate
     seed: int = 1337
+    resume: bool = False            # rerun into its own directory (same settings): nothing to continue, all redone
+    overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
+
+    def settings(self) -> dict:
+        """What decides this run's numbers (RUN.json keeps them)."""
+        return {"policy": absolute_paths(self.policy), "reward_model": absolute_paths(self.reward_model),
+                "n": self.n, "heldout": absolute_paths(self.heldout), "max_new_tokens": self.max_new_tokens,
+                "temperature": self.temperature, "kl_samples": self.kl_samples, "seed": self.seed}
 
     def run(self) -> dict:
         start = time.perf_counter()
-        if self.n < 1 or self.kl_samples < 1:
-            raise UserError(f"best-of-n needs n >= 1 and kl_samples >= 1, got n={self.n}, kl_samples={self.kl_samples}")
-        if self.temperature <= 0:
-            raise UserError(f"best-of-n samples at a temperature > 0 (n greedy answers would be one), "
-                             f"got {self.temperature}")
-        sft = checkpoint.load(self.policy)
+        checks.POSITIVE_INT.check("n", self.n)
+        checks.POSITIVE_INT.check("kl_samples", self.kl_samples)
+        checks.POSITIVE_INT.check("max_new_tokens", self.max_new_tokens)
+        checks.SEED.check("seed", self.seed)
+        if not (checks.POSITIVE.problem(self.temperature) is None):
+            raise UserError(f"best-of-n samples at a finite temperature > 0 (n greedy answers would be one), "
+                            f"got {self.temperature}")
+        run_dir = RunDir(self.out, "best-of-n", self.settings(), {"policy": self.policy, "reward_model": self.reward_model},
+                         self.resume, self.overwrite, self.quiet)
+        sft = checkpoint.load_kind(self.policy, "gpt", "policy")
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
             raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "best-of-n samples from `minillm sft --out`")
-        reward_model = checkpoint.load(self.reward_model).model
-        if not isinstance(reward_model, RewardModel):
-            raise UserError(f"{self.reward_model} holds a {type(reward_model).__name__}, not a reward model")
-        policy, tok = sft.model.eval(), sft.tokenizer
-        reward_model.eval()
-        os.makedirs(self.out, exist_ok=True)
+        reward_model = checkpoint.load_kind(self.reward_model, "reward_model", "reward_model").model
+        policy, tok = sft.model, sft.tokenizer
+        self.max_new_tokens = common.fit_new_tokens(self.max_new_tokens, policy.config.block_size, self._say)
+        run_dir.start()
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         ids = judge.encode_prompts(tok, heldout, policy.config.block_size, self.max_new_tokens)
         end = chat.chat_token_ids(tok).end

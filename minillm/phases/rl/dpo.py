@@ -18,7 +18,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from minillm.io import checks
 from minillm.engine import backend
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.phases.rl import rollouts as rl
@@ -27,7 +29,6 @@ from minillm.data.folders import shipped
 from minillm.data.readers import read_preferences, read_prompts
 from minillm.errors import UserError
 from minillm.phases.losses import dpo_loss, implicit_rewards, mean_margin, pairwise_accuracy
-from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import Tensor, no_grad
 from minillm.phases import common, judge
 from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
@@ -150,19 +151,35 @@ class DPORun:
     max_new_tokens: int = 60        # sampled answers in the report's KL and sampled comparison
     seed: int = 1337
     resume: bool = False
+    overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
+
+    def settings(self) -> dict:
+        """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
+        return {"policy": absolute_paths(self.policy), "data": absolute_paths(self.data),
+                "val": absolute_paths(self.val), "heldout": absolute_paths(self.heldout), "beta": self.beta,
+                "overrides": self.overrides, "on_policy_prompts": self.on_policy_prompts,
+                "on_policy_source": absolute_paths(self.on_policy_source),
+                "reward_model": absolute_paths(self.reward_model), "max_new_tokens": self.max_new_tokens,
+                "seed": self.seed}
 
     def run(self) -> dict:
         start = time.perf_counter()
-        if self.beta <= 0:
-            raise UserError(f"--beta must be > 0 (the implicit reward is β·log π/π_ref), got {self.beta}")
-        sft = checkpoint.load(self.policy)
+        checks.POSITIVE.check("beta (--beta), the β of the implicit reward β·log π/π_ref,", self.beta)
+        checks.NONNEGATIVE_INT.check("on_policy_prompts (--on-policy-prompts)", self.on_policy_prompts)
+        checks.POSITIVE_INT.check("max_new_tokens (--max-new-tokens)", self.max_new_tokens)
+        checks.SEED.check("seed (--seed)", self.seed)
+        base_cfg = TrainConfig(**{**config_dict(), "seed": self.seed, **self.overrides})
+        run_dir = RunDir(self.out, "dpo", self.settings(), {"--policy": self.policy, "--rm": self.reward_model},
+                         self.resume, self.overwrite, self.quiet)
+        sft = checkpoint.load_kind(self.policy, "gpt", "--policy")
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
             raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "DPO starts from `minillm sft --out`")
         reward_model = self._reward_model()
         reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
         block = sft.model.config.block_size
+        max_new_tokens = common.fit_new_tokens(self.max_new_tokens, block, self._say)  # the report's samples
         records = list(read_preferences(self.data or shipped().preferences))
         records += self._on_policy_pairs(reference, tok)
         train = encode_pairs(tok, records, block)
@@ -172,8 +189,8 @@ class DPORun:
         self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {self.beta}; "
                   f"reference log-probabilities of every pair (π_ref is frozen)")
         ref_train, ref_val = reference_logps(reference, train), reference_logps(reference, val)
-        cfg = fit_schedule(TrainConfig(**{**config_dict(), "seed": self.seed, **self.overrides}),
-                           config_dict()["max_steps"], len(train), None, self.overrides)
+        cfg = fit_schedule(base_cfg, config_dict()["max_steps"], len(train), None, self.overrides)
+        run_dir.start()
         trainer = Trainer(sft.model, cfg, self.out, train_batch=lambda rng: self._rows(rng, len(train), cfg.batch_size),
                           loss_fn=lambda model, rows: self._loss(model, train, ref_train, rows),
                           evaluate=lambda model: dpo_metrics(model, val, ref_val, self.beta),
@@ -182,7 +199,7 @@ class DPORun:
         trainer.run(resume=self.resume)
         policy = trainer.model.eval()
         heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
-        sampling = judge.Sampling(1.0, self.max_new_tokens, self.seed)
+        sampling = judge.Sampling(1.0, max_new_tokens, self.seed)
         summary, notes, scores = judge.judge_policy(
             self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),
             sampling, {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
@@ -216,11 +233,7 @@ class DPORun:
     def _reward_model(self):
         if self.reward_model is None:
             return None
-        model = checkpoint.load(self.reward_model).model
-        if not isinstance(model, RewardModel):
-            raise UserError(f"{self.reward_model} holds a {type(model).__name__}, not a reward model: pass "
-                             "the run directory of `minillm reward --out` as --rm")
-        return model.eval()
+        return checkpoint.load_kind(self.reward_model, "reward_model", "--rm").model
 
     def _say(self, message: str) -> None:
         if not self.quiet:

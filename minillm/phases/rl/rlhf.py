@@ -18,13 +18,16 @@ Left out: a learning-rate schedule, early stopping, reward whitening across step
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
+from minillm.io import checks
 from minillm.engine import backend, optim
+from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.phases.rl import rollouts as rl, ppo as rl_ppo
@@ -36,7 +39,8 @@ from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import no_grad
 from minillm.phases import common, judge
 from minillm.phases.judge import encode_prompts, evaluate
-from minillm.phases.trainer import append_log, gradient_step, truncate_log
+from minillm.phases.trainer import (StopSignals, TrainingDiverged, append_log, check_finite, gradient_step,
+                                    last_checkpoint_note, truncate_log)
 from minillm.phases.progress import Progress
 
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
@@ -73,13 +77,19 @@ class RLHFConfig:
     seed: int = 1337
 
 
+# One rule per numeric field (minillm/io/checks.py); `minillm rlhf` parses its flags with the same.
+RLHF_RULES = {"steps": checks.POSITIVE_INT, "batch_prompts": checks.POSITIVE_INT, "group_size": checks.POSITIVE_INT,
+              "lr": checks.POSITIVE, "kl_coef": checks.NONNEGATIVE, "target_kl": checks.POSITIVE,
+              "kl_horizon": checks.POSITIVE_INT, "temperature": checks.POSITIVE, "max_new_tokens": checks.POSITIVE_INT,
+              "ppo_epochs": checks.POSITIVE_INT, "ppo_minibatch": checks.POSITIVE_INT, "clip_eps": checks.POSITIVE,
+              "gamma": checks.UNIT, "lam": checks.UNIT, "value_lr": checks.POSITIVE, "grad_clip": checks.NONNEGATIVE,
+              "eval_interval": checks.POSITIVE_INT, "eval_prompts": checks.POSITIVE_INT,
+              "checkpoint_interval": checks.POSITIVE_INT, "seed": checks.SEED}
+
+
 def load_reward_model(path: str) -> RewardModel:
     """The reward model saved by `minillm reward`; a clear error for any other checkpoint."""
-    model = checkpoint.load(path).model
-    if not isinstance(model, RewardModel):
-        raise UserError(f"{path} holds a {type(model).__name__}, not a reward model: pass the run "
-                         "directory of `minillm reward --out` as --rm")
-    return model
+    return checkpoint.load_kind(path, "reward_model", "--rm").model
 
 
 def choose_prompts(n: int, batch: int, seed: int, step: int) -> list[int]:
@@ -231,19 +241,30 @@ class RLHFRun:
     prompts: str | None = None      # training prompts (default: the shipped data/rl/train.jsonl)
     heldout: str | None = None      # held-out prompts (default: the shipped data/rl/heldout.jsonl)
     resume: bool = False
+    overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
+
+    def settings(self) -> dict:
+        """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
+        return {"policy": absolute_paths(self.policy),
+                "reward_model": GOLD if self.reward_model == GOLD else absolute_paths(self.reward_model),
+                "prompts": absolute_paths(self.prompts), "heldout": absolute_paths(self.heldout),
+                "config": asdict(self.config)}
 
     def run(self) -> dict:
         cfg, start = self.config, time.perf_counter()
         check_config(cfg)
-        sft = checkpoint.load(self.policy)
+        inputs = {"--policy": self.policy, "--rm": None if self.reward_model == GOLD else self.reward_model}
+        run_dir = RunDir(self.out, "rlhf", self.settings(), inputs, self.resume, self.overwrite, self.quiet,
+                         growable=("config.steps",))  # a constant learning rate: a longer run continues exactly
+        sft = checkpoint.load_kind(self.policy, "gpt", "--policy")
         if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
             raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
                              "RLHF starts from `minillm sft --out`")
+        reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
         if (fitted := common.fit_new_tokens(cfg.max_new_tokens, policy.config.block_size, self._say)) != cfg.max_new_tokens:
             cfg = self.config = replace(cfg, max_new_tokens=fitted)
-        reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy.eval()  # no dropout: ρ must be exactly 1 before the first update
         reference.eval()
         prompts, heldout = self._prompts(cfg)
@@ -254,9 +275,9 @@ class RLHFRun:
                 "reward_model": GOLD if reward_model is None else os.path.abspath(self.reward_model),
                 "rlhf_config": asdict(cfg)}
         models = Models(policy, reference, reward_model)
-        os.makedirs(self.out, exist_ok=True)
+        run_dir.start()
         log_path, step = os.path.join(self.out, "log.jsonl"), 0
-        if self.resume and os.path.exists(os.path.join(self.out, "checkpoint", "trainer_state.json")):
+        if self.resume and self._can_resume():
             step = self._resume(models, optimizer, controller, log_path)
         else:
             if os.path.exists(log_path):
@@ -266,10 +287,29 @@ class RLHFRun:
             sft_eval, _ = evaluate(policy, reward_model, tok, heldout[:cfg.eval_prompts])
             append_log(log_path, {"kind": "eval", "step": 0, **sft_eval})
         progress = Progress(cfg.steps, step, quiet=self.quiet, desc=cfg.algo)
+        with StopSignals() as signals:
+            models = self._loop(models, optimizer, controller, tok, prompts, prompt_ids, heldout, step, progress,
+                                signals, meta, log_path, start)
+        progress.close()
+        common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"), title=f"RLHF ({cfg.algo})")
+        return self._report(models.policy, reference, reward_model, tok, heldout, prompts, start)
+
+    def _loop(self, models, optimizer, controller, tok, prompts, prompt_ids, heldout, step, progress, signals,
+              meta, log_path, start) -> Models:
+        """Rollout-then-update steps to cfg.steps, with evaluations, checkpoints and a save on Ctrl-C."""
+        cfg, reward_model = self.config, models.reward_model
         while step < cfg.steps:
             batch = choose_prompts(len(prompts), cfg.batch_prompts, cfg.seed, step)
-            record = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
-                             [prompt_ids[i] for i in batch], cfg, controller.beta, step)
+            try:
+                record = rl_step(models, optimizer, tok, [prompts[i] for i in batch],
+                                 [prompt_ids[i] for i in batch], cfg, controller.beta, step)
+                bad = [k for k in ("loss", "reward", "kl") if not math.isfinite(record[k])]
+                if bad:
+                    raise TrainingDiverged(f"the {' and '.join(bad)} became non-finite")
+            except TrainingDiverged as err:
+                raise TrainingDiverged(f"{err} at step {step + 1}; stopped: "
+                                       f"{last_checkpoint_note(os.path.join(self.out, 'checkpoint'))}. "
+                                       "Lower --lr or check the reward model") from None
             controller.update(record["kl"], len(batch) * cfg.group_size)
             step += 1
             append_log(log_path, {"kind": "train", "step": step, **record, "elapsed": time.perf_counter() - start})
@@ -278,11 +318,20 @@ class RLHFRun:
                 metrics, _ = evaluate(models.policy, reward_model, tok, heldout[:cfg.eval_prompts])
                 append_log(log_path, {"kind": "eval", "step": step, **metrics})
                 progress.write(f"step {step}: held-out gold {metrics['gold']:.3f}, RM {metrics['rm_score']:.3f}")
-            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_interval == 0 or step == cfg.steps or signals.received:
                 self._save(models, optimizer, tok, step, {**meta, "beta": controller.beta})
-        progress.close()
-        common.plot_rl_curves(log_path, os.path.join(self.out, "rlhf.png"), title=f"RLHF ({cfg.algo})")
-        return self._report(models.policy, reference, reward_model, tok, heldout, prompts, start)
+            if signals.received:
+                signals.stop(step, os.path.join(self.out, "checkpoint"))
+        return models
+
+    def _can_resume(self) -> bool:
+        """Whether the run saved a whole training state (the value model's too, for PPO); a
+        damaged or missing one is an error that says where an intact copy is."""
+        saved = checkpoint.can_resume(os.path.join(self.out, "checkpoint"))
+        if saved and self.config.algo == "ppo" and not checkpoint.can_resume(os.path.join(self.out, VALUE_DIR)):
+            raise UserError(f"{os.path.join(self.out, VALUE_DIR)} (PPO's value model) is missing: the run cannot "
+                            "resume exactly; pass --overwrite to start it over")
+        return saved
 
     def _prompts(self, cfg: RLHFConfig) -> tuple[list[str], list[str]]:
         """Training prompts (only those with a verifiable answer for reward "exact"), held-out prompts."""
@@ -322,6 +371,13 @@ class RLHFRun:
         return names
 
     def _save(self, models: Models, optimizer, tok, step: int, meta: dict) -> None:
+        for model in (models.policy, models.value):
+            if model is not None:
+                try:
+                    check_finite(model, f"after step {step}")
+                except TrainingDiverged as err:
+                    raise TrainingDiverged(f"{err}; not saved: "
+                                           f"{last_checkpoint_note(os.path.join(self.out, 'checkpoint'))}") from None
         checkpoint.save(models.policy, os.path.join(self.out, "checkpoint"), tokenizer=tok, optimizer=optimizer,
                         step=step, meta=meta)
         if models.value is not None:
@@ -337,6 +393,10 @@ class RLHFRun:
         if self.config.algo == "ppo":
             self._start_value_model(models, saved.model)
             value = checkpoint.load(os.path.join(self.out, VALUE_DIR), optimizer=models.value_optimizer)
+            if value.step != saved.step:
+                raise UserError(f"the policy was saved at step {saved.step} but the value model in "
+                                f"{os.path.join(self.out, VALUE_DIR)} at step {value.step} (a save was interrupted "
+                                "between the two): the run cannot resume exactly; pass --overwrite to start it over")
             models.value = value.model.eval()
         truncate_log(log_path, saved.step)
         self._say(f"resuming from step {saved.step} in {self.out}")
@@ -366,6 +426,7 @@ def check_config(cfg: RLHFConfig) -> None:
         raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
     if cfg.reward not in REWARDS:
         raise UserError(f"unknown reward {cfg.reward!r}: expected one of {', '.join(REWARDS)}")
+    checks.check_fields(cfg, RLHF_RULES)
     if cfg.algo == "grpo" and cfg.group_size < 2:
         raise UserError(f"--algo {cfg.algo} compares the G samples of a prompt with each other: "
                          f"--group-size must be at least 2, got {cfg.group_size}")
