@@ -233,6 +233,7 @@ class Study:
         rl_runs = {key: self.piece(f"rl-{key[0]}-seed{key[1]}", lambda d, k=key: self._rl(d, k)) for key in rms}
         results = analyse(self.sizes, self.seeds, rms, pool, bon, rl_runs)
         results["pairs"] = pairs
+        results["pretrained"] = {s: pretrained_summary(inits[s]) for s in self.sizes}
         results["scale"] = asdict(self.scale)
         results["wall_seconds"] = spent + time.perf_counter() - self.start
         results["wall_seconds_this_call"] = time.perf_counter() - self.start
@@ -397,6 +398,13 @@ class Study:
         with open(os.path.join(directory, "log.json"), "w", encoding="utf-8") as f:
             json.dump({"train": log, "eval": evals}, f)
         return {"evals": evals, "stopped": stop, "steps": log[-1]["step"] if log else 0, "config": asdict(cfg)}
+
+
+def pretrained_summary(directory: str) -> dict:
+    """Size, pretraining steps and validation loss of the model a reward model started from."""
+    with open(os.path.join(directory, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    return {"parameters": summary["parameters"], "steps": summary["step"], "val_loss": summary["val_loss"]}
 
 
 def held_out_eval(models: Models, tok, prompts: list[str], ids: list, cfg: RLHFConfig, group: int, step: int) -> dict:
@@ -625,6 +633,13 @@ def section(results: dict, png_name: str) -> str:
           "training seed, and with it the RL seed); bands span the seeds, dashed lines are the fits.", "",
           f"![gold and proxy against d]({png_name})", "",
           table(results), "",
+          "Reward models start from pretrained models of their size (GPT parameters, pretraining steps, "
+          "validation loss on the corpus): " + "; ".join(
+              f"{s} {p['parameters']:,}, {p['steps']} steps, {p['val_loss']:.3f}" for s, p in results["pretrained"].items())
+          + ". L is the class run's own pretrained model, trained longer than S and M: size and pretraining "
+          "differ together. Validation accuracy is on pairs of SFT answers to training prompts that none "
+          f"of the reward models saw ({results['pairs']['on_policy_val']} pairs); each was trained on "
+          f"{results['pairs']['on_policy_train']} such pairs and {results['pairs']['curated_train']} shipped ones.", "",
           f"Fits: least squares on every seed's points; best-of-n R(d) = d(α − βd) (peak d* = α/2β), RL "
           f"R(d) = d(α − β log d) (peak d* = e^(α/β − 1)); gold* = gold at d = 0 + R(d*). R² of the other "
           "method's form on the same points is shown for comparison.", "",
