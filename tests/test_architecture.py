@@ -28,7 +28,7 @@ LAYERS = [
     ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
      "phases.rl.best_of_n_run"],
     ["app.pipeline_phases", "app.report", "app.report_writer", "app.results", "app.pipeline", "app.class_run",
-     "app.labeling"],
+     "app.labeling", "app.health"],
     ["app.commands."],
     ["app.cli", "__main__"],
 ]

@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from minillm.app import health
 from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES
 from minillm.app.report import (
     COMPARISON_COLUMNS,
@@ -21,7 +22,6 @@ from minillm.app.report import (
     SIZE_NOTE,
     collect,
     comparison_rows,
-    figures,
 )
 from minillm.io.safe_files import write_text_atomic
 
@@ -76,8 +76,11 @@ def render_md(data: dict, settings: dict) -> str:
         if d is None:
             md.append(NOT_FINISHED)
             continue
-        md += ["| figure | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in figures(p, d["summary"])]
+        md += ["| figure | value |", "| --- | --- |"] + [
+            f"| {k} | {v} |" for k, v in health.checked_figures(p, d["summary"], os.path.join(settings["out"], p))]
         md += [""] + [f"![{p} {name}]({p}/{name})" for name in PLOTS[p] if os.path.exists(os.path.join(settings["out"], p, name))]
+    md += ["", "## Health notes", "", health.HEALTH_NOTE, ""]
+    md += [f"- {n}" for n in health.all_notes(p for p, d in data["phases"].items() if d)]
     md += ["", "## The same held-out prompts after each phase (greedy)", "",
            "| prompt | " + " | ".join(data["models"]) + " |", "| --- |" + " --- |" * len(data["models"])]
     for row in data["answers"]:
@@ -135,9 +138,12 @@ def render_html(data: dict, settings: dict) -> str:
         if d is None:
             parts.append(f"<p class='na'>{e(NOT_FINISHED)}</p>")
             continue
-        parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in figures(p, d["summary"]))
+        rows = health.checked_figures(p, d["summary"], os.path.join(settings["out"], p))
+        parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
                      + "</table>")
         parts += [_img(path) for name in PLOTS[p] if os.path.exists(path := os.path.join(settings["out"], p, name))]
+    parts.append(f"<h2 id='health'>Health notes</h2><p class='note'>{e(health.HEALTH_NOTE)}</p><ul>" + "".join(
+        f"<li>{e(n)}</li>" for n in health.all_notes(p for p, d in data["phases"].items() if d)) + "</ul>")
     parts.append("<h2 id='answers'>The same held-out prompts after each phase (greedy)</h2><table><tr><th>prompt</th>"
                  + "".join(f"<th>{e(m)}</th>" for m in data["models"]) + "</tr>")
     for row in data["answers"]:
