@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -46,6 +47,7 @@ from minillm.phases.progress import Progress
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
 REWARDS = ("rm", "exact")
 VALUE_DIR = "value"  # PPO's value model: RUN_DIR/value, a reward-model checkpoint with its optimizer
+VALUE_NEXT = "value.next"  # the value model saved before the policy; renamed to VALUE_DIR after it
 
 
 @dataclass
@@ -328,6 +330,8 @@ class RLHFRun:
         """Whether the run saved a whole training state (the value model's too, for PPO); a
         damaged or missing one is an error that says where an intact copy is."""
         saved = checkpoint.can_resume(os.path.join(self.out, "checkpoint"))
+        if saved and self.config.algo == "ppo":
+            self._finish_value_save()
         if saved and self.config.algo == "ppo" and not checkpoint.can_resume(os.path.join(self.out, VALUE_DIR)):
             raise UserError(f"{os.path.join(self.out, VALUE_DIR)} (PPO's value model) is missing: the run cannot "
                             "resume exactly; pass --overwrite to start it over")
@@ -378,11 +382,27 @@ class RLHFRun:
                 except TrainingDiverged as err:
                     raise TrainingDiverged(f"{err}; not saved: "
                                            f"{last_checkpoint_note(os.path.join(self.out, 'checkpoint'))}") from None
+        if models.value is not None:  # first beside the last value model, so a kill leaves one that matches
+            checkpoint.save(models.value, os.path.join(self.out, VALUE_NEXT), tokenizer=tok,
+                            optimizer=models.value_optimizer, step=step, meta={"phase": "value"})
         checkpoint.save(models.policy, os.path.join(self.out, "checkpoint"), tokenizer=tok, optimizer=optimizer,
                         step=step, meta=meta)
         if models.value is not None:
-            checkpoint.save(models.value, os.path.join(self.out, VALUE_DIR), tokenizer=tok,
-                            optimizer=models.value_optimizer, step=step, meta={"phase": "value"})
+            self._finish_value_save()
+
+    def _finish_value_save(self) -> None:
+        """PPO saves two models, the value model first (to VALUE_NEXT), then the policy, then
+        renames VALUE_NEXT to VALUE_DIR. A kill in between leaves VALUE_NEXT: it belongs to the
+        saved policy when their steps agree (the rename is finished now), else it is dropped."""
+        ahead, current = os.path.join(self.out, VALUE_NEXT), os.path.join(self.out, VALUE_DIR)
+        if not os.path.isdir(ahead):
+            return
+        if checkpoint.read_step(ahead) == checkpoint.read_step(os.path.join(self.out, "checkpoint")):
+            if os.path.isdir(current):
+                shutil.rmtree(current)
+            os.replace(ahead, current)
+        else:
+            shutil.rmtree(ahead)
 
     def _resume(self, models: Models, optimizer, controller, log_path: str) -> int:
         """Weights (policy and value), optimizer moments, β and the step; rollouts are seeded by
