@@ -130,3 +130,36 @@ def test_the_command_refuses_bad_values_and_a_full_folder_in_one_line(tmp_path, 
     (tmp_path / "full" / "x").write_text("x")
     assert main(["data", "preferences", "--out", str(tmp_path / "full")]) == 2
     assert "already holds files" in capsys.readouterr().err
+
+
+def test_the_flaw_study_runs_end_to_end_in_quick_mode(tmp_path):
+    """benchmarks/labeler_flaws.py --quick: data, reward model, RLHF and the section for three labelers."""
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).parents[1]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text((root / "data" / "pretrain" / "validation.txt").read_text()[:60000])
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join((root / "data" / "sft" / "train.jsonl").read_text().splitlines(True)[:20]))
+    assert main(["pretrain", "--preset", "tiny", "--data", str(corpus), "--out", str(tmp_path / "pt"),
+                 "--max-steps", "2", "--quiet"]) == 0
+    assert main(["sft", "--init", str(tmp_path / "pt"), "--data", str(demos), "--val", str(demos), "--test",
+                 str(demos), "--out", str(tmp_path / "sft"), "--max-steps", "2", "--batch-size", "2", "--quiet"]) == 0
+    spec = importlib.util.spec_from_file_location("labeler_flaws", root / "benchmarks" / "labeler_flaws.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    out = tmp_path / "flaws"
+    assert study.main(["--quick", "--run", str(tmp_path), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    names = [r["setting"] for r in results["results"]]
+    assert names == [name for name, _ in study.QUICK_SETTINGS] and results["seconds"] > 0
+    by = {r["setting"]: r for r in results["results"]}
+    assert by["gold"]["train_agreement"] == 1.0 and by["noise 0.3"]["train_agreement"] < 0.9
+    section = (out / "results_section.md").read_text()
+    assert "![labeler flaws](labeler_flaws.png)" in section and (out / "labeler_flaws.png").stat().st_size > 0
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == len(names) + 1  # the header and one row per labeler
+    before = (out / "gold" / "result.json").stat().st_mtime
+    assert study.main(["--quick", "--run", str(tmp_path), "--out", str(out)]) == 0  # resumed: nothing retrained
+    assert (out / "gold" / "result.json").stat().st_mtime == before
