@@ -55,7 +55,7 @@ class PipelinePreset:
     grpo: dict = field(default_factory=dict)   # ... for --methods grpo
     dpo: dict = field(default_factory=dict)    # TrainConfig fields, and "beta", for --methods dpo
     best_of_n: int = 4              # n of --methods best-of-n
-    best_of_n_temperature: float = 1.0  # τ its n samples are drawn at (README: the sweep that chose it)
+    best_of_n_temperature: float = 1.0  # τ its n samples are drawn at (docs/decisions.md: why)
 
 
 def train_schedule(steps: int, batch: int, **more) -> dict:
@@ -65,7 +65,7 @@ def train_schedule(steps: int, batch: int, **more) -> dict:
             "eval_interval": every, "checkpoint_interval": every, "log_interval": max(1, steps // 50), **more}
 
 
-# Times and results of each preset are in the README (they are measured, and change with the code).
+# Times and results of each preset: docs/results.md (`minillm results`; measured, they change with the code).
 PRESETS = {
     # for tests and notebooks: about a minute; the model is too small to answer well
     "quick": PipelinePreset(
@@ -79,9 +79,9 @@ PRESETS = {
         eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
         ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
         dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
-    # the lecture demo, a few minutes on a 2-core laptop (measured times: README). Byte-level BPE, not characters:
+    # the lecture demo, a few minutes on a 2-core laptop (measured times: docs/results.md). Byte-level BPE, not characters:
     # a word of the tiny world is one token, so the same compute reads more text and the model
-    # learns the world's facts (docs/architecture.md tells the story)
+    # learns the world's facts (docs/decisions.md)
     "classroom": PipelinePreset(
         pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
         model=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
@@ -94,7 +94,7 @@ PRESETS = {
         ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
         grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
         dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
-    # the best this project does on a laptop CPU in one sitting (measured time: README)
+    # the best this project does on a laptop CPU in one sitting (measured time: docs/results.md)
     "full": PipelinePreset(
         pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
         model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),

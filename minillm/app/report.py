@@ -185,7 +185,7 @@ def figures(phase: str, s: dict) -> list[tuple[str, str]]:
 
 def _best_of_n_rows(s: dict) -> list[tuple[str, str]]:
     """Best-of-n's own figures: n and τ, its KL to the distribution sampled, and where its gold comes from
-    (older runs sampled at τ = 1 and have no diagnosis)."""
+    (a summary without `sample_gold` has no diagnosis: its rows stop at the KL)."""
     tau = s.get("temperature", 1.0)
     rows = [("n, sampling temperature τ", f"{s['n']}, {tau}"),
             (f"KL(best-of-n ‖ SFT sampled at τ = {tau}), measured / closed form log n − (n−1)/n",
@@ -208,7 +208,7 @@ def _wins(s: dict, prefix: str) -> str:
 
 
 def _sampled_rows(s: dict, name: str) -> list[tuple[str, str]]:
-    """The sampled-answer and training-prompt comparisons (absent for best-of-n and older runs)."""
+    """The sampled-answer and training-prompt comparisons (absent for best-of-n, and where a summary lacks them)."""
     if "sampled_gold_sft" not in s:
         return []
     return [(f"gold score of held-out answers (sampled, τ = 1), SFT → {name}",

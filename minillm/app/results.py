@@ -55,6 +55,8 @@ def machine() -> str:
 
 def pipeline_command(out: str, preset: str, seed: int, data: str | None, methods) -> str:
     """The `minillm pipeline` command line that runs (or resumes) this run."""
+    inside = os.path.relpath(out)
+    out = out if inside.startswith(os.pardir) else inside  # a run under the working directory, as typed there
     words = ["minillm", "pipeline", "--preset", preset, "--seed", str(seed), "--out", out]
     if data:
         words += ["--data", data]
@@ -166,7 +168,7 @@ def _method_report(run_dir: str, method: str) -> dict | None:
 def _answer_changes(run: dict) -> list[str]:
     """Per phase-3 method, how its greedy held-out answers differ from SFT's: form, direct answers,
     and right answers by task kind (the verifiable reward, `exact_reward`)."""
-    rows = []
+    rows, form_change, right_change, totals = [], [], defaultdict(list), {}
     for m in (m for m in METHODS if run["phases"].get(m)):
         report = _method_report(run["dir"], m)
         if report is None:
@@ -178,13 +180,31 @@ def _answer_changes(run: dict) -> list[str]:
                           for kind in sorted(before))
         rows.append(f"| {METHOD_NAMES[m]} | {sft['answer_form']:.0%} → {new['answer_form']:.0%} | "
                     f"{sft['direct_rate']:.0%} → {new['direct_rate']:.0%} | {right} |")
+        form_change.append(round(100 * new["answer_form"]) - round(100 * sft["answer_form"]))
+        for kind in before:
+            right_change[kind].append(int(sum(after[kind]) - sum(before[kind])))
+            totals[kind] = len(before[kind])
     if not rows:
         return []
     return ["", "### What phase 3 changed in the answers", "",
             "Greedy held-out answers, SFT → each method. Answer form: the share without the labeler's style "
             "penalty (no hedge, no follow-up question). Direct: gold ≥ 0.5. Right: the verifiable reward, 1 when "
             "the answer states the prompt's right value (prompts with one right value only).", "",
-            "| method | answer form | direct answers | right answers by kind |", "| --- | ---: | ---: | --- |", *rows]
+            "| method | answer form | direct answers | right answers by kind |", "| --- | ---: | ---: | --- |", *rows,
+            "", _changes_sentence(form_change, right_change, totals)]
+
+
+def _span(values: list[int]) -> str:
+    """'+3' for one value or equal values, '-1 to +4' for a range (0 without a sign)."""
+    signed = [f"{v:+d}" if v else "0" for v in (min(values), max(values))]
+    return signed[0] if signed[0] == signed[1] else f"{signed[0]} to {signed[1]}"
+
+
+def _changes_sentence(form_change: list[int], right_change: dict, totals: dict) -> str:
+    """The table's changes in one sentence: answer form in points, right answers per kind, over the methods."""
+    methods = "the method" if len(form_change) == 1 else f"the {len(form_change)} methods"
+    rights = ", ".join(f"{_span(right_change[kind])} of {totals[kind]} {kind} prompts" for kind in sorted(right_change))
+    return f"Over {methods}, answer form changed by {_span(form_change)} points, and the right answers by {rights}."
 
 
 def _best_of_n(run: dict) -> list[str]:
@@ -217,12 +237,14 @@ def render_run(run: dict) -> list[str]:
 
 READING = """## Reading these numbers
 
-- **Habits move, knowledge does not.** The table "What phase 3 changed in the answers" separates how an
-  answer is said (answer form, direct answers) from what it says (right answers by kind). A reward
-  rewards only answers the policy already writes: RLOO and GRPO compare each sample with the others
-  drawn for the same prompt, so a prompt whose samples are all equally wrong adds nothing to the
-  gradient, and a sum the model never gets right cannot be reinforced. Where the "right" counts for a
-  kind stay flat while answer form rises, the method changed a habit, not what the model knows.
+- **What a reward can reinforce.** A policy-gradient step raises the probability of sampled answers
+  that scored above the others drawn for the same prompt (RLOO's and GRPO's baselines are those
+  other samples), so an answer the policy never samples cannot be reinforced, and a prompt whose
+  samples all score the same adds nothing to the gradient. A habit such as a hedge or a follow-up
+  question is in some samples and not in others, so a reward that prefers its absence can remove
+  it; a sum the model never gets right offers no right sample to reinforce. The table "What phase 3
+  changed in the answers" separates the two: how an answer is said (answer form, direct answers)
+  and what it says (right answers by kind).
 - **Best-of-n pays for its samples.** Its candidates are samples, not greedy answers: whatever
   sampling costs against the SFT model's greedy answer, the reward model's pick must win back before
   best-of-n can beat SFT. The table "Best-of-n's candidates" (present when the run has best-of-n)

@@ -136,8 +136,8 @@ def _arithmetic(text: str, task: Task) -> tuple[float, float]:
 
     Example: to "Multiply 4 by 1." the reply "4 times 4 is 4." ends on the right number but
     states a false sum, so it counts as wrong, as does "7 plus 0 is 4." to "Add 7 and 0."
-    (an earlier version gave half credit for the right number said anywhere: the operand 7
-    of "7 plus 0" counted, a loophole an RLHF policy found).
+    Credit for the right number said anywhere would be a loophole: the operand 7 of "7 plus 0"
+    would count, and an RLHF policy finds such loopholes.
     """
     numbers = _numbers(text)
     if not numbers:

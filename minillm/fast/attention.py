@@ -2,7 +2,7 @@
 
 Lecture: the transformer's attention, the step the composed twin
 (`functional.causal_self_attention_composed`) writes out op by op; the two are tested equal in
-value and gradient (tests/test_model.py). Split from `fast/fused.py` when that passed 400 lines:
+value and gradient (tests/test_model.py). It has a module of its own because
 attention is the one fused op with a layout of its own (heads as strided views of the packed
 projections), query tiles on the CPU and a different memory plan on a GPU.
 

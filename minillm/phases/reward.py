@@ -36,7 +36,7 @@ from minillm.phases.common import gold_labelled_pairs, sample_responses
 from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
 
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
-# epochs of the pairs that fit a block of 64 (results in the README and lesson 08).
+# epochs of the pairs that fit a block of 64.
 DEFAULT_TRAIN = TrainConfig(max_steps=250, batch_size=16, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=50)
 

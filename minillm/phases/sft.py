@@ -30,7 +30,7 @@ from minillm.phases.losses import NORMALIZATIONS, sft_loss
 from minillm.phases import common
 from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
 
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain (results in the README).
+# Tuned on the shipped tiny world from a `shakespeare-char` pretrain.
 DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
                             weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
 

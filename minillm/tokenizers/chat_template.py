@@ -24,7 +24,7 @@ from minillm.errors import UserError
 TEMPLATE_NAME = "minillm-chat-v1"  # stored as checkpoint meta["chat_template"]
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (USER, ASSISTANT, END)
-# Added after the first three, so every id a checkpoint trained before it knew stays the same.
+# After the first three: appended, so the three keep the ids they have in a tokenizer without it.
 SYSTEM = "<|system|>"
 ROLES = ("system", "user", "assistant")
 

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                     "Presets: " + "; ".join(_describe(n) for n in PRESETS) + ".")
     p.add_argument("--preset", choices=list(PRESETS), default="classroom",
                    help="quick: about a minute; classroom (default): a few minutes on a 2-core CPU; "
-                        "full: about twenty minutes (measured times: README)")
+                        "full: about twenty minutes (measured times: docs/results.md)")
     p.add_argument("--out", default="runs/pipeline", help="run directory (default: runs/pipeline)")
     number_flag(p, "--seed", checks.SEED, default=1337, help="seeds every phase (default 1337)")
     p.add_argument("--data", help=f"a data directory instead of the shipped data/: {LAYOUT_HELP}")
