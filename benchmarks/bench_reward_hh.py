@@ -7,8 +7,8 @@ CONTENT WARNING: the HH-RLHF data contains offensive and harmful text (it was co
 asking people to elicit harmful answers). This script only reads it; it is never copied into
 the repository. It splits the pairs 90/10 (seeded), trains a tokenizer on the training
 prompts and responses, trains a RewardModel from scratch (no pretraining) with the pairwise
-loss for about --seconds, and prints validation pairwise accuracy (chance: 50%). A figure for
-the README, not a target: the tiny-world RM reaches > 90% because its data is made to be learnable.
+loss for about --seconds, and prints validation pairwise accuracy (chance: 50%). A figure to
+read, not a target: the tiny-world RM reaches > 90% because its data is made to be learnable.
 """
 from __future__ import annotations
 
