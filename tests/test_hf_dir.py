@@ -33,7 +33,7 @@ PROMPTS = ["Where does Anna live?", "What is 3 times 4?", "How to make pasta", "
 
 
 def agreement_script():
-    """benchmarks/hf_agreement.py, the check the README gives for a classroom run."""
+    """benchmarks/hf_agreement.py, the check docs/huggingface.md gives for a classroom run."""
     spec = importlib.util.spec_from_file_location("hf_agreement", REPO / "benchmarks" / "hf_agreement.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclass looks its module up there
