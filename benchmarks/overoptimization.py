@@ -186,7 +186,7 @@ class Study:
         self.prompts = [r["prompt"] for r in read_prompts(prompts or layout.rl)]
         self.heldout_path = heldout or layout.held_out()
         self.heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout_path)))
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def say(self, message: str) -> None:
         minutes, seconds = divmod(int(time.perf_counter() - self.start), 60)
@@ -218,9 +218,9 @@ class Study:
         try:
             return self._run(spent)
         finally:  # an interrupted call's time counts too: the total covers every call
-            self._add_spent(time.perf_counter() - self.start, spent)
+            self._add_spent(spent)
 
-    def _run(self, spent: float) -> dict:
+    def _run(self, spent: dict) -> dict:
         pairs = self.piece("pairs", self._pairs)
         inits = {s: self._init(s) for s in self.sizes}
         rms = {}
@@ -235,27 +235,38 @@ class Study:
         results["pairs"] = pairs
         results["pretrained"] = {s: pretrained_summary(inits[s]) for s in self.sizes}
         results["scale"] = asdict(self.scale)
-        results["wall_seconds"] = spent + time.perf_counter() - self.start
-        results["wall_seconds_this_call"] = time.perf_counter() - self.start
+        results["time"] = self._totals(spent)
         png = plot(results, os.path.join(self.out, "overoptimization.png"))
         write_json_atomic(os.path.join(self.out, "results.json"), results)
         write_text_atomic(os.path.join(self.out, "results_section.md"), section(results, os.path.basename(png)))
         print(table(results))
-        self.say(f"total wall time {results['wall_seconds'] / 60:.1f} min (this call "
-                 f"{results['wall_seconds_this_call'] / 60:.1f} min); results_section.md, results.json and "
-                 f"{os.path.basename(png)} are in {self.out}")
+        self.say(f"total wall time {results['time']['wall_seconds'] / 60:.1f} min over {results['time']['calls']} "
+                 f"call(s); results_section.md, results.json and {os.path.basename(png)} are in {self.out}")
         return results
 
-    def _spent_before(self) -> float:
+    def _spent_before(self) -> dict:
+        """Wall and CPU seconds of the earlier calls on this study (cpu_seconds None where one was not timed)."""
         path = os.path.join(self.out, "wall_time.json")
         if not os.path.exists(path):
-            return 0.0
+            return {"seconds": 0.0, "cpu_seconds": 0.0, "calls": 0}
         with open(path, encoding="utf-8") as f:
-            return float(json.load(f)["seconds"])
+            saved = json.load(f)
+        return {"seconds": float(saved["seconds"]), "cpu_seconds": saved.get("cpu_seconds"),
+                "calls": int(saved.get("calls", 1))}
 
-    def _add_spent(self, seconds: float, before: float) -> None:
-        """Wall time over every call that worked on this study (a resumed study adds up)."""
-        write_json_atomic(os.path.join(self.out, "wall_time.json"), {"seconds": before + seconds})
+    def _totals(self, before: dict) -> dict:
+        """Wall time and this process's CPU time (user + system, all threads) over every call so far."""
+        cpu = before["cpu_seconds"]
+        return {"wall_seconds": before["seconds"] + time.perf_counter() - self.start,
+                "cpu_seconds": None if cpu is None else cpu + time.process_time() - self.cpu_start,
+                "calls": before["calls"] + 1, "load_average_at_end": os.getloadavg()[0]}
+
+    def _add_spent(self, before: dict) -> None:
+        """Add this call's time to wall_time.json (a resumed study adds up)."""
+        totals = self._totals(before)
+        write_json_atomic(os.path.join(self.out, "wall_time.json"),
+                          {"seconds": totals["wall_seconds"], "cpu_seconds": totals["cpu_seconds"],
+                           "calls": totals["calls"]})
 
     # ----- the pieces ------------------------------------------------------------------
 
@@ -661,8 +672,12 @@ def section(results: dict, png_name: str) -> str:
         md.append(f"{i}. **{f['finding']}: {f['status']}** (holds for {', '.join(f['holds_for']) or 'none'} "
                   f"of {', '.join(f['of'])}).")
         md.append(f"   {describe(i, f)}")
-    md += ["", f"Total wall time of the study: {results['wall_seconds'] / 60:.1f} min on this machine "
-           "(every piece, over all calls that worked on it)."]
+    t = results["time"]
+    cpu = ("CPU time not recorded for every call" if t["cpu_seconds"] is None else
+           f"the study's process used {t['cpu_seconds'] / 60:.1f} min of CPU time (user + system, all threads)")
+    md += ["", f"Total wall time of the study: {t['wall_seconds'] / 60:.1f} min on this machine, over {t['calls']} "
+           f"call(s) of the command (every piece; later calls only redo the analysis); {cpu}. The machine's "
+           f"load average was {t['load_average_at_end']:.1f} on 2 cores when it ended: other jobs shared it."]
     return "\n".join(md) + "\n"
 
 

@@ -117,13 +117,16 @@ def test_quick_study_end_to_end_and_resume(class_run, capsys):
     assert len(results["curves"]["rl/M"]) == 2 and results["curves"]["rl/M"][0][0]["d"] == 0.0
     section = (out / "results_section.md").read_text()
     assert "](overoptimization.png)" in section and section.count("reproduced") >= 4
-    assert "Total wall time" in section and results["wall_seconds"] > 0
+    assert "Total wall time" in section and results["time"]["wall_seconds"] > 0 and results["time"]["calls"] == 1
+    assert results["time"]["cpu_seconds"] > 0
     err = capsys.readouterr().err
     assert "rl-L-seed1 step" in err
     # a rerun finds every piece finished and only redoes the analysis
     assert oo.main(quick_args(class_run, out)) == 0
     err = capsys.readouterr().err
     assert "starting" not in err and err.count("already finished, skipped") == 1 + 2 + 6 + 1 + 6 + 6
+    again = json.loads((out / "results.json").read_text())["time"]
+    assert again["calls"] == 2 and again["wall_seconds"] > results["time"]["wall_seconds"]
 
 
 def test_bad_sizes_and_missing_run_are_one_line_errors(class_run, tmp_path, capsys):
