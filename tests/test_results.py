@@ -114,6 +114,9 @@ def test_the_recorded_command_is_one_the_cli_accepts_with_the_same_settings():
     assert (args.preset, args.seed, args.out, args.methods) == ("full", 7, "runs/my run", "rlhf,dpo")
     assert "--methods" not in results.pipeline_command("runs/x", "quick", 1, None, ("rlhf",))
     assert results.machine().count(",") >= 4  # CPU, cores, system, Python, NumPy, device
+    absolute = os.path.abspath("runs/x")  # a run started from Python records its absolute path
+    assert results._as_given(f"minillm pipeline --seed 1 --out {absolute}", "runs/x") == "minillm pipeline --seed 1 --out runs/x"
+    assert results._as_given("minillm pipeline --out /elsewhere/x", "runs/x") == "minillm pipeline --out /elsewhere/x"
 
 
 @pytest.mark.parametrize("setup, expected", [

@@ -93,7 +93,8 @@ def _provenance(run: dict) -> list[str]:
     last = max(finished, key=lambda m: m["finished_at"])
     recorded = [m["command"] for m in sorted(finished, key=lambda m: m["finished_at"]) if "command" in m]
     methods = [p for p in run["phases"] if p in METHODS] or DEFAULT_METHODS
-    command = recorded[-1] if recorded else pipeline_command(run["dir"], s["preset"], s["seed"], s["data"], methods)
+    command = (_as_given(recorded[-1], run["dir"]) if recorded
+               else pipeline_command(run["dir"], s["preset"], s["seed"], s["data"], methods))
     machines = defaultdict(list)
     for phase, m in run["phases"].items():
         if m:
@@ -105,6 +106,15 @@ def _provenance(run: dict) -> list[str]:
             f"- Machine: {where}",
             f"{FINISHED}{_utc(last['finished_at'])}, after {_minutes(sum(m['seconds'] for m in finished))} of phase "
             f"time (first phase started about {_utc(first)})"]
+
+
+def _as_given(command: str, run_dir: str) -> str:
+    """The recorded command with its --out written as this page names the run, where both are
+    the same directory (a run started from Python records an absolute path)."""
+    words = shlex.split(command)
+    if "--out" in words and os.path.abspath(words[words.index("--out") + 1]) == os.path.abspath(run_dir):
+        words[words.index("--out") + 1] = run_dir
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _utc(seconds: float) -> str:
