@@ -244,3 +244,17 @@ def test_chat_save_appends_a_whole_line_to_a_file_without_a_final_newline(runs, 
     chat_session(runs, ["hello", f"/save {saved}"])
     lines = saved.read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line) for line in lines[1:]) and json.loads(lines[0]) == {"messages": []}
+
+
+def test_the_pretraining_split_never_cuts_a_special_token(tmp_path, capsys):
+    from minillm.phases.pretrain import split_text
+    text = "z" * 500 + "x" * 89 + "<|endoftext|>" + "y" * 60  # a plain 90% cut (595) falls inside the token
+    train, val = split_text(text, 0.1, ["<|endoftext|>"])
+    assert train + val == text and val.startswith("<|endoftext|>")
+    (tmp_path / "split.txt").write_text(text)
+    assert cli_main(["pretrain", "--preset", "tiny", "--data", tmp_path / "split.txt", "--tokenizer", "char",
+                     "--max-steps", "1", "--out", tmp_path / "run", "--quiet"]) == 0
+
+
+def test_a_loaded_model_is_in_eval_mode(runs):
+    assert checkpoint.load(runs / "sft").model.training is False

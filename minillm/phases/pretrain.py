@@ -169,6 +169,10 @@ class PretrainRun:
         if "val_loss" in result:
             self._say(f"validation loss {result['val_loss']:.4f} (perplexity {summary['val_ppl']:.2f}) "
                       f"against the {n}-gram baseline {base:.4f}; checkpoint, log and loss.png in {self.out}")
+            uniform = math.log(model.config.vocab_size)  # the loss of guessing every token equally likely
+            if result["val_loss"] > uniform:
+                print(f"warning: the validation loss {result['val_loss']:.4f} is worse than guessing uniformly "
+                      f"(log V = {uniform:.4f}): the run diverged; lower --lr and train again", file=sys.stderr)
         return summary
 
     def _say(self, message: str) -> None:

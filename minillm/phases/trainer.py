@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
+import numpy
+
 from minillm.io import checks
 from minillm.engine import backend, optim
 from minillm.io import checkpoint
@@ -96,6 +98,12 @@ def last_checkpoint_note(checkpoint_dir: str) -> str:
     except UserError:
         return "no checkpoint was saved"
     return f"the last checkpoint (finite, step {step}) is kept in {checkpoint_dir}"
+
+
+def quiet_overflow():
+    """NumPy's overflow warnings off inside a training loop: the loop itself stops on the first
+    non-finite loss, gradient norm or parameter, in one sentence that says where the last checkpoint is."""
+    return numpy.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 class StopSignals:
@@ -186,7 +194,7 @@ class Trainer:
             if os.path.exists(self.log_path):
                 os.remove(self.log_path)  # a fresh run starts a fresh log
         progress = Progress(self.config.max_steps, self.step, quiet=self.quiet)
-        with StopSignals() as signals:
+        with StopSignals() as signals, quiet_overflow():
             self._loop(progress, signals)
         progress.close()
         self._plot()

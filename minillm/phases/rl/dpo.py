@@ -180,10 +180,12 @@ class DPORun:
         reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
         block = sft.model.config.block_size
         max_new_tokens = common.fit_new_tokens(self.max_new_tokens, block, self._say)  # the report's samples
+        # Every file is read (and checked) before any sampling or training starts.
         records = list(read_preferences(self.data or shipped().preferences))
+        val = encode_pairs(tok, list(read_preferences(self.val or shipped().preferences_val)), block)
+        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         records += self._on_policy_pairs(reference, tok)
         train = encode_pairs(tok, records, block)
-        val = encode_pairs(tok, list(read_preferences(self.val or shipped().preferences_val)), block)
         if not len(train) or not len(val):
             raise UserError(f"no preference pair fits the block of {block} tokens: nothing to train DPO on")
         self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {self.beta}; "
@@ -198,7 +200,6 @@ class DPORun:
                                                 "beta": self.beta}, quiet=self.quiet)
         trainer.run(resume=self.resume)
         policy = trainer.model.eval()
-        heldout = list(dict.fromkeys(r["prompt"] for r in read_prompts(self.heldout or shipped().held_out())))
         sampling = judge.Sampling(1.0, max_new_tokens, self.seed)
         summary, notes, scores = judge.judge_policy(
             self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),

@@ -41,7 +41,7 @@ from minillm.engine.tensor import no_grad
 from minillm.phases import common, judge
 from minillm.phases.judge import encode_prompts, evaluate
 from minillm.phases.trainer import (StopSignals, TrainingDiverged, append_log, check_finite, gradient_step,
-                                    last_checkpoint_note, truncate_log)
+                                    last_checkpoint_note, quiet_overflow, truncate_log)
 from minillm.phases.progress import Progress
 
 GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracle, see score_rollouts)
@@ -289,7 +289,7 @@ class RLHFRun:
             sft_eval, _ = evaluate(policy, reward_model, tok, heldout[:cfg.eval_prompts])
             append_log(log_path, {"kind": "eval", "step": 0, **sft_eval})
         progress = Progress(cfg.steps, step, quiet=self.quiet, desc=cfg.algo)
-        with StopSignals() as signals:
+        with StopSignals() as signals, quiet_overflow():
             models = self._loop(models, optimizer, controller, tok, prompts, prompt_ids, heldout, step, progress,
                                 signals, meta, log_path, start)
         progress.close()
