@@ -36,7 +36,8 @@ INTRO = ("Every number below was read from the runs' saved summaries (each phase
          "method's report.json); rerun the command to rebuild this page, byte for byte. Held-out prompts ask "
          "about facts that no SFT, reward-model or RL prompt asked about (the facts are in the pretraining "
          "text). Gold is the simulated labeler's score, from −1 (garbage) to 1 (correct, direct, polite); "
-         "RM is the reward model's score r_θ(x, y).")
+         "RM is the reward model's score r_θ(x, y). Times are wall-clock seconds on the machine each run names, "
+         "which other jobs may have shared: compare them within a run.")
 
 
 # ----- what the pipeline records about where a phase ran -------------------------------------
@@ -261,7 +262,7 @@ READING = """## Reading these numbers
   shows both halves. A lower sampling temperature τ brings the samples closer to the greedy answer,
   at the price of candidates that differ less (docs/decisions.md: the temperature the pipeline
   samples at).
-- **Small differences are noise.** A win rate rests on the prompts counted beside it; a change of a
+- **Reading small differences.** A win rate rests on the prompts counted beside it; a change of a
   few prompts, or of a reward-model accuracy by one validation pair in a few hundred, can move with the
   seed and with the last bits of the arithmetic, so compare runs by their larger differences."""
 
