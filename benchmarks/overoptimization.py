@@ -6,7 +6,7 @@ score against d = sqrt(KL(π ‖ π_init)). minillm's gold labeler (`gold_score`
 model, so the whole study fits a classroom machine:
 
   1. preference pairs: two answers of the class run's SFT model to each training prompt,
-     ordered by gold_score (the same pairs for every reward model);
+     ordered by gold_score, and the shipped pairs (the same pairs for every reward model);
   2. reward models of three sizes, each from a model of its own size pretrained on the same
      corpus (L is the class run's pretrained model; S and M are pretrained here, briefly);
   3. best-of-n, n = 1, 2, 4, ..., 64, on held-out prompts: KL from the closed form
@@ -537,7 +537,8 @@ def findings(r: dict) -> list[dict]:
         if len(ordered) > 1 and all(x is not None for x in d_stars) and all(a < b for a, b in zip(d_stars, d_stars[1:])):
             ok3.append(method)
     f3 = {"finding": "larger reward models over-optimise later (d* grows with size)", "holds_for": ok3, "of": of3,
-          "numbers": f3_numbers}
+          "numbers": f3_numbers, "monotone": {m: {c: monotone([v[c] for v in f3_numbers[m].values()]) for c in ("alpha", "beta")}
+                                              for m in f3_numbers}}
     f3["status"] = _status(len(ok3), len(of3)) if len(ordered) > 1 else "not tested (one size)"
     # 4: RL needs more KL than best-of-n to reach the same gold (half the lower of the two measured peaks)
     f4_numbers, ok4 = {}, []
@@ -553,6 +554,12 @@ def findings(r: dict) -> list[dict]:
           "numbers": f4_numbers}
     f4["status"] = _status(len(ok4), len(sizes))
     return [f1, f2, f3, f4]
+
+
+def monotone(values: list[float]) -> str:
+    """'rising', 'falling' or 'neither' along the list (sizes in order of parameters)."""
+    steps = np.diff(values)
+    return "rising" if (steps > 0).all() else "falling" if (steps < 0).all() else "neither"
 
 
 def _other(key: str) -> str:
@@ -696,7 +703,8 @@ def describe(i: int, f: dict) -> str:
         for method, by_size in n.items():
             parts.append(f"{method}: " + ", ".join(
                 f"{s} d* {'none' if v['d_star'] is None else format(v['d_star'], '.2f')} "
-                f"(α {v['alpha']:.3f}, β {v['beta']:.3f})" for s, v in by_size.items()))
+                f"(α {v['alpha']:.3f}, β {v['beta']:.3f})" for s, v in by_size.items())
+                + f"; with size α is {f['monotone'][method]['alpha']}, β {f['monotone'][method]['beta']}")
         return "; ".join(parts)
     return "; ".join(f"RM {s}: gold gain {v['gold_gain_level']:+.3f} reached at d = "
                      f"{'never' if v['d_bon'] is None else format(v['d_bon'], '.2f')} by best-of-n and "
