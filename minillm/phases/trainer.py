@@ -184,6 +184,9 @@ class Trainer:
     # ----- the loop -------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         """Train to config.max_steps (from the saved step when resuming); return the last metrics."""
+        if not resume and os.path.exists(self.checkpoint_dir):  # the phases' RunDir cleared it on --overwrite
+            raise UserError(f"{self.out_dir} already holds a checkpoint: pass resume=True to continue that run, "
+                            "or give the Trainer a new directory")
         os.makedirs(self.out_dir, exist_ok=True)
         backend.manual_seed(self.config.seed)
         if resume and checkpoint.can_resume(self.checkpoint_dir):
