@@ -96,17 +96,23 @@ def _provenance(run: dict) -> list[str]:
     methods = [p for p in run["phases"] if p in METHODS] or DEFAULT_METHODS
     command = (_as_given(recorded[-1], run["dir"]) if recorded
                else pipeline_command(run["dir"], s["preset"], s["seed"], s["data"], methods))
+    first = min(m["finished_at"] - m["seconds"] for m in finished)
+    return [f"- Command: `{command}`",
+            f"- Preset `{s['preset']}`, seed {s['seed']}, data {s['data'] or 'shipped data/'}",
+            f"- Machine: {_machines(run)}",
+            f"{FINISHED}{_utc(last['finished_at'])}, after {_minutes(sum(m['seconds'] for m in finished))} of phase "
+            f"time (first phase started about {_utc(first)})"]
+
+
+def _machines(run: dict) -> str:
+    """The machine the phases recorded; where they differ, each with its phases."""
     machines = defaultdict(list)
     for phase, m in run["phases"].items():
         if m:
             machines[m.get("machine", "not recorded by the run")].append(phase)
-    where = "; ".join(f"{name} ({', '.join(phases)})" if len(machines) > 1 else name for name, phases in machines.items())
-    first = min(m["finished_at"] - m["seconds"] for m in finished)
-    return [f"- Command: `{command}`",
-            f"- Preset `{s['preset']}`, seed {s['seed']}, data {s['data'] or 'shipped data/'}",
-            f"- Machine: {where}",
-            f"{FINISHED}{_utc(last['finished_at'])}, after {_minutes(sum(m['seconds'] for m in finished))} of phase "
-            f"time (first phase started about {_utc(first)})"]
+    if len(machines) == 1:
+        return next(iter(machines))
+    return "; ".join(f"{name} ({', '.join(phases)})" for name, phases in machines.items())
 
 
 def _as_given(command: str, run_dir: str) -> str:
