@@ -27,7 +27,7 @@ from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers import load as load_tokenizer
-from minillm.phases.trainer import TrainConfig, Trainer
+from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -123,7 +123,8 @@ class PretrainRun:
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
-        train_cfg = replace(preset.train, **self.overrides)
+        # a run shorter than the preset's gets warmup, evaluations and checkpoints that fit inside it
+        train_cfg = fit_schedule(replace(preset.train, **self.overrides), preset.train.max_steps, 0, None, self.overrides)
         model_fields = {**preset.model, **self.model_overrides}
         check_model_fields(model_fields)
         run_dir = RunDir(self.out, "pretrain", self.settings(), resume=self.resume, overwrite=self.overwrite,

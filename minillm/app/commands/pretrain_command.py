@@ -25,12 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = train_overrides(args)
-    if "max_steps" in overrides:  # keep the schedule consistent with a shorter run
-        preset = PRESETS[args.preset].train
-        overrides.setdefault("warmup_steps", min(preset.warmup_steps, max(1, overrides["max_steps"] // 10)))
-        overrides.setdefault("eval_interval", min(preset.eval_interval, overrides["max_steps"]))
-        overrides.setdefault("checkpoint_interval", min(preset.checkpoint_interval, overrides["max_steps"]))
+    overrides = train_overrides(args)  # a shorter run's schedule is fitted by PretrainRun
     model_overrides = {k: getattr(args, k) for k in ("block_size", "dropout") if getattr(args, k) is not None}
     PretrainRun(out=args.out, preset=args.preset, data=args.data, val=args.val, tokenizer=args.tokenizer,
                 overrides=overrides, model_overrides=model_overrides, resume=args.resume,
