@@ -114,8 +114,8 @@ def phase_args(root: Path, phase: str) -> list:
           "--heldout", root / "pairs.jsonl", "--steps", "4", "--batch-prompts", "2", "--group-size", "2",
           "--max-new-tokens", "6", "--eval-prompts", "1", *often]
     return {
-        "pretrain": ["pretrain", "--preset", "tiny", "--data", root / "corpus.txt", "--max-steps", "12",
-                     "--batch-size", "4", *often],
+        # the tiny preset's batch of 8: its products are large enough to be split over threads
+        "pretrain": ["pretrain", "--preset", "tiny", "--data", root / "corpus.txt", "--max-steps", "12", *often],
         "sft": ["sft", "--init", root / "pt", *data, "--test", root / "pairs.jsonl", "--eval-prompts", "1",
                 "--max-steps", "6", "--batch-size", "2", *often],
         "reward": ["reward", "--init", root / "sft", "--data", root / "prefs.jsonl", "--val", root / "prefs.jsonl",
