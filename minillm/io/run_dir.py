@@ -10,8 +10,9 @@ it was started with. Before writing anything it makes a `RunDir`, which checks:
     renamed aside, then deleted; files minillm did not write are never deleted);
   - resuming removes the finished run's DONE.json marker and the temporary checkpoint
     directories a killed save left behind, before anything is written.
-`prepare_output_dir` is the same rule for a directory a command fills once (`export`,
-`import-hf`, `data make-world`). Left out: locking against two commands writing one directory.
+`check_output_dir`/`prepare_output_dir` are the same rule for a directory a command fills once
+(`export`, `import-hf`, the pipeline's top directory). Left out: locking against two commands
+writing one directory.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ COMPANION_FILES = ("ATTEMPTS.json",)
 
 
 def _resolved(path) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(str(path))))
+    """The real place a path names (a symbolic link to a run is that run)."""
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
 
 
 def absolute_paths(paths):
