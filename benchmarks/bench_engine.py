@@ -30,8 +30,12 @@ import platform
 import pstats
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+import minillm.fast
+
+minillm.fast.enable()  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+
 import numpy  # noqa: E402
+import minillm  # noqa: E402
 from minillm import Tensor
 from minillm.fast import blas_kernels
 from minillm.model import functional as F

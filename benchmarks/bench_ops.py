@@ -2,13 +2,13 @@
 
 Run:  OPENBLAS_NUM_THREADS=2 python benchmarks/bench_ops.py
       OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 python benchmarks/bench_ops.py   (OpenBLAS's own
-      kernels on a Zen 4 CPU, where `import minillm` would otherwise pick the AVX2 ones)
+      kernels on a Zen 4 CPU, where `minillm.fast.enable()` would otherwise pick the AVX2 ones)
 
 Prints, for the op-level figures of benchmarks/README.md:
 - one float32 product (1,024 × 256) @ (256 × 1,024) on one core, in GFLOP/s, and the kernels
   OpenBLAS runs (they decide it: `minillm/fast/blas_kernels.py`);
 - the layers' products of one `bpe` step (forward, input gradient, weight gradient, for the
-  four layer shapes and the head), minillm's `layer_product` beside PyTorch's where installed;
+  four layer shapes and the head), the speed wing's `layer_product` beside PyTorch's where installed;
 - layer norm and GELU, forward and backward, at several sizes, split over the cores by
   `cpu_threads.parallel_rows` and on one thread: where a split starts to pay;
 - what a hand-off to a thread costs (`parallel_rows` of a function that does nothing), GELU's
@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+import minillm.fast
+
+minillm.fast.enable()  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+
 import numpy  # noqa: E402
+import minillm  # noqa: E402
 from minillm.fast import blas_kernels, cpu_threads, fused
 from minillm.engine import optim
 from minillm.model.nn import Parameter
-from minillm.engine.reductions import layer_product
+from minillm.fast.fused import layer_product
 
 BPE_ROWS = 2048  # batch 16 × block 128
 BPE_LAYERS = ((256, 768), (256, 256), (256, 1024), (1024, 256), (256, 512))  # (in, out); the last is the head

@@ -25,12 +25,16 @@ import resource
 import sys
 import time
 
-import minillm  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+import minillm.fast
+
+minillm.fast.enable()  # first: it picks OpenBLAS's kernels before NumPy loads them (fast/blas_kernels.py)
+
 import numpy  # noqa: E402
-from minillm.fast import blas_kernels, cpu_threads
-from minillm.model import functional as F
-from minillm.engine import optim
-from minillm.model.gpt import GPT, GPTConfig
+import minillm  # noqa: E402
+from minillm.fast import blas_kernels, cpu_threads  # noqa: E402
+from minillm.model import functional as F  # noqa: E402
+from minillm.engine import optim  # noqa: E402
+from minillm.model.gpt import GPT, GPTConfig  # noqa: E402
 
 CONFIGS = {
     # the shakespeare-char preset: 4 layers, 4 heads, 128 channels, block 64, batch 12
@@ -287,12 +291,12 @@ def bench(name: str, repeats: int, steps: int) -> dict:
 def _op_categories() -> dict:
     """cProfile key (file, line, name) of every op's forward/backward -> the category it counts in."""
     from minillm.fast import fused, attention as fused_attention
-    from minillm.engine import ops, reductions as ops_reduce, shape_ops as ops_shape
+    from minillm.engine import ops
     named = {fused_attention.CausalSelfAttention: "attention (batched products + softmax)", fused.LayerNorm: "layer norm",
              fused.Gelu: "GELU", fused.CrossEntropy: "cross entropy", fused.Embedding: "embedding",
-             fused.Softmax: "softmax", fused.LogSoftmax: "softmax", ops_reduce.MatMul: "matrix products",
+             F.Softmax: "softmax", F.LogSoftmax: "softmax", fused.MatMul: "matrix products",
              fused.Linear: "matrix products"}
-    by_module = {ops: "other element-wise ops", ops_reduce: "reductions", ops_shape: "reshapes, indexing"}
+    by_module = {ops: "other element-wise ops"}
     keys = {}
     for module, default in by_module.items():
         for cls in vars(module).values():

@@ -10,6 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy  # noqa: E402
 import pytest  # noqa: E402
 
+from minillm import fast  # noqa: E402
 from minillm.engine import backend  # noqa: E402
 
 
@@ -65,6 +66,7 @@ def _fresh_backend_state(request):
     backend.manual_seed(0)
     backend.set_debug_nan(False)
     yield
+    fast.disable()  # the default path again after a test that switched the speed wing on (the CLI does)
     backend.use_device(request.config.getoption("--device"))
     backend.set_default_dtype(numpy.float32)
     backend.set_debug_nan(False)

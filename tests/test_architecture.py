@@ -1,8 +1,13 @@
 """docs/architecture.md's map, checked against the code: imports flow one way, layer by layer,
-phase files never import each other, there are no import cycles, and only engine/backend.py
-imports CuPy (nothing imports PyTorch)."""
+phase files never import each other, there are no import cycles, only engine/backend.py
+imports CuPy (nothing imports PyTorch), the core never imports the speed wing, one forward
+pass on the default path stays small and branch-free, and docs/tour.md's counts are exact."""
 import ast
 import pathlib
+import re
+import sys
+
+import numpy
 
 import pytest
 
@@ -12,15 +17,14 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 # The layers of docs/architecture.md, lowest first: a module imports only from its own layer
 # or those before it. A name ending in "." stands for every module of that package.
 LAYERS = [
-    ["errors", "io.checks", "fast.allocator"],
+    ["errors", "io.checks"],
     ["engine.backend", "tokenizers.", "io.plots", "phases.progress"],
-    ["engine.ops", "engine.reductions", "engine.shape_ops", "fast.cuda_kernels", "fast.cpu_threads",
-     "fast.blas_kernels", "io.safe_files", "data."],
+    ["engine.ops", "io.safe_files", "data."],
     ["engine.tensor"],
-    ["fast.fused", "fast.attention", "engine.gradcheck"],
-    ["model.functional"],
-    ["model.nn", "engine.optim", "phases.losses", "model.kv_cache"],
+    ["engine.gradcheck", "model.functional"],
+    ["model.nn", "engine.optim", "phases.losses", "model.kv_cache", "model.memory"],
     ["model.gpt", "model.ngram", "model.rnn"],
+    ["fast."],  # the speed wing: above the core it replaces parts of, imported by none of it
     ["model.sampling", "model.reward_model"],
     ["io.checkpoint", "io.run_dir", "io.hf_gpt2", "io.hf_dir", "app.explore"],
     ["app.chat_session", "phases.rl.rollouts", "phases.rl.ppo", "phases.rl.best_of_n"],
@@ -33,6 +37,7 @@ LAYERS = [
     ["app.cli", "__main__"],
 ]
 PHASE_FILES = set(LAYERS[12])
+CORE = ("engine.", "model.")
 
 
 def module_names():
@@ -78,6 +83,12 @@ def test_imports_flow_toward_the_lower_layers(name):
     assert not upward, f"{name} (layer {layer(name)}) imports {upward} from a higher layer"
 
 
+def test_the_core_never_imports_the_speed_wing():
+    for name, deps in GRAPH.items():
+        if name.startswith(CORE):
+            assert not [d for d in deps if d.startswith("fast.")], f"{name} imports the speed wing"
+
+
 def test_phase_files_never_import_each_other():
     for name in PHASE_FILES:
         assert not GRAPH[name] & (PHASE_FILES - {name}), f"{name} imports another phase"
@@ -119,13 +130,64 @@ def _span(path: pathlib.Path, qualified: str) -> int:
     return node.end_lineno - node.lineno + 1
 
 
-def test_the_guided_tour_names_real_code_of_readable_length():
-    import re
-    tour = (PACKAGE.parent / "docs" / "tour.md").read_text(encoding="utf-8")
-    rows = re.findall(r"\[`([\w/]+\.py)`\]\(\.\./minillm/[\w/]+\.py\) · ((?:`[\w.]+`(?:, )?)+)", tour)
-    assert len(rows) >= 20
-    total = sum(_span(PACKAGE / path, name) for path, names in rows for name in re.findall(r"`([\w.]+)`", names))
-    assert 300 <= total <= 600, f"the tour lists {total} lines; it promises just under 500"
+TOUR = (PACKAGE.parent / "docs" / "tour.md").read_text(encoding="utf-8")
+
+
+def test_the_guided_tour_names_real_code_and_counts_it_exactly():
+    """Every row names a file and definitions in it; the tour's stated totals (rows,
+    definitions, lines) are the ones counted here."""
+    rows = re.findall(r"\[`([\w/]+\.py)`\]\(\.\./minillm/([\w/]+\.py)\) · ((?:`[\w.]+`(?:, )?)+)", TOUR)
+    assert rows and all(shown == linked for shown, linked, _ in rows)
+    names = [(path, name) for path, _, names in rows for name in re.findall(r"`([\w.]+)`", names)]
+    lines = sum(_span(PACKAGE / path, name) for path, name in names)
+    stated = re.search(r"(\d+) rows name (\d+) definitions, ([\d,]+) lines in all", TOUR)
+    assert stated, "docs/tour.md states its totals as 'N rows name M definitions, L lines in all'"
+    assert (int(stated[1]), int(stated[2]), int(stated[3].replace(",", ""))) == (len(rows), len(names), lines)
+
+
+# ----- one forward pass on the default path --------------------------------------------
+
+# A line that picks a device or hands work to threads: none may run in the default forward pass.
+BRANCH = re.compile(r"is (not )?numpy|on_gpu|device ==|parallel_rows|cpu_threads|threading|cuda_kernels|kernels\.")
+
+
+def _trace_forward():
+    """Run one forward pass of a tiny GPT under sys.settrace: {file: lines run in it}."""
+    import minillm
+    from minillm.model.gpt import GPT, GPTConfig
+    minillm.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8))
+    ids = numpy.random.default_rng(0).integers(0, 13, (2, 8))
+    ran: dict[str, set] = {}
+
+    def in_file(frame, event, arg):
+        if event == "line":
+            ran[frame.f_code.co_filename].add(frame.f_lineno)
+        return in_file
+
+    def on_call(frame, event, arg):
+        if frame.f_code.co_filename.startswith(str(PACKAGE)):
+            ran.setdefault(frame.f_code.co_filename, set())
+            return in_file
+        return None
+
+    sys.settrace(on_call)
+    try:
+        model(ids)
+    finally:
+        sys.settrace(None)
+    return ran
+
+
+def test_one_forward_pass_crosses_few_modules_and_no_device_or_thread_branch():
+    ran = _trace_forward()
+    sizes = {pathlib.Path(f).relative_to(PACKAGE).as_posix(): len(pathlib.Path(f).read_text().splitlines())
+             for f in ran}
+    assert len(sizes) <= 7 and sum(sizes.values()) <= 1900, sizes
+    for path, lines in ran.items():
+        text = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+        branches = [(n, text[n - 1].strip()) for n in sorted(lines) if BRANCH.search(text[n - 1])]
+        assert not branches, f"{path} runs a device or thread branch in the forward pass: {branches}"
 
 
 def test_no_two_modules_share_a_name():

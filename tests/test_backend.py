@@ -26,7 +26,8 @@ ARRAY_MODULES = sorted(
     and p.relative_to(PACKAGE).parent.as_posix() not in HOST_ONLY_DIRS)
 # NumPy may be imported for dtypes and host-side types only; these are the allowed uses.
 ALLOWED_NUMPY_ATTRS = {"float16", "float32", "float64", "generic", "ndarray", "dtype", "integer",
-                       "asarray"}  # engine/tensor.py: wraps a NumPy scalar that a reduction returned
+                       "asarray",  # engine/tensor.py: wraps a NumPy scalar that a reduction returned
+                       "__version__"}  # a run's record of the library it ran on
 
 
 def _numpy_uses(path):

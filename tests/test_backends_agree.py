@@ -1,5 +1,6 @@
-"""NumPy and CuPy give the same numbers: ops, the model's forward and backward, training
-steps, generation; and a training step reads back from the GPU only the logged scalars.
+"""NumPy and CuPy give the same numbers: ops (on the plain path and with the speed wing), the
+model's forward and backward, training steps, generation; and a training step reads back from
+the GPU only the logged scalars. The speed wing's CUDA kernels are held to its CPU twins.
 
 Marked `gpu`: skipped cleanly where CuPy or a GPU is missing.
 """
@@ -7,19 +8,21 @@ import numpy
 import pytest
 
 import minillm
-from minillm import Tensor
+from minillm import Tensor, fast
+from minillm.data.windows import TokenWindows
 from minillm.engine import backend, optim
 from minillm.model import functional as F
-from minillm.data.windows import TokenWindows
+from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.sampling import generate
 from minillm.phases.losses import sequence_cross_entropy
-from minillm.model.gpt import GPT, GPTConfig
+
+import composed
 
 pytestmark = pytest.mark.gpu
 
 CONFIG = GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=4, n_embd=64)
 OPS = {
-    "gelu": F.gelu, "gelu_composed": F.gelu_composed, "softmax": F.softmax, "log_softmax": F.log_softmax,
+    "gelu": F.gelu, "gelu_composed": composed.gelu, "softmax": F.softmax, "log_softmax": F.log_softmax,
     "layer_norm": F.layer_norm, "exp_tanh_sigmoid": lambda x: x.exp() * x.tanh() + x.sigmoid(),
     "softplus": lambda x: x.softplus(), "reductions": lambda x: x.max(axis=1) + x.logsumexp(axis=0).sum(),
     "matmul": lambda x: x @ x.T, "attention": lambda x: F.causal_self_attention(x.reshape(2, 6, 24), 2),
@@ -46,8 +49,17 @@ def value_and_grad(name):
     return out.numpy(), backend.to_numpy(x.grad)
 
 
+@pytest.fixture
+def fast_on():
+    """The speed wing on (conftest switches it off after the test): its CUDA kernels run."""
+    fast.enable()
+
+
+@pytest.mark.parametrize("path", ["plain", "fast"])
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_ops_agree(name):
+def test_ops_agree(name, path):
+    if path == "fast":
+        fast.enable()
     (v1, g1), (v2, g2) = on("cpu", lambda: value_and_grad(name)), on("cuda", lambda: value_and_grad(name))
     numpy.testing.assert_allclose(v1, v2, rtol=2e-5, atol=2e-5)
     numpy.testing.assert_allclose(g1, g2, rtol=2e-4, atol=2e-4)
@@ -152,6 +164,7 @@ def test_gpu_generator_offers_what_the_library_draws():
     assert ((-1 <= uniform) & (uniform <= 1)).all()
 
 
+@pytest.mark.usefixtures("fast_on")  # the plain path's scatter-add (add.at) uses atomic adds on a GPU
 def test_gpu_training_is_reproducible_bit_for_bit():
     (l1, w1), (l2, w2) = on("cuda", train_steps), on("cuda", train_steps)
     assert l1 == l2
@@ -159,7 +172,7 @@ def test_gpu_training_is_reproducible_bit_for_bit():
         numpy.testing.assert_array_equal(w1[k], w2[k], err_msg=k)
 
 
-# ----- the custom kernels (fast/cuda_kernels.py) against their NumPy twins in fast/fused.py / engine/optim.py ----------
+# ----- the speed wing's kernels (fast/cuda_kernels.py) against their NumPy twins in fast/ ----------
 
 def _value_and_input_grads(fn, *arrays, dtype=numpy.float32):
     """fn's value and the gradient of Σ value·w (w fixed) with respect to each input."""
@@ -181,6 +194,7 @@ def _agree(fn, *arrays, dtype=numpy.float32):
 DTYPES = pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64], ids=["f32", "f64"])
 
 
+@pytest.mark.usefixtures("fast_on")
 @DTYPES
 @pytest.mark.parametrize("C", [7, 50, 768])
 def test_layer_norm_kernel_agrees_with_its_twin(dtype, C):
@@ -190,6 +204,7 @@ def test_layer_norm_kernel_agrees_with_its_twin(dtype, C):
     _agree(lambda x: F.layer_norm(x), x, dtype=dtype)
 
 
+@pytest.mark.usefixtures("fast_on")
 @DTYPES
 @pytest.mark.parametrize("T", [5, 40, 130])
 def test_causal_softmax_kernels_agree_with_their_twin(dtype, T):
@@ -197,6 +212,7 @@ def test_causal_softmax_kernels_agree_with_their_twin(dtype, T):
     _agree(lambda t: F.causal_self_attention(t, 3), qkv, dtype=dtype)
 
 
+@pytest.mark.usefixtures("fast_on")
 @DTYPES
 @pytest.mark.parametrize("V", [3, 101, 5000])
 def test_cross_entropy_kernels_agree_with_their_twin(dtype, V):
@@ -207,6 +223,7 @@ def test_cross_entropy_kernels_agree_with_their_twin(dtype, V):
     _agree(lambda z: F.cross_entropy(z, backend.asarray(targets)), logits, dtype=dtype)
 
 
+@pytest.mark.usefixtures("fast_on")
 def test_adamw_kernel_agrees_with_its_twin():
     def run():
         minillm.manual_seed(0)

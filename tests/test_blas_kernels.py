@@ -1,4 +1,5 @@
-"""OpenBLAS's kernels: minillm picks the measured faster ones for Zen 4, and only when it can."""
+"""OpenBLAS's kernels: `minillm.fast.enable()` picks the measured faster ones for Zen 4, and only
+when it can; `import minillm` alone picks nothing."""
 import os
 import subprocess
 import sys
@@ -30,7 +31,10 @@ import sys
 first = sys.argv[1]
 if first == "numpy":
     import numpy
-import minillm, numpy
+import minillm.fast
+if first != "import-only":
+    minillm.fast.enable()
+import numpy
 from minillm.fast import blas_kernels
 print(blas_kernels.chosen, blas_kernels.loaded_core())
 """
@@ -51,7 +55,7 @@ def _this_cpu():
         return None
 
 
-def test_import_chooses_before_numpy_loads_and_respects_the_user():
+def test_enable_chooses_before_numpy_loads_and_respects_the_user():
     expected = _this_cpu()
     chosen, loaded = _report("minillm")
     if loaded == "None":
@@ -65,5 +69,7 @@ def test_import_chooses_before_numpy_loads_and_respects_the_user():
     # the user's own choice wins: the kernels OpenBLAS loads for it with NumPy imported first
     chosen, loaded_user = _report("minillm", OPENBLAS_CORETYPE="Prescott")
     assert chosen == "None" and loaded_user == _report("numpy", OPENBLAS_CORETYPE="Prescott")[1]
+    # import alone: nothing is chosen, OpenBLAS keeps its own choice
+    assert _report("import-only") == ["None", loaded_late]
     if expected is not None:
         assert loaded_user != expected

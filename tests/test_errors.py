@@ -61,7 +61,7 @@ def _without_cupy(tmp_path) -> dict:
     return {**os.environ, "MINILLM_DEVICE": "cuda", "PYTHONPATH": path}
 
 
-@pytest.mark.parametrize("how", [["-m", "minillm"], ["-c", "import sys; sys.argv[0] = 'minillm'; import minillm.app.cli"]],
+@pytest.mark.parametrize("how", [["-m", "minillm"], ["-c", "import sys; from minillm.app.cli import main; sys.exit(main())"]],
                          ids=["python -m minillm", "the minillm script"])
 def test_the_command_says_one_line_when_the_gpu_is_missing(tmp_path, how):
     done = subprocess.run([sys.executable, *how, "--version"], env=_without_cupy(tmp_path),
@@ -72,10 +72,10 @@ def test_the_command_says_one_line_when_the_gpu_is_missing(tmp_path, how):
 
 
 def test_import_in_a_notebook_raises_the_sentence_without_a_chained_import_error(tmp_path):
-    done = subprocess.run([sys.executable, "-c", "import minillm"], env=_without_cupy(tmp_path),
+    done = subprocess.run([sys.executable, "-c", "import minillm; minillm.Tensor"], env=_without_cupy(tmp_path),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert "DeviceError: device 'cuda' needs CuPy" in done.stderr
+    assert "DeviceError: MINILLM_DEVICE=cuda: device 'cuda' needs CuPy" in done.stderr
     assert "ModuleNotFoundError" not in done.stderr and "During handling" not in done.stderr
 
 

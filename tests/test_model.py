@@ -1,12 +1,11 @@
 """The GPT: shapes, the lecture's distribution, causality, the whole-model gradient check,
-fused attention against its composed twin, the KV cache, and clear errors."""
+the one-node attention against its composed twin, the KV cache, and clear errors."""
 import numpy
 import pytest
 
 import minillm
 import minillm.engine.optim
 from minillm import Tensor
-from minillm.fast import attention as fused_attention
 from minillm.engine.gradcheck import gradcheck
 from minillm.model import functional as F
 from minillm.model.kv_cache import KVCache
@@ -44,10 +43,11 @@ def test_causality_future_tokens_do_not_change_the_past():
     assert not numpy.allclose(la[:, 5:], lb[:, 5:])
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "composed"])
-def test_whole_model_gradcheck_every_parameter(fused, float64):
+@pytest.mark.parametrize("one_node", [True, False], ids=["one-node-attention", "composed-attention"])
+def test_whole_model_gradcheck_every_parameter(one_node, float64, monkeypatch):
     model = make(n_layer=1, n_embd=4, vocab_size=5, block_size=4, tie_weights=True)
-    model.set_fused_attention(fused)
+    if not one_node:
+        monkeypatch.setattr(F, "causal_self_attention", F.causal_self_attention_composed)
     x = ids(B=2, T=4, V=5)
     params = model.parameters()
 
@@ -65,12 +65,8 @@ def test_untied_head_gradcheck(float64):
     assert gradcheck(lambda *_: model(x).sum(), model.parameters())
 
 
-@pytest.mark.parametrize("tile", [64, 2, 3], ids=["one-tile", "tiles-of-2", "tiles-of-3"])
-def test_fused_attention_equals_composed_value_and_gradient(tile, float64, monkeypatch):
-    """Also with the queries in tiles (fused_attention.ATTENTION_TILE) smaller than the sequence: the
-    last tile shorter than the others (5 = 3 + 2), and several earlier tiles adding to dk, dv."""
-    monkeypatch.setattr(fused_attention, "ATTENTION_TILE", tile)
-    qkv = rand(2, 5 if tile != 2 else 7, 12, seed=3)
+def test_one_node_attention_equals_composed_value_and_gradient(float64):
+    qkv = rand(2, 7, 12, seed=3)
     out1 = F.causal_self_attention(qkv, 2)
     w = Tensor(numpy.random.default_rng(0).standard_normal(out1.shape))
     (out1 * w).sum().backward()
@@ -83,8 +79,8 @@ def test_fused_attention_equals_composed_value_and_gradient(tile, float64, monke
 
 
 @pytest.mark.parametrize("dropout, training, expected", [
-    (0.0, True, "fused"), (0.2, False, "fused"), (0.2, True, "composed")])
-def test_attention_dispatch_runs_the_fused_node_or_its_composed_twin(monkeypatch, dropout, training, expected):
+    (0.0, True, "one-node"), (0.2, False, "one-node"), (0.2, True, "composed")])
+def test_attention_runs_the_one_node_form_or_with_dropout_its_composed_twin(monkeypatch, dropout, training, expected):
     calls = []
     for name in ("causal_self_attention", "causal_self_attention_composed"):
         original = getattr(F, name)
@@ -92,11 +88,7 @@ def test_attention_dispatch_runs_the_fused_node_or_its_composed_twin(monkeypatch
     model = make(n_layer=1, dropout=dropout)
     model.train(training)
     model(ids())
-    assert calls == ["causal_self_attention" if expected == "fused" else "causal_self_attention_composed"]
-    calls.clear()
-    model.set_fused_attention(False)
-    model(ids())
-    assert calls == ["causal_self_attention_composed"]
+    assert calls == ["causal_self_attention" if expected == "one-node" else "causal_self_attention_composed"]
 
 
 def test_composed_attention_applies_its_dropout_hook_to_the_weights(float64):

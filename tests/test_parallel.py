@@ -1,5 +1,6 @@
-"""Element-wise work split over threads (`cpu_threads.parallel_rows`) against its one-thread twin:
-the fused ops, AdamW and whole training steps give the same numbers bit for bit."""
+"""The speed wing's threads (`fast/cpu_threads.py`'s `parallel_rows`) against one thread: the
+fast ops, the flat AdamW and whole training steps give the same numbers bit for bit, and a
+training run continued in a fresh process equals one that never stopped."""
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import numpy
 import pytest
 
 import minillm
+import minillm.fast
 from minillm import Tensor
 from minillm.fast import cpu_threads, attention as fused_attention
 from minillm.engine import optim
@@ -19,6 +21,12 @@ from minillm.model.gpt import GPT, GPTConfig
 from conftest import rand
 
 SPLIT = dict(count=3, min_size=1)  # three threads, and every array split however small
+
+
+@pytest.fixture(autouse=True)
+def _fast():
+    """Every test here runs the speed wing (conftest switches it off after each test)."""
+    minillm.fast.enable()
 
 
 def _value_and_grads(fn, *inputs):
@@ -45,7 +53,7 @@ CASES = [(name, 64) for name in sorted(OPS)] + [("attention", 2)]
 
 
 @pytest.mark.parametrize("name, tile", CASES, ids=[f"{n}-tile{t}" for n, t in CASES])
-def test_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch):
+def test_fast_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch):
     monkeypatch.setattr(fused_attention, "ATTENTION_TILE", tile)
     fn, shapes = OPS[name]
     inputs = [rand(*shape, seed=i).detach() for i, shape in enumerate(shapes)]
@@ -59,13 +67,13 @@ def test_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["gelu", "layer_norm", "linear", "attention", "cross_entropy"])
-def test_threaded_op_gradcheck(name, float64):
+def test_fast_threaded_op_gradcheck(name, float64):
     fn, shapes = OPS[name]
     with cpu_threads.threads(**SPLIT):
         assert gradcheck(fn, [rand(*shape, seed=i) for i, shape in enumerate(shapes)])
 
 
-def test_threaded_whole_model_gradcheck(float64):
+def test_fast_threaded_whole_model_gradcheck(float64):
     minillm.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4))
     x = numpy.random.default_rng(0).integers(0, 5, (3, 4))
@@ -93,7 +101,7 @@ def _train(steps: int = 3):
     return [p.numpy().copy() for p in model.parameters()], losses
 
 
-def test_threaded_training_steps_equal_one_thread_bit_for_bit():
+def test_fast_threaded_training_steps_equal_one_thread_bit_for_bit():
     with cpu_threads.threads(1):
         params_one, losses_one = _train()
     with cpu_threads.threads(**SPLIT):
@@ -134,3 +142,53 @@ def test_bad_thread_counts_are_refused():
                           env={**os.environ, "MINILLM_THREADS": "two"})
     assert done.returncode == 2
     assert "MINILLM_THREADS must be a positive integer" in done.stderr and "Traceback" not in done.stderr
+
+
+# Trains a tiny GPT with the speed wing on, its threads splitting every array: "straight" runs
+# four steps and saves the state after two; "resumed", a fresh process, loads that state and
+# runs the last two. Prints a digest of the parameters and the optimizer's moments.
+RESUME = """
+import hashlib, pickle, sys
+import minillm.fast
+minillm.fast.enable()
+import numpy
+import minillm
+from minillm.engine import optim
+from minillm.fast import cpu_threads
+from minillm.model import functional as F
+from minillm.model.gpt import GPT, GPTConfig
+mode, path = sys.argv[1], sys.argv[2]
+cpu_threads.set_threads(2, min_size=1)
+minillm.manual_seed(0)
+model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=16))
+opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+windows = numpy.random.default_rng(0).integers(0, 37, (4, 6, 17))
+def step(window):
+    loss = F.cross_entropy(model(window[:, :-1]).reshape(-1, 37), window[:, 1:].reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    optim.clip_grad_norm(model.parameters(), 0.5)
+    opt.step()
+if mode == "resumed":
+    state, opt_state = pickle.load(open(path, "rb"))
+    model.load_state_dict(state)
+    opt.load_state_dict(opt_state)
+else:
+    for window in windows[:2]:
+        step(window)
+    pickle.dump(({k: v.copy() for k, v in model.state_dict().items()}, pickle.loads(pickle.dumps(opt.state_dict()))),
+                open(path, "wb"))
+for window in windows[2:]:
+    step(window)
+arrays = [*model.state_dict().values(), *(s[k] for s in opt.state for k in ("m", "v"))]
+print(type(opt).__name__, hashlib.sha256(b"".join(numpy.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest())
+"""
+
+
+def test_a_run_resumed_in_a_fresh_process_equals_one_that_never_stopped(tmp_path):
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", RESUME, mode, str(tmp_path / "state.pkl")],
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    straight, resumed = run("straight"), run("resumed")
+    assert straight[0] == "FlatAdamW" and straight == resumed

@@ -16,6 +16,7 @@ import signal
 import sys
 
 import minillm
+from minillm import fast
 from minillm.errors import UserError
 
 # Modules under minillm.app.commands, each exposing register(subparsers).
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(tokens, pretraining, SFT, reward model, RLHF).",
     )
     parser.add_argument("--version", action="version", version=f"minillm {minillm.__version__}")
+    parser.add_argument("--plain", action="store_true",
+                        help="run on the plain path, without the speed wing (as MINILLM_PLAIN=1 does)")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of every error, bad input included (for bug reports)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # the speed wing first: its BLAS kernel choice must come before NumPy loads
+        fast.enable_unless_plain(sys.argv[1:] if argv is None else argv)
+        parser = build_parser()
+    except UserError as err:  # a bad MINILLM_DEVICE or MINILLM_THREADS
+        print(f"minillm: error: {err}", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except BadArguments as err:

@@ -4,8 +4,7 @@ Every piece of array code in minillm reaches its array library through this modu
 the same lines run on either device (the CuPy "generic code" pattern). This is the only
 module that imports CuPy. It also owns the default floating dtype, the seeded random
 generators, and the transfers between device and host (which it counts, so a test can
-prove that a training step makes no hidden device -> host copies). The threads that split a
-CPU step's work over the cores are in `fast/cpu_threads.py`.
+prove that a training step makes no hidden device -> host copies).
 
 Left out on purpose: multiple GPUs, mixed precision, and any array library but these two.
 """
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from typing import Any, Iterator
 
 import numpy
@@ -179,9 +177,9 @@ def asarray(data, dtype=None):
     if isinstance(data, (float, list, tuple)) and dtype is None:
         probe = numpy.asarray(data)
         dtype = _default_dtype if probe.dtype.kind == "f" else None
-    if xp is not numpy and isinstance(data, numpy.ndarray):
-        transfers["host_to_device"] += 1
-    return xp.asarray(data, dtype=dtype)
+    array = xp.asarray(data, dtype=dtype)
+    transfers["host_to_device"] += isinstance(data, numpy.ndarray) and not on_host(array)  # a copy to the GPU
+    return array
 
 
 def to_numpy(array) -> numpy.ndarray:
@@ -258,30 +256,13 @@ def debug_nan_enabled() -> bool:
 
 
 def _init_from_environment() -> None:
-    """Apply MINILLM_DEVICE; a bad value is a UserError, or one line and exit 2 in `minillm`."""
+    """Apply MINILLM_DEVICE; a bad value raises a DeviceError that names the variable."""
     name = os.environ.get("MINILLM_DEVICE", "").strip().lower()
     try:
         if name:
             use_device(name)
-    except UserError as err:
-        fail_at_import(err, f"MINILLM_DEVICE={name}: " if isinstance(err, DeviceError) else "")
-
-
-def fail_at_import(err: UserError, prefix: str = "") -> None:
-    """Bad input from the environment, found while a module is imported: raised as it is in a
-    notebook or a script. The command imports minillm before its own error handling exists,
-    so inside `minillm` it is reported here the way any other is: one sentence, exit 2."""
-    if not _started_as_the_command():
-        raise err
-    print(f"minillm: error: {prefix}{err}", file=sys.stderr)
-    raise SystemExit(2) from None
-
-
-def _started_as_the_command() -> bool:
-    """True inside `minillm ...` or `python -m minillm ...`; False in a notebook or a script."""
-    script = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
-    argv = list(getattr(sys, "orig_argv", []))
-    return script == "minillm" or any(argv[i:i + 2] == ["-m", "minillm"] for i in range(len(argv)))
+    except DeviceError as err:
+        raise DeviceError(f"MINILLM_DEVICE={name}: {err}") from None
 
 
 _init_from_environment()

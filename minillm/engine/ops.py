@@ -1,23 +1,22 @@
-"""Primitive differentiable ops: each a forward/backward pair on raw arrays, side by side.
+"""The differentiable ops: each a forward/backward pair on raw arrays, side by side.
 
 Lecture: the autograd engine behind every phase. A `Function` computes its output from
 input arrays in `forward` and, in `backward`, turns the gradient of the loss with respect
 to that output into the gradients with respect to each input (the chain rule, one node at a
 time). The engine in `engine/tensor.py` wires them into a graph; this module knows nothing of it.
 
-This module holds the base class, `unbroadcast` and the elementwise ops; reductions and the
-matrix product are in `engine/reductions.py`, shape ops in `engine/shape_ops.py`. Every other op in
-minillm (softmax, layer norm, attention, ...) is composed from these or is a fused op in
-`fast/fused.py` whose composed twin is tested against it.
-Left out: higher-order gradients (backward is not itself differentiable) and in-place ops.
+Three kinds, in this order: element-wise ops (the local derivative multiplies the gradient);
+reductions and the matrix product (the gradient is broadcast back over the reduced axis, or
+multiplied by the other operand transposed); shape ops (the same numbers rearranged, so the
+gradient is only moved back to where each number came from). The neural-network functions
+(softmax, layer norm, attention, ...) are in `model/functional.py`.
+Left out: higher-order gradients (backward is not itself differentiable), in-place ops,
+views that share gradients with their base.
 """
 from __future__ import annotations
 
-import math
+import itertools
 
-import numpy
-
-from minillm.fast import cuda_kernels as kernels
 from minillm.engine.backend import get_array_module
 
 
@@ -29,9 +28,6 @@ class Function:
     """
 
     needs_grad: tuple = ()
-    # Set by the engine before backward: per input, an array its gradient may be written into
-    # (an optimizer's buffer, see tensor._gradient_buffers), or None for all; ops may ignore it.
-    grad_out: tuple | None = None
 
     def forward(self, *args):
         raise NotImplementedError
@@ -49,10 +45,7 @@ def unbroadcast(grad, shape):
     if grad.shape == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
-    if extra and grad.size and get_array_module(grad) is not numpy:
-        rest = grad.shape[extra:]  # on a GPU the leading axes are summed by one matrix-vector product
-        grad = kernels.column_sums(grad.reshape(-1, math.prod(rest))).reshape(rest)  # (N, Π rest) -> rest
-    elif extra:
+    if extra:
         grad = grad.sum(axis=tuple(range(extra)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
@@ -274,3 +267,189 @@ class Clip(Function):
 
     def backward(self, grad):
         return grad * self.inside, None, None
+
+
+# ----- reductions ----------------------------------------------------------------------
+
+def _expand_reduced(grad, shape, axis, keepdims):
+    """Reshape a reduced gradient so it broadcasts back over the reduced axes."""
+    if axis is None:
+        return grad.reshape((1,) * len(shape)) if not keepdims else grad
+    if keepdims:
+        return grad
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(a % len(shape) for a in axes)
+    return get_array_module(grad).expand_dims(grad, axes)
+
+
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, grad):
+        # d(sum a)/da_i = 1: every input element receives the output's gradient
+        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
+        return (get_array_module(grad).broadcast_to(grad, self.shape),)
+
+
+class Mean(Sum):
+    def forward(self, a, axis=None, keepdims=False):
+        out = super().forward(a, axis, keepdims)
+        self.count = a.size // max(out.size, 1) if a.size else 1
+        return out / a.dtype.type(self.count)
+
+    def backward(self, grad):
+        return super().backward(grad / grad.dtype.type(self.count))  # d mean/da_i = 1/n
+
+
+class Max(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        out = a.max(axis=axis, keepdims=True)
+        hits = a == out
+        # Ties share the gradient evenly (the mean of the subgradients).
+        self.share = (hits / hits.sum(axis=axis, keepdims=True)).astype(a.dtype)  # bool/int would be float64
+        self.axis, self.keepdims, self.shape = axis, keepdims, a.shape
+        return out if keepdims else (out.reshape(()) if axis is None else out.squeeze(axis=axis))
+
+    def backward(self, grad):
+        return (_expand_reduced(grad, self.shape, self.axis, self.keepdims) * self.share,)
+
+
+class LogSumExp(Function):
+    """log Σ exp(a) along an axis, computed as m + log Σ exp(a - m) with m = max(a) so it never overflows."""
+
+    def forward(self, a, axis=-1, keepdims=False):
+        xp = get_array_module(a)
+        m = a.max(axis=axis, keepdims=True)
+        shifted = xp.exp(a - m)
+        total = shifted.sum(axis=axis, keepdims=True)
+        out = m + xp.log(total)
+        self.softmax = shifted / total  # d lse/da = softmax(a)
+        self.axis, self.keepdims, self.shape = axis, keepdims, a.shape
+        return out if keepdims else out.squeeze(axis=axis)
+
+    def backward(self, grad):
+        return (_expand_reduced(grad, self.shape, self.axis, self.keepdims) * self.softmax,)
+
+
+# ----- matrix product ------------------------------------------------------------------
+
+class MatMul(Function):
+    """a @ b with NumPy's batching and broadcasting: dA = G @ Bᵀ, dB = Aᵀ @ G."""
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul needs arrays of at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        inner_a, inner_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if inner_a != inner_b:
+            raise ValueError(
+                f"matmul shape mismatch: {a.shape} @ {b.shape}: the last axis of the left "
+                f"({inner_a}) must equal the {'only' if b.ndim == 1 else 'second-to-last'} axis "
+                f"of the right ({inner_b})")
+        self.a, self.b = a, b
+        if a.ndim > 2 and b.ndim == 2:
+            # (..., K) @ (K, N) as one (rows, K) @ (K, N) product: one large BLAS call
+            # instead of one per leading index.
+            return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[1])
+        return a @ b
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: d(a·b)/da = b, d(a·b)/db = a
+            return grad * b, grad * a
+        if a.ndim > 2 and b.ndim == 2:  # a layer's weight: flatten the rows, as in forward
+            rows, g2 = a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            ga = (g2 @ b.T).reshape(a.shape) if self.needs_grad[0] else None
+            gb = rows.T @ g2 if self.needs_grad[1] else None
+            return ga, gb
+        # Treat vectors as matrices so one rule covers every case.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = grad
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
+        if b.ndim == 1:
+            g2 = g2[..., None]
+        ga = gb = None
+        if self.needs_grad[0]:
+            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+        if self.needs_grad[1]:
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+# ----- shapes --------------------------------------------------------------------------
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return a.reshape(shape)
+
+    def backward(self, grad):
+        return grad.reshape(self.shape), None
+
+
+class Transpose(Function):
+    """Permute axes; the gradient is permuted back with the inverse permutation."""
+
+    def forward(self, a, axes):
+        self.axes = tuple(axes)
+        return a.transpose(self.axes)
+
+    def backward(self, grad):
+        inverse = tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
+        return grad.transpose(inverse), None
+
+
+class BroadcastTo(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return get_array_module(a).broadcast_to(a, shape)
+
+    def backward(self, grad):
+        return unbroadcast(grad, self.shape), None
+
+
+def _is_advanced(index) -> bool:
+    """True when an index holds integer arrays or lists (NumPy's advanced indexing)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(hasattr(p, "shape") and p.ndim > 0 or isinstance(p, list) for p in parts)
+
+
+class GetItem(Function):
+    """a[index] for slices and integer arrays; backward scatters the gradient back, adding
+    where an index repeats (so a row picked twice gets both gradients)."""
+
+    def forward(self, a, index):
+        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        return a[index]
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        full = xp.zeros(self.shape, dtype=grad.dtype)
+        if _is_advanced(self.index):
+            xp.add.at(full, self.index, grad)  # scatter-add: repeated indices accumulate
+        else:
+            full[self.index] = grad
+        return full, None
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        self.bounds = list(itertools.accumulate(a.shape[axis] for a in arrays))[:-1]
+        return get_array_module(*arrays).concatenate(arrays, axis=axis)
+
+    def backward(self, grad):
+        return tuple(get_array_module(grad).split(grad, self.bounds, axis=self.axis))
+
+
+class Stack(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        return get_array_module(*arrays).stack(arrays, axis=axis)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        return tuple(xp.squeeze(g, axis=self.axis) for g in xp.split(grad, grad.shape[self.axis], axis=self.axis))

@@ -2,22 +2,16 @@
 
 Lecture: every phase minimises its loss by gradient descent, phi <- phi - lr · update.
 Updates are done in place on the parameter arrays, and the optimizer state (moments, step)
-can be saved and restored exactly, so a resumed run continues bit for bit.
-AdamW keeps each parameter group in one flat buffer (parameters, gradients and moments are
-views into it), so its update is a handful of whole-buffer operations, or one kernel on a
-GPU, however many parameter arrays the model has; the per-parameter loop stays as its
-explicit twin (`AdamW.step_each`), tested equal.
+can be saved and restored exactly, so a resumed run continues bit for bit. AdamW loops over
+the parameters, one formula per line; `minillm.fast` has a subclass that updates them all
+at once from one flat buffer (fast/flat_adamw.py).
 Left out: second-order methods, learning-rate finders.
 """
 from __future__ import annotations
 
 import math
 
-import numpy
-
 from minillm.engine import backend
-from minillm.fast import cuda_kernels as kernels
-from minillm.fast.cpu_threads import parallel_rows
 from minillm.errors import UserError
 
 
@@ -91,50 +85,6 @@ class SGD(Optimizer):
             p.data -= group["lr"] * g
 
 
-class FlatGroup:
-    """One parameter group laid out in flat arrays: data, grad, m and v, each (total size,).
-
-    Each parameter's `data` becomes a view of its slice of `self.data`, and its `grad_buffer`
-    (where backward writes its gradient, see `Tensor._accumulate`) a view of `self.grad`, so
-    an update of the flat arrays updates every parameter at once. The moments m, v are views
-    too, kept in the optimizer's per-parameter state, so saving and loading it is unchanged.
-    """
-
-    def __init__(self, params: list, states: list[dict]):
-        xp = backend.xp
-        self.params = params
-        self.data = xp.concatenate([p.data.ravel() for p in params])  # (total,)
-        self.grad = xp.zeros_like(self.data)
-        moments = {k: xp.concatenate([(s[k] if k in s else xp.zeros_like(p.data)).ravel()
-                                      for p, s in zip(params, states)]) for k in ("m", "v")}
-        self.m, self.v = moments["m"], moments["v"]
-        self.data_views, self.grad_views = self._views(self.data), self._views(self.grad)
-        for p, s, data, grad, m, v in zip(params, states, self.data_views, self.grad_views,
-                                          self._views(self.m), self._views(self.v)):
-            p.data, p.grad_buffer, s["m"], s["v"] = data, grad, m, v
-            if p.grad is not None:
-                grad[...] = p.grad
-                p.grad = grad
-
-    def _views(self, flat):
-        """flat (total,) -> one view per parameter, in that parameter's shape."""
-        views, start = [], 0
-        for p in self.params:
-            views.append(flat[start:start + p.data.size].reshape(p.data.shape))
-            start += p.data.size
-        return views
-
-    def bound(self) -> bool:
-        """True while every parameter still reads its data from this buffer (nothing rebound
-        `p.data`) and writes its gradient there."""
-        return all(p.data is d and p.grad_buffer is g
-                   for p, d, g in zip(self.params, self.data_views, self.grad_views))
-
-    def has_all_grads(self) -> bool:
-        """True when every parameter's gradient of this step is in the flat gradient."""
-        return all(p.grad is g for p, g in zip(self.params, self.grad_views))
-
-
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019):
 
@@ -149,90 +99,37 @@ class AdamW(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
-        self._lay_out_flat()
-
-    def _lay_out_flat(self) -> None:
-        """Move every group into flat buffers now, before any backward, so every gradient
-        lands there and every step (the first, and the first after a resume) is laid out
-        the same way: gradient clipping then sums the same arrays in the same order."""
-        self._flat = [FlatGroup(g["params"], self._group_states(i)) for i, g in enumerate(self.param_groups)]
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._lay_out_flat()
 
     def step(self) -> None:
-        """One update of every parameter: on the flat buffers when every parameter has a
-        gradient there, else (a parameter without a gradient, a rebound array) the
-        per-parameter twin, which skips parameters without a gradient as PyTorch does."""
-        if not all(f.bound() for f in self._flat):  # a parameter's array was replaced
-            self._lay_out_flat()
-        if all(f.has_all_grads() for f in self._flat):
-            self.step_count += 1
-            for group, flat in zip(self.param_groups, self._flat):
-                self._update(group, flat.data, flat.grad, flat.m, flat.v)
-        else:
-            self.step_each()
-
-    def _group_states(self, index: int) -> list[dict]:
-        start = sum(len(g["params"]) for g in self.param_groups[:index])
-        return self.state[start:start + len(self.param_groups[index]["params"])]
-
-    def step_each(self) -> None:
-        """The same update, one parameter at a time (the explicit twin of the flat step)."""
+        """One update of every parameter that has a gradient (the others are skipped, as in PyTorch)."""
         self.step_count += 1
-        xp = backend.xp
+        t, xp = self.step_count, backend.xp
         for group, p, state in self._each():
+            (beta1, beta2), lr, g = group["betas"], group["lr"], p.grad
             if "m" not in state:
                 state["m"], state["v"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
-            self._update(group, p.data, p.grad, state["m"], state["v"])
-
-    def _update(self, group: dict, p, g, m, v) -> None:
-        """The AdamW formulas above, in place on the arrays p, m, v."""
-        t = self.step_count
-        beta1, beta2 = group["betas"]
-        lr, decay = group["lr"], 1 - group["lr"] * group["weight_decay"]
-        # Fold both bias corrections into the step size: lr·√(1-β2^t)/(1-β1^t) · m / (√v + eps').
-        step_size = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        eps = group["eps"] * math.sqrt(1 - beta2 ** t)
-        if backend.get_array_module(p) is not numpy:
-            return kernels.adamw_(p, g, m, v, decay, beta1, beta2, step_size, eps)
-        # Blocks of the flat buffer on several threads; the formula is element by element.
-        parallel_rows(_adamw_rows, p, g, m, v, decay=decay if group["weight_decay"] else None,
-                              beta1=beta1, beta2=beta2, step_size=step_size, eps=eps)
+            m, v = state["m"], state["v"]
+            p.data *= 1 - lr * group["weight_decay"]  # decoupled weight decay
+            m[...] = beta1 * m + (1 - beta1) * g  # the moments are updated in place: state holds them
+            v[...] = beta2 * v + (1 - beta2) * g * g
+            m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)  # bias-corrected
+            p.data -= lr * m_hat / (xp.sqrt(v_hat) + group["eps"])
 
 
-def _adamw_rows(p, g, m, v, decay, beta1, beta2, step_size, eps) -> None:
-    """AdamW's update in place on p, m, v (a block of them): p <- p·decay (skipped when None),
-    m <- β1·m + (1-β1)·g, v <- β2·v + (1-β2)·g², p <- p - step_size · m / (√v + eps)."""
-    xp = backend.get_array_module(p)
-    if decay is not None:
-        p *= decay
-    scratch = xp.multiply(g, 1 - beta1)
-    m *= beta1
-    m += scratch
-    xp.multiply(g, g, out=scratch)
-    scratch *= 1 - beta2
-    v *= beta2
-    v += scratch
-    xp.sqrt(v, out=scratch)
-    scratch += eps
-    xp.divide(m, scratch, out=scratch)  # m / (√v + eps), then times the step size
-    scratch *= step_size
-    p -= scratch
+def _gradients(params) -> list:
+    """The gradients to clip or measure: one array per parameter that has one."""
+    return [p.grad for p in params if p.grad is not None]
 
 
 def _global_norm(grads):
-    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip.
-    Each Σ g² is a dot product g·g (BLAS): one pass and no temporary of g's size."""
-    xp = backend.get_array_module(grads[0])
-    return xp.sqrt(sum(xp.vdot(g, g) for g in grads))
+    """‖g‖ = √(Σ over every gradient of Σ g²), on the device: no per-tensor round trip."""
+    return backend.get_array_module(grads[0]).sqrt(sum((g * g).sum() for g in grads))
 
 
 def grad_norm(params) -> float:
     """The global L2 norm of all gradients, without changing them (0.0 when there are none)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return backend.scalar(_global_norm(_flat_buffers(grads) or grads)) if grads else 0.0
+    grads = _gradients(params)
+    return backend.scalar(_global_norm(grads)) if grads else 0.0
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
@@ -240,42 +137,15 @@ def clip_grad_norm(params, max_norm: float) -> float:
 
     Returns the norm before clipping (log it: spikes show instability).
     """
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = _gradients(params)
     if not grads:
         return 0.0
     xp = backend.get_array_module(grads[0])
-    grads = _flat_buffers(grads) or grads  # AdamW's flat buffers: a few large arrays, not many small
     total = _global_norm(grads)
     scale = xp.minimum(1.0, max_norm / (total + 1e-6)).astype(grads[0].dtype)
     for g in grads:
         g *= scale  # multiplying by 1 when the norm is small enough avoids a host-side branch
     return backend.scalar(total)  # the one value read back: it is logged
-
-
-def _flat_buffers(grads) -> list | None:
-    """The flat arrays these gradients are views of, when together they cover them exactly
-    (AdamW's flat buffers); None otherwise."""
-    bases = {}
-    for g in grads:
-        root = g
-        while root.base is not None:  # a view of a view: up to the array that owns the memory
-            root = root.base
-        if root is g or root.ndim != 1:
-            return None
-        bases[id(root)] = root
-    if sum(b.size for b in bases.values()) != sum(g.size for g in grads):
-        return None
-    return list(bases.values())
-
-
-class ConstantSchedule:
-    """lr(step) = lr."""
-
-    def __init__(self, lr: float):
-        self.lr = lr
-
-    def __call__(self, step: int) -> float:
-        return self.lr
 
 
 class WarmupCosineSchedule:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy
 
-from minillm.engine import backend, ops, reductions as ops_reduce, shape_ops as ops_shape
+from minillm.engine import backend, ops
 
 _grad_enabled = True
 
@@ -77,28 +77,6 @@ def _topological_order(root: "Tensor") -> list:
     return order
 
 
-def _gradient_buffers(inputs, grads: dict) -> tuple | None:
-    """For each input of an op about to run backward: the optimizer's buffer for that input's
-    gradient where the op may write the gradient straight into it, else None (None for all:
-    no such input).
-
-    A parameter laid out by an optimizer (`optim.FlatGroup`) has a `grad_buffer`, and
-    `_accumulate` copies its gradient there. An op that knows (`fused.Linear`) can instead
-    compute the gradient into the buffer and skip that copy. Allowed only for the parameter's
-    first gradient of this backward (nothing in `grads` yet, no `.grad` from an earlier one
-    to add to), and at one input position per op.
-    """
-    buffers, seen = None, set()
-    for i, x in enumerate(inputs):
-        buffer = getattr(x, "grad_buffer", None)
-        if buffer is None or x.grad is not None or id(x) in grads or id(x) in seen:
-            continue
-        seen.add(id(x))
-        buffers = buffers or [None] * len(inputs)
-        buffers[i] = buffer
-    return None if buffers is None else tuple(buffers)
-
-
 class Tensor:
     """An n-dimensional array with reverse-mode autograd.
 
@@ -110,7 +88,6 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so `array + tensor` calls Tensor.__radd__
-    grad_buffer = None  # where backward writes this leaf's gradient, if an optimizer gave it one
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         if isinstance(data, Tensor):
@@ -211,7 +188,6 @@ class Tensor:
 
     @staticmethod
     def _propagate(node: "Tensor", g, grads: dict) -> None:
-        node._ctx.grad_out = _gradient_buffers(node._ctx.inputs, grads)
         input_grads = node._ctx.backward(g)
         for parent, pg in zip(node._ctx.inputs, input_grads):
             if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
@@ -223,12 +199,7 @@ class Tensor:
     def _accumulate(self, g) -> None:
         if g.dtype != self.data.dtype:
             g = g.astype(self.data.dtype)
-        if g is self.grad_buffer:  # the op wrote it there already (see _gradient_buffers)
-            self.grad = g
-        elif self.grad is None and self.grad_buffer is not None:  # an optimizer's flat buffer (optim.FlatGroup)
-            self.grad_buffer[...] = g
-            self.grad = self.grad_buffer
-        elif self.grad is None:
+        if self.grad is None:
             self.grad = g.copy()  # own it: g may be a broadcast view or shared with another tensor
         else:
             self.grad += g
@@ -263,8 +234,8 @@ class Tensor:
                             "write (b * x.log()).exp()")
         return apply(ops.Pow, self, exponent)
 
-    def __matmul__(self, other): return apply(ops_reduce.MatMul, self, self._lift(other))
-    def __rmatmul__(self, other): return apply(ops_reduce.MatMul, self._lift(other), self)
+    def __matmul__(self, other): return apply(ops.MatMul, self, self._lift(other))
+    def __rmatmul__(self, other): return apply(ops.MatMul, self._lift(other), self)
 
     # Comparisons give plain boolean tensors: they are not differentiable.
     def _compare(self, other, op):
@@ -296,21 +267,21 @@ class Tensor:
         return apply(ops.Where, mask, value, self)
 
     # ----- reductions ------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return apply(ops_reduce.Sum, self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return apply(ops_reduce.Mean, self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return apply(ops_reduce.Max, self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return apply(ops.Sum, self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return apply(ops.Mean, self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return apply(ops.Max, self, axis=axis, keepdims=keepdims)
 
     def logsumexp(self, axis=-1, keepdims=False):
-        return apply(ops_reduce.LogSumExp, self, axis=axis, keepdims=keepdims)
+        return apply(ops.LogSumExp, self, axis=axis, keepdims=keepdims)
 
     # ----- shapes ----------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return apply(ops_shape.Reshape, self, tuple(shape))
+        return apply(ops.Reshape, self, tuple(shape))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return apply(ops_shape.Transpose, self, tuple(axes) or tuple(reversed(range(self.ndim))))
+        return apply(ops.Transpose, self, tuple(axes) or tuple(reversed(range(self.ndim))))
 
     permute = transpose
 
@@ -320,7 +291,7 @@ class Tensor:
         return self.transpose(axes)
 
     def broadcast_to(self, shape):
-        return apply(ops_shape.BroadcastTo, self, tuple(shape))
+        return apply(ops.BroadcastTo, self, tuple(shape))
 
     expand = broadcast_to
 
@@ -337,7 +308,7 @@ class Tensor:
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        return apply(ops_shape.GetItem, self, index)
+        return apply(ops.GetItem, self, index)
 
 
 # ----- functions of several tensors ----------------------------------------------------
@@ -348,12 +319,12 @@ def _as_tensor(x) -> Tensor:
 
 def concatenate(tensors, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis; the gradient is split back into the pieces."""
-    return apply(ops_shape.Concatenate, *[_as_tensor(t) for t in tensors], axis=axis)
+    return apply(ops.Concatenate, *[_as_tensor(t) for t in tensors], axis=axis)
 
 
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join tensors along a new axis."""
-    return apply(ops_shape.Stack, *[_as_tensor(t) for t in tensors], axis=axis)
+    return apply(ops.Stack, *[_as_tensor(t) for t in tensors], axis=axis)
 
 
 def split(tensor: Tensor, sections, axis: int = 0) -> list:

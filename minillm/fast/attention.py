@@ -1,10 +1,9 @@
-"""The fused causal self-attention op: softmax(q kᵀ/√D + causal mask) v, every head, one node.
+"""The fast causal self-attention: softmax(q kᵀ/√D + causal mask) v, every head, one node.
 
-Lecture: the transformer's attention, the step the composed twin
-(`functional.causal_self_attention_composed`) writes out op by op; the two are tested equal in
-value and gradient (tests/test_model.py). It has a module of its own because
-attention is the one fused op with a layout of its own (heads as strided views of the packed
-projections), query tiles on the CPU and a different memory plan on a GPU.
+The same formula and closed-form backward as `functional.CausalSelfAttention`, whose place
+`minillm.fast.enable()` gives it; tests/test_fast.py holds the two equal in value and gradient.
+It has a module of its own because it has a layout of its own (heads as strided views of the
+packed projections), query tiles on the CPU and a different memory plan on a GPU.
 
 What this file does beyond the formula, so nothing here surprises a reader:
 - On the CPU, q, k and v are views of the packed (B, T, 3C) projections and the output is

@@ -5,8 +5,11 @@ wait, losing their cores to any other process. `parallel_rows` splits the rows o
 ops' arrays (and the layers' matrix products) into one block per thread on a small pool whose
 idle threads sleep; NumPy releases the interpreter lock inside its loops and BLAS calls, so
 the blocks run at once. Row-wise work gives the same numbers, bit for bit, however the rows
-are split (tests/test_parallel.py). `MINILLM_THREADS` sets the count (default: the cores, up
-to 8; 1 is everything on the calling thread, with BLAS's own threads).
+are split (tests/test_parallel.py). `minillm.fast.enable()` starts them: `MINILLM_THREADS`
+sets the count (default: the cores, up to 8; 1 is everything on the calling thread, with
+BLAS's own threads). With more than one, NumPy's OpenBLAS is set to one thread right then,
+for the whole process, so every product rounds the same way whether it comes before or after
+the first split, in a fresh process or a long-running one (exact resume).
 Left out: processes (the arrays would have to be copied), splitting work on a GPU.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from minillm.engine import backend
 from minillm.errors import UserError
 
 
-def _threads_from_environment() -> int:
+def threads_from_environment() -> int:
     """MINILLM_THREADS, or the number of cores up to 8."""
     value = os.environ.get("MINILLM_THREADS", "").strip()
     if not value:
@@ -33,7 +36,7 @@ def _threads_from_environment() -> int:
     return int(value)
 
 
-_threads = 1  # set from MINILLM_THREADS at import (the end of this module)
+_threads = 1  # set from MINILLM_THREADS by `minillm.fast.enable()`
 # Below these sizes a block's hand-off to a thread (tens of microseconds) costs more than the
 # thread saves (benchmarks/README.md): element-wise work compared by its elements, products by
 # their output's elements (each of which costs a whole dot product, so they split far sooner).
@@ -56,6 +59,8 @@ def set_threads(count: int, min_size: int | None = None, product_min_size: int |
         _pool = None
     if count == 1:
         _give_back_blas()
+    else:
+        _take_over_blas()  # now, not at the first split: see the module's docstring
     _threads = count
     if min_size is not None:
         _parallel_min_size = int(min_size)
@@ -193,9 +198,3 @@ def _run_blocks(fn: Callable, arrays, parts: int, shared: dict) -> list:
     finally:
         rest = [f.result() for f in futures]  # every block finishes before the arrays are read
     return [first, *rest]
-
-
-try:
-    _threads = _threads_from_environment()
-except UserError as bad_value:
-    backend.fail_at_import(bad_value)

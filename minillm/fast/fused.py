@@ -1,11 +1,11 @@
-"""Fused ops: neural-network functions computed in one node with a hand-written backward.
+"""The fast twins of the core's one-node functions and of its matrix product.
 
-Lecture: the transformer's building blocks. Each of these could be composed from the
-primitives in `engine/ops.py` (and `model/functional.py` keeps that composed twin next to it, tested
-for equal values and gradients); fused, each is one node in the graph, which saves memory
-and the Python cost of many small nodes, and lets the backward use the closed form.
-
-What this file does beyond the formulas, so nothing here surprises a reader:
+Each class here computes what the class of the same name in `model/functional.py` (or
+`engine/ops.py`, for MatMul) computes, and `minillm.fast.enable()` puts it in that one's place;
+tests/test_fast.py holds every pair equal in value and gradient. The formulas are the
+plain ones; what this file adds, so nothing here surprises a reader:
+- On the CPU, the row-wise work runs in blocks of rows on `cpu_threads.parallel_rows`'
+  threads, and so do the layers' matrix products (`layer_product`), each block one BLAS call.
 - On a GPU, the element-wise and row-wise work of GELU, layer norm and cross entropy runs as
   compiled CuPy kernels from `fast/cuda_kernels.py` (one kernel instead of a
   chain of array expressions). The NumPy expressions below are those kernels' twins: the
@@ -13,7 +13,9 @@ What this file does beyond the formulas, so nothing here surprises a reader:
 - In-place updates (`-=`, `*=`, `out=`) appear only on arrays the same function has just
   created and no one else holds, to save a temporary the size of the activations; each one
   is marked with a comment saying which array it overwrites and why that is safe.
-Causal self-attention, the largest fused op, has its own module: `fast/attention.py`.
+- The linear layer writes its weight and bias gradients straight into the flat AdamW's
+  buffer where the engine offers it one (`grad_out`, see fast/flat_adamw.py).
+Causal self-attention, the largest of them, has its own module: `fast/attention.py`.
 """
 from __future__ import annotations
 
@@ -21,42 +23,65 @@ import math
 
 import numpy
 
-from minillm.fast import cuda_kernels as kernels
+from minillm.engine import ops
 from minillm.engine.backend import get_array_module
-from minillm.fast.cpu_threads import parallel_rows
 from minillm.engine.ops import Function
-from minillm.engine.reductions import layer_product
+from minillm.fast import cuda_kernels as kernels
+from minillm.fast.cpu_threads import parallel_rows
+from minillm.model.functional import GELU_C
 
-GELU_C = math.sqrt(2.0 / math.pi)
+
+def unbroadcast(grad, shape):
+    """`ops.unbroadcast` with the leading axes of a GPU array summed by one matrix-vector
+    product (cuBLAS), where CuPy's sum over leading axes is a slow reduction kernel."""
+    extra = grad.ndim - len(shape)
+    if extra and grad.size and get_array_module(grad) is not numpy:
+        rest = grad.shape[extra:]
+        grad = kernels.column_sums(grad.reshape(-1, math.prod(rest))).reshape(rest)  # (N, Π rest) -> rest
+    return _plain_unbroadcast(grad, shape)
 
 
-class Softmax(Function):
-    """y = exp(x - max x) / Σ exp(x - max x); backward: dx = y ⊙ (g - Σ g⊙y)."""
+_plain_unbroadcast = ops.unbroadcast  # taken at import, before `enable` puts the function above in its place
 
-    def forward(self, x, axis=-1):
-        xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=axis, keepdims=True))  # subtract the max: exp never overflows
-        self.y, self.axis = e / e.sum(axis=axis, keepdims=True), axis
-        return self.y
+
+def layer_product(a, b, bias=None, out=None):
+    """a @ b (+ bias) for (R, K) @ (K, N) -> (R, N), R in blocks of rows on `parallel_rows`'
+    threads, each block one BLAS call on one BLAS thread. Each output element is the same sum
+    over K however the rows are split, so the blocks give the numbers of one call. A bias (N,)
+    is added to each block by the thread that computed it, while its rows are in cache.
+    `out`, if given, is the (R, N) array to write into."""
+    xp = get_array_module(a)
+    if out is None:
+        out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a.dtype, b.dtype))
+    parallel_rows(_product_rows, a, out, b=b, bias=bias, products=True, size=out.size)
+    return out
+
+
+def _product_rows(a, out, b, bias=None) -> None:
+    """out = a @ b (+ bias) for a block of a's rows: (r, K) @ (K, N) -> (r, N), written into out."""
+    get_array_module(a).matmul(a, b, out=out)
+    if bias is not None:
+        out += bias  # out was just written by this block's product and is only ours
+
+
+class MatMul(ops.MatMul):
+    """`ops.MatMul` with a layer's (..., K) @ (K, N) product in blocks of rows on the threads."""
+
+    def forward(self, a, b):
+        if a.ndim > 2 and b.ndim == 2 and a.shape[-1] == b.shape[0]:
+            self.a, self.b = a, b
+            return layer_product(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[1])
+        return super().forward(a, b)
 
     def backward(self, grad):
-        y = self.y
-        return (y * (grad - (grad * y).sum(axis=self.axis, keepdims=True)),)
-
-
-class LogSoftmax(Function):
-    """y = x - logsumexp(x); backward: dx = g - softmax(x) · Σ g."""
-
-    def forward(self, x, axis=-1):
-        xp = get_array_module(x)
-        shifted = x - x.max(axis=axis, keepdims=True)
-        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
-        self.out, self.axis = out, axis
-        return out
-
-    def backward(self, grad):
-        xp = get_array_module(grad)
-        return (grad - xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True),)
+        a, b = self.a, self.b
+        if not (a.ndim > 2 and b.ndim == 2):
+            return super().backward(grad)
+        rows, g2 = a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        ga = layer_product(g2, b.T).reshape(a.shape) if self.needs_grad[0] else None
+        # dB = Aᵀ G, computed as (Gᵀ A)ᵀ so that its blocks are blocks of output rows
+        gb = layer_product(g2.T, rows).T if self.needs_grad[1] else None
+        return ga, gb
 
 
 class Gelu(Function):
@@ -133,7 +158,7 @@ class Linear(Function):
     def backward(self, grad):
         g = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (N, out)
         dx = layer_product(g, self.weight.T).reshape(*self.lead, -1) if self.needs_grad[0] else None
-        out_w, out_b = _gradient_outputs(self.grad_out, g.dtype)  # the optimizer's buffers, if free
+        out_w, out_b = _gradient_outputs(getattr(self, "grad_out", None), g.dtype)  # the optimizer's buffers, if free
         dw = layer_product(self.rows.T, g, out=out_w) if self.needs_grad[1] else None  # (in, N) @ (N, out)
         db = _column_sums(g, out=out_b) if self.needs_grad[2] else None
         return dx, dw, db

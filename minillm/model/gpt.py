@@ -61,21 +61,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.fused = True  # the one-node attention; False runs the composed twin
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         qkv = self.c_attn(x)  # (B, T, C) -> (B, T, 3C)
         if cache is not None:
             y = self._attend_cached(qkv, cache, layer)
-        elif self.fused and not self._dropout_active():  # the fused node has no dropout hook
-            y = F.causal_self_attention(qkv, self.n_head)
-        else:
+        elif self._dropout_active():
             y = F.causal_self_attention_composed(qkv, self.n_head, dropout=self.attn_dropout)
+        else:
+            y = F.causal_self_attention(qkv, self.n_head)
         return self.resid_dropout(self.c_proj(y))
 
     def _dropout_active(self) -> bool:
-        """The fused node computes softmax(QKᵀ/√D + mask) V with nothing between the softmax
-        and V, so training with attention dropout takes the composed path, which has the hook."""
+        """The one-node attention computes softmax(QKᵀ/√D + mask) V with nothing between the
+        softmax and V, so training with attention dropout takes the composed path, which has the hook."""
         return self.attn_dropout.training and self.attn_dropout.p > 0
 
     def _attend_cached(self, qkv: Tensor, cache: KVCache, layer: int) -> Tensor:
@@ -232,13 +231,6 @@ class GPT(nn.Module):
         T = seq_len or self.config.block_size
         c = self.config
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * c.n_embd * T
-
-    def set_fused_attention(self, enabled: bool) -> None:
-        """Use the one-node attention (True, default) or its composed twin (False):
-        `F.causal_self_attention` or `F.causal_self_attention_composed`, the pair the tests
-        prove equal. Training with attention dropout always runs the composed twin."""
-        for block in self.h:
-            block.attn.fused = enabled
 
     def resize_token_embeddings(self, vocab_size: int, rng=None, noise: float = 0.01) -> None:
         """Grow the vocabulary (e.g. for new chat tokens); old rows stay exactly as they were.
