@@ -480,23 +480,38 @@ def fit_curve(method: str, seeds_points: list[list[dict]]) -> dict:
             "gold_star": base + own["peak"][1] if own["peak"] else None, "points": len(d)}
 
 
-def shape(seeds_points: list[list[dict]]) -> dict:
-    """What the measured curves (mean over seeds, in order of n or step) do: proxy and gold."""
+SMOOTHING = {"bon": 1, "rl": 3}  # RL's evaluations are noisy samples: its curves are read as 3-point means
+KEEPS_GAIN = 0.9                 # a proxy "keeps rising" when it ends with at least this share of its best gain
+
+
+def moving_average(values, window: int):
+    """The mean of every `window` consecutive values: (P,) -> (P − window + 1,)."""
+    return np.convolve(np.asarray(values, dtype=float), np.ones(window) / window, mode="valid")
+
+
+def shape(seeds_points: list[list[dict]], window: int = 1) -> dict:
+    """What the measured curves (mean over seeds, in order of n or step, `window`-point means) do.
+
+    proxy_keeps_gain: the proxy's last value is at least KEEPS_GAIN of its best gain (it never turns
+    down); gold_fall: gold's best value minus its last; peak_inside: gold's best is neither the first
+    nor the last point (it rose, then fell).
+    """
     length = min(len(p) for p in seeds_points)
-    proxy = np.mean([[p["proxy_gain"] for p in pts[:length]] for pts in seeds_points], axis=0)
-    gold = np.mean([[p["gain"] for p in pts[:length]] for pts in seeds_points], axis=0)
-    d = np.mean([[p["d"] for p in pts[:length]] for pts in seeds_points], axis=0)
-    top = int(np.argmax(gold))  # the first point is d = 0, gain 0: a peak there means gold never rose
-    return {"proxy_rises": int((np.diff(proxy) > 0).sum()), "proxy_steps": length - 1,
-            "proxy_final": float(proxy[-1]), "proxy_max_at_end": bool(np.argmax(proxy) == length - 1),
+    mean = lambda key: np.mean([[p[key] for p in pts[:length]] for pts in seeds_points], axis=0)  # noqa: E731
+    proxy, gold, d = (moving_average(mean(k), window) for k in ("proxy_gain", "gain", "d"))
+    top = int(np.argmax(gold))
+    return {"proxy_rises": int((np.diff(mean("proxy_gain")) > 0).sum()), "proxy_steps": length - 1,
+            "proxy_final": float(proxy[-1]), "proxy_best": float(proxy.max()),
+            "proxy_keeps_gain": bool(proxy[-1] >= KEEPS_GAIN * proxy.max()),
             "gold_peak_gain": float(gold[top]), "gold_peak_d": float(d[top]), "gold_final_gain": float(gold[-1]),
-            "d_final": float(d[-1]), "gold_fall": float(gold[top] - gold[-1]), "peak_inside": 0 < top < length - 1}
+            "d_final": float(d[-1]), "gold_fall": float(gold[top] - gold[-1]), "peak_inside": 0 < top < len(gold) - 1,
+            "window": window}
 
 
 def analyse(sizes, seeds, rms, pool, bon, rl_runs) -> dict:
     all_curves = curves(sizes, seeds, bon, rl_runs)
     fits = {key: fit_curve(key.split("/")[0], pts) for key, pts in all_curves.items()}
-    shapes = {key: shape(pts) for key, pts in all_curves.items()}
+    shapes = {key: shape(pts, SMOOTHING[key.split("/")[0]]) for key, pts in all_curves.items()}
     rm_table = {size: {"parameters": rms[(size, 0)]["parameters"],
                        "val_accuracy": [rms[(size, s)]["val_accuracy"] for s in range(seeds)]} for size in sizes}
     kl_check = {size: [[p["n"], p["kl"], p["kl_sampled"]] for p in bon[(size, 0)]["points"]] for size in sizes}
@@ -511,18 +526,21 @@ def findings(r: dict) -> list[dict]:
     """The paper's four findings, each judged on the measured numbers (rules in the text)."""
     sizes, fits, shapes = r["sizes"], r["fits"], r["shapes"]
     keys = [f"{m}/{s}" for m in ("bon", "rl") for s in sizes]
-    # 1: proxy rises (its maximum at the largest d) while gold peaks inside the range and falls by >= 0.05
-    ok1 = [k for k in keys if shapes[k]["proxy_max_at_end"] and shapes[k]["peak_inside"]
+    # 1: the proxy keeps its gain while gold peaks inside the range and falls by >= 0.05
+    ok1 = [k for k in keys if shapes[k]["proxy_keeps_gain"] and shapes[k]["peak_inside"]
            and shapes[k]["gold_fall"] >= 0.05]
     f1 = {"finding": "proxy rises monotonically while gold peaks and falls",
+          "rule": f"the proxy ends with at least {KEEPS_GAIN:.0%} of its best gain, and gold peaks after d = 0 "
+                  "and ends at least 0.05 below its peak (seed means; RL as 3-point means of its evaluations)",
           "holds_for": ok1, "of": keys,
-          "numbers": {k: {kk: shapes[k][kk] for kk in ("proxy_rises", "proxy_steps", "proxy_final",
+          "numbers": {k: {kk: shapes[k][kk] for kk in ("proxy_rises", "proxy_steps", "proxy_final", "proxy_best", "window",
                                                          "gold_peak_gain", "gold_peak_d", "gold_final_gain", "gold_fall")}
                       for k in keys}}
     f1["status"] = _status(len(ok1), len(keys))
     # 2: each method's own form fits its points better (higher R²) than the other form
     ok2 = [k for k in keys if fits[k]["fits"][k.split("/")[0]]["r2"] >= fits[k]["fits"][_other(k)]["r2"]]
     f2 = {"finding": "best-of-n follows d(α − βd), RL follows d(α − β log d)", "holds_for": ok2, "of": keys,
+          "rule": "the method's own form explains at least as much of the gold gain's variance (R²) as the other form",
           "numbers": {k: {form: round(fits[k]["fits"][form]["r2"], 3) for form in FORMS} for k in keys}}
     f2["status"] = _status(len(ok2), len(keys))
     # 3: the peak d* (and gold*) grows with reward-model size, per method
@@ -537,6 +555,7 @@ def findings(r: dict) -> list[dict]:
         if len(ordered) > 1 and all(x is not None for x in d_stars) and all(a < b for a, b in zip(d_stars, d_stars[1:])):
             ok3.append(method)
     f3 = {"finding": "larger reward models over-optimise later (d* grows with size)", "holds_for": ok3, "of": of3,
+          "rule": "the fitted peak d* rises from S to M to L, per method",
           "numbers": f3_numbers, "monotone": {m: {c: monotone([v[c] for v in f3_numbers[m].values()]) for c in ("alpha", "beta")}
                                               for m in f3_numbers}}
     f3["status"] = _status(len(ok3), len(of3)) if len(ordered) > 1 else "not tested (one size)"
@@ -551,6 +570,8 @@ def findings(r: dict) -> list[dict]:
                 reach["rl"] > reach["bon"] if reach["rl"] is not None else rl_range > reach["bon"]):
             ok4.append(s)
     f4 = {"finding": "RL spends more KL than best-of-n for the same gold", "holds_for": ok4, "of": sizes,
+          "rule": "the seed-mean gold gain reaches half the lower of the two methods' peaks at a larger d under RL "
+                  "(or never, within a larger d range) than under best-of-n",
           "numbers": f4_numbers}
     f4["status"] = _status(len(ok4), len(sizes))
     return [f1, f2, f3, f4]
@@ -678,7 +699,7 @@ def section(results: dict, png_name: str) -> str:
     for i, f in enumerate(results["findings"], 1):
         md.append(f"{i}. **{f['finding']}: {f['status']}** (holds for {', '.join(f['holds_for']) or 'none'} "
                   f"of {', '.join(f['of'])}).")
-        md.append(f"   {describe(i, f)}")
+        md.append(f"   Rule: {f['rule']}. {describe(i, f)}")
     t = results["time"]
     cpu = ("CPU time not recorded for every call" if t["cpu_seconds"] is None else
            f"the study's process used {t['cpu_seconds'] / 60:.1f} min of CPU time (user + system, all threads)")
@@ -692,8 +713,8 @@ def describe(i: int, f: dict) -> str:
     """One line of the numbers behind finding i."""
     n = f["numbers"]
     if i == 1:
-        return "; ".join(f"{k}: proxy rose in {v['proxy_rises']} of {v['proxy_steps']} steps to "
-                         f"{v['proxy_final']:+.2f}, gold gain peaked at {v['gold_peak_gain']:+.3f} (d = "
+        return "; ".join(f"{k}: proxy rose in {v['proxy_rises']} of {v['proxy_steps']} steps, ended at "
+                         f"{v['proxy_final']:+.2f} (best {v['proxy_best']:+.2f}), gold gain peaked at {v['gold_peak_gain']:+.3f} (d = "
                          f"{v['gold_peak_d']:.2f}) and ended at {v['gold_final_gain']:+.3f}" for k, v in n.items())
     if i == 2:
         return "R² own form / other form: " + "; ".join(
