@@ -85,3 +85,27 @@ def rand(*shape, seed=0, requires_grad=True, positive=False):
     rng = numpy.random.default_rng(seed)
     data = rng.uniform(0.5, 2.0, shape) if positive else rng.standard_normal(shape)
     return Tensor(backend.asarray(data, numpy.float64), requires_grad=requires_grad)
+
+
+def train_tiny_gpt(steps: int = 4, dtype=numpy.float32):
+    """A tiny GPT after a few clipped AdamW steps (two groups, one without decay), on whichever
+    path is switched in: its parameters, the losses and the optimizer's class name."""
+    import minillm
+    from minillm.engine import optim
+    from minillm.model import functional as F
+    from minillm.model.gpt import GPT, GPTConfig
+    with backend.default_dtype(dtype):
+        minillm.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8))
+        opt = optim.AdamW([{"params": [p for p in model.parameters() if p.ndim == 2]},
+                           {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                          lr=1e-2, weight_decay=0.1)
+        losses = []
+        for window in numpy.random.default_rng(0).integers(0, 11, (steps, 5, 7)):
+            loss = F.cross_entropy(model(window[:, :-1]).reshape(-1, 11), window[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            optim.clip_grad_norm(model.parameters(), 0.5)
+            opt.step()
+            losses.append(loss.item())
+    return [p.numpy().copy() for p in model.parameters()], losses, type(opt).__name__

@@ -11,14 +11,13 @@ import pytest
 
 import minillm
 from minillm import Tensor, fast
-from minillm.engine import backend, ops, optim
+from minillm.engine import ops, optim
 from minillm.engine.tensor import Tensor as TensorClass
 from minillm.fast import attention as fast_attention, cpu_threads, flat_adamw, fused
 from minillm.model import functional as F
 from minillm.model import nn
-from minillm.model.gpt import GPT, GPTConfig
 
-from conftest import rand
+from conftest import rand, train_tiny_gpt
 
 OPS = {  # name -> (function of tensors, input shapes)
     "linear": (lambda x, w, b: F.linear(x, w, b), [(3, 5, 6), (6, 9), (9,)]),
@@ -80,35 +79,14 @@ def test_fast_op_equals_plain_to_float32_rounding(name):
         numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
-def _train(steps: int = 4, dtype=numpy.float32):
-    """A tiny GPT after a few clipped AdamW steps (two groups, one without decay):
-    its parameters, the losses and the optimizer's class name."""
-    with backend.default_dtype(dtype):
-        minillm.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8))
-        opt = optim.AdamW([{"params": [p for p in model.parameters() if p.ndim == 2]},
-                           {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
-                          lr=1e-2, weight_decay=0.1)
-        ids = numpy.random.default_rng(0).integers(0, 11, (steps, 5, 7))
-        losses = []
-        for window in ids:
-            loss = F.cross_entropy(model(window[:, :-1]).reshape(-1, 11), window[:, 1:].reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            optim.clip_grad_norm(model.parameters(), 0.5)
-            opt.step()
-            losses.append(loss.item())
-    return [p.numpy().copy() for p in model.parameters()], losses, type(opt).__name__
-
-
 @pytest.mark.parametrize("dtype, tolerance", [(numpy.float64, 1e-10), (numpy.float32, 2e-4)],
                          ids=["float64", "float32"])
 def test_training_steps_fast_equal_plain(dtype, tolerance):
     """float32: Adam's m/√v turns a last-bit difference of a near-zero gradient into a visible
     one, so the parameters agree to a small share of the 4 · lr = 0.04 they move."""
-    plain, plain_losses, plain_optimizer = _train(dtype=dtype)
+    plain, plain_losses, plain_optimizer = train_tiny_gpt(dtype=dtype)
     fast.enable()
-    quick, quick_losses, quick_optimizer = _train(dtype=dtype)
+    quick, quick_losses, quick_optimizer = train_tiny_gpt(dtype=dtype)
     fast.disable()
     assert (plain_optimizer, quick_optimizer) == ("AdamW", "FlatAdamW")
     numpy.testing.assert_allclose(quick_losses, plain_losses, rtol=tolerance)

@@ -12,13 +12,12 @@ import minillm
 import minillm.fast
 from minillm import Tensor
 from minillm.fast import cpu_threads, attention as fused_attention
-from minillm.engine import optim
 from minillm.engine.gradcheck import gradcheck
 from minillm.model import functional as F
 from minillm.errors import UserError
 from minillm.model.gpt import GPT, GPTConfig
 
-from conftest import rand
+from conftest import rand, train_tiny_gpt
 
 SPLIT = dict(count=3, min_size=1)  # three threads, and every array split however small
 
@@ -82,30 +81,11 @@ def test_fast_threaded_whole_model_gradcheck(float64):
                          model.parameters(), atol=1e-6, rtol=1e-5)
 
 
-def _train(steps: int = 3):
-    """A tiny GPT after a few AdamW steps (clipped): its parameters and the losses."""
-    minillm.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8))
-    opt = optim.AdamW([{"params": [p for p in model.parameters() if p.ndim == 2]},
-                       {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
-                      lr=1e-2, weight_decay=0.1)
-    ids = numpy.random.default_rng(0).integers(0, 11, (steps, 5, 7))
-    losses = []
-    for window in ids:
-        loss = F.cross_entropy(model(window[:, :-1]).reshape(-1, 11), window[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        optim.clip_grad_norm(model.parameters(), 0.5)
-        opt.step()
-        losses.append(loss.item())
-    return [p.numpy().copy() for p in model.parameters()], losses
-
-
 def test_fast_threaded_training_steps_equal_one_thread_bit_for_bit():
     with cpu_threads.threads(1):
-        params_one, losses_one = _train()
+        params_one, losses_one, _ = train_tiny_gpt(steps=3)
     with cpu_threads.threads(**SPLIT):
-        params_split, losses_split = _train()
+        params_split, losses_split, _ = train_tiny_gpt(steps=3)
     assert losses_one == losses_split
     for a, b in zip(params_one, params_split):
         numpy.testing.assert_array_equal(a, b)
