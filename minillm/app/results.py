@@ -204,7 +204,7 @@ def _answer_changes(run: dict) -> list[str]:
     if not rows:
         return []
     return ["", "### What phase 3 changed in the answers", "",
-            "Greedy held-out answers, SFT → each method. Answer form: the share without the labeler's style "
+            "Held-out answers, SFT → each method (greedy; best-of-n: its pick of n samples). Answer form: the share without the labeler's style "
             "penalty (no hedge, no follow-up question). Direct: gold ≥ 0.5. Right: the verifiable reward, 1 when "
             "the answer states the prompt's right value (prompts with one right value only).", "",
             "| method | answer form | direct answers | right answers by kind |", "| --- | ---: | ---: | --- |", *rows,
@@ -239,8 +239,9 @@ def _best_of_n(run: dict) -> list[str]:
             f"| {s['mean_gold_sft']:+.3f} | {s['sample_gold']:+.3f} | {s['rm_pick_gold']:+.3f} | "
             f"{s['oracle_gold']:+.3f} | {s['rm_pick_is_oracle']:.0%} |", "",
             f"Sampling at τ = {tau} instead of answering greedily changes the SFT model's mean gold by "
-            f"{-cost:+.3f}; the reward model's pick of {n} changes it back by {regained:+.3f}, and a perfect picker "
-            f"of the same candidates would reach {s['oracle_gold']:+.3f}."]
+            f"{-cost:+.3f}; the reward model's pick of {n} scores {regained:+.3f} against one sample, so "
+            f"{s['rm_pick_gold'] - s['mean_gold_sft']:+.3f} against greedy SFT, and a perfect picker of the same "
+            f"candidates would reach {s['oracle_gold']:+.3f}."]
 
 
 def render_run(run: dict) -> list[str]:
