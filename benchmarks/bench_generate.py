@@ -14,10 +14,14 @@ import argparse
 import platform
 import time
 
-import minillm
-from minillm.engine import backend
-from minillm.model.sampling import generate
-from minillm.model.gpt import GPT, GPTConfig
+import minillm.fast
+
+minillm.fast.enable()  # the speed wing, as the `minillm` command runs; before NumPy loads
+
+import minillm  # noqa: E402
+from minillm.engine import backend  # noqa: E402
+from minillm.model.sampling import generate  # noqa: E402
+from minillm.model.gpt import GPT, GPTConfig  # noqa: E402
 
 CONFIGS = {
     "small (shakespeare-char)": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),

@@ -20,17 +20,21 @@ import random
 import sys
 import time
 
-import minillm
-from minillm.engine import backend
-from minillm.tokenizers import chat_template as chat
-from minillm.data.preference_batches import PreferenceBatches, encode_pairs
-from minillm.data.readers import read_preferences
-from minillm.phases.losses import pairwise_loss_stable
-from minillm.model.gpt import GPTConfig
-from minillm.engine.optim import AdamW, WarmupCosineSchedule, clip_grad_norm
-from minillm.model.reward_model import RewardModel
-from minillm.tokenizers import BPETokenizer, CharTokenizer
-from minillm.phases.reward import split_scores, validation_metrics
+import minillm.fast
+
+minillm.fast.enable()  # the speed wing, as the `minillm` command runs; before NumPy loads
+
+import minillm  # noqa: E402
+from minillm.engine import backend  # noqa: E402
+from minillm.tokenizers import chat_template as chat  # noqa: E402
+from minillm.data.preference_batches import PreferenceBatches, encode_pairs  # noqa: E402
+from minillm.data.readers import read_preferences  # noqa: E402
+from minillm.phases.losses import pairwise_loss_stable  # noqa: E402
+from minillm.model.gpt import GPTConfig  # noqa: E402
+from minillm.engine.optim import AdamW, WarmupCosineSchedule, clip_grad_norm  # noqa: E402
+from minillm.model.reward_model import RewardModel  # noqa: E402
+from minillm.tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
+from minillm.phases.reward import split_scores, validation_metrics  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                             "hh_rlhf_harmless_base_test.jsonl")

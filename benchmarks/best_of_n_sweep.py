@@ -19,7 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from minillm.phases.rl.best_of_n_run import BestOfNRun
+import minillm.fast
+
+minillm.fast.enable()  # the speed wing, as the `minillm` command runs; before NumPy loads
+
+from minillm.phases.rl.best_of_n_run import BestOfNRun  # noqa: E402
 
 COLUMNS = (("n", 3), ("τ", 4), ("greedy SFT", 10), ("one sample", 10), ("RM pick", 7), ("oracle", 7),
            ("RM = oracle", 11), ("wins–losses", 11), ("win rate", 8), ("RM", 6), ("KL to π_τ", 9),

@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from minillm.data.folders import shipped
-from minillm.app.pipeline import PRESETS
-from minillm.phases.reward import RewardRun
+import minillm.fast
+
+minillm.fast.enable()  # the speed wing, as the `minillm` command runs; before NumPy loads
+
+from minillm.data.folders import shipped  # noqa: E402
+from minillm.app.pipeline import PRESETS  # noqa: E402
+from minillm.phases.reward import RewardRun  # noqa: E402
 
 
 def parse_setting(text: str) -> dict:

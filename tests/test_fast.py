@@ -225,3 +225,16 @@ def test_gradients_written_into_the_flat_buffer_equal_copied_ones(monkeypatch):
         assert p.grad is p.grad_buffer, name
         numpy.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6, err_msg=name)
     assert TensorClass._accumulate is flat_adamw.accumulate
+
+
+def test_no_module_binds_a_swapped_name_at_import():
+    """`from minillm.engine.optim import AdamW` in the package would keep the plain AdamW after
+    `enable()`: the package reaches every swapped name through its module (`optim.AdamW`)."""
+    import ast
+    import pathlib
+    swapped = {(ns.__name__, name) for ns, name, _ in fast._replacements() if isinstance(ns, type(ops))}
+    package = pathlib.Path(minillm.__file__).parent
+    bound = [(path.relative_to(package).as_posix(), node.module, alias.name)
+             for path in package.rglob("*.py") for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.ImportFrom) for alias in node.names if (node.module, alias.name) in swapped]
+    assert not bound, bound

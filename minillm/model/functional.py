@@ -6,7 +6,8 @@ most are one node each, a `Function` whose forward is the formula and whose back
 closed-form derivative, about ten lines apiece (Linear, Softmax, LogSoftmax, Gelu, LayerNorm,
 Embedding, CausalSelfAttention, CrossEntropy); the functions below check their input and
 `apply` them. tests/test_functional.py holds each equal to the same formula composed from the
-engine's primitives, and tests/test_gradcheck.py checks each backward by finite differences.
+engine's primitives (tests/composed.py); tests/test_ops.py checks each backward by finite
+differences.
 
 `minillm.fast.enable()` rebinds the Function names of this module to faster twins (threads,
 in-place buffers, GPU kernels; see fast/__init__.py); the code here never asks which runs.
