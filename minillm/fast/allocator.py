@@ -14,7 +14,7 @@ there for the next array of its size. The price: the process keeps its peak memo
 of returning it between steps, which a training run reaches anyway.
 
 Only glibc (Linux) has these knobs; elsewhere `tune_allocator` does nothing. Opt out with
-`MINILLM_MALLOC=system` in the environment. `import minillm` calls it once.
+`MINILLM_MALLOC=system` in the environment. `minillm.fast.enable()` calls it.
 Left out: a memory pool of our own (the CuPy backend already has one on the GPU).
 """
 from __future__ import annotations

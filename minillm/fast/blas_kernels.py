@@ -8,9 +8,9 @@ there: about 10% on one product on one core, 1 to 5% on the layers' products and
 on a whole training step of the `bpe` benchmark (benchmarks/README.md has the measurements). The environment variable
 OPENBLAS_CORETYPE=Haswell selects them.
 
-OpenBLAS reads that variable only when it is loaded, so `import minillm` sets it only where
-nothing has imported NumPy yet (the `minillm` command does not; in a script or notebook,
-`import minillm` before `import numpy`) and where the environment does not set it already:
+OpenBLAS reads that variable only when it is loaded, so `minillm.fast.enable()` sets it only
+where nothing has imported NumPy yet (the `minillm` command enables the wing first thing; in a
+script or notebook, call it before `import numpy`) and where the environment does not set it:
 set OPENBLAS_CORETYPE yourself to choose otherwise (`OPENBLAS_CORETYPE=SkylakeX` keeps
 OpenBLAS's own choice on Zen 4). Child processes inherit the choice.
 Left out: other CPUs (measured nowhere else), other BLAS libraries (they ignore the variable).
