@@ -579,6 +579,8 @@ def findings(r: dict) -> list[dict]:
 
 def monotone(values: list[float]) -> str:
     """'rising', 'falling' or 'neither' along the list (sizes in order of parameters)."""
+    if len(values) < 2:
+        return "untested (one size)"
     steps = np.diff(values)
     return "rising" if (steps > 0).all() else "falling" if (steps < 0).all() else "neither"
 
