@@ -671,7 +671,8 @@ def section(results: dict, png_name: str) -> str:
           "run's SFT model; best-of-n and RL (RLOO with no KL penalty) then optimise against each proxy, and "
           "the gold score is read on held-out prompts. d = sqrt(KL(π ‖ π_SFT)); the gold *gain* is the gold "
           f"score minus that of the SFT model's own samples. {results['seeds']} seeds (the reward model's "
-          "training seed, and with it the RL seed); bands span the seeds, dashed lines are the fits.", "",
+          "training seed, and with it the RL seed; best-of-n's samples are shared, so its band shows the reward "
+          "models' differences alone); bands span the seeds (min to max), dashed lines are the fits.", "",
           f"![gold and proxy against d]({png_name})", "",
           table(results), "",
           "Reward models start from pretrained models of their size (GPT parameters, pretraining steps, "
