@@ -67,8 +67,9 @@ class FlatGroup:
 
 
 class FlatAdamW(optim.AdamW):
-    """`optim.AdamW`'s update on each group's flat buffers; the per-parameter loop of the base
-    class runs when some parameter has no gradient this step (it skips those, as PyTorch does).
+    """`optim.AdamW`'s update on each group's flat buffers, in a handful of whole-buffer
+    operations; when some parameter has no gradient this step, the same update parameter by
+    parameter on the views, skipping that one (as PyTorch does).
 
     The bias corrections are folded into the step size and eps, which is the same formula:
     m̂ / (√v̂ + eps) = √(1-β2^t)/(1-β1^t) · m / (√v + eps·√(1-β2^t)).
@@ -95,21 +96,25 @@ class FlatAdamW(optim.AdamW):
     def step(self) -> None:
         if not all(f.bound() for f in self._flat):  # a parameter's array was replaced
             self._lay_out_flat()
-        if not all(f.has_all_grads() for f in self._flat):
-            return super().step()
         self.step_count += 1
-        t = self.step_count
-        for group, flat in zip(self.param_groups, self._flat):
-            beta1, beta2 = group["betas"]
-            decay = 1 - group["lr"] * group["weight_decay"]
-            step_size = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-            eps = group["eps"] * math.sqrt(1 - beta2 ** t)
-            if backend.get_array_module(flat.data) is not numpy:
-                kernels.adamw_(flat.data, flat.grad, flat.m, flat.v, decay, beta1, beta2, step_size, eps)
-            else:  # blocks of the flat buffers on the threads: the formula is element by element
-                parallel_rows(_adamw_rows, flat.data, flat.grad, flat.m, flat.v,
-                              decay=decay if group["weight_decay"] else None,
-                              beta1=beta1, beta2=beta2, step_size=step_size, eps=eps)
+        if all(f.has_all_grads() for f in self._flat):
+            for group, flat in zip(self.param_groups, self._flat):
+                self._update(group, flat.data, flat.grad, flat.m, flat.v)
+        else:
+            for group, p, state in self._each():
+                self._update(group, p.data, p.grad, state["m"], state["v"])
+
+    def _update(self, group: dict, p, g, m, v) -> None:
+        """The update in place on the arrays p, m, v (a flat buffer or one parameter's views)."""
+        t, (beta1, beta2) = self.step_count, group["betas"]
+        decay = 1 - group["lr"] * group["weight_decay"]
+        step_size = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        eps = group["eps"] * math.sqrt(1 - beta2 ** t)
+        if backend.get_array_module(p) is not numpy:
+            kernels.adamw_(p, g, m, v, decay, beta1, beta2, step_size, eps)
+        else:  # blocks of the buffers on the threads: the formula is element by element
+            parallel_rows(_adamw_rows, p, g, m, v, decay=decay if group["weight_decay"] else None,
+                          beta1=beta1, beta2=beta2, step_size=step_size, eps=eps)
 
 
 def _adamw_rows(p, g, m, v, decay, beta1, beta2, step_size, eps) -> None:
