@@ -165,38 +165,33 @@ def table(results: list[dict]) -> list[str]:
 
 
 def plot(results: list[dict], path: str) -> None:
-    """Left: each noise level's labels, RM and RLHF gain; right: answer length with length bias off and on."""
+    """Three panels: the labels and the reward model against noise, RLHF's gold gain against noise,
+    and the mean answer length with length bias off and on."""
     from matplotlib.figure import Figure
     from minillm.io.plots import use_projector_style
 
     use_projector_style()
-    fig = Figure(figsize=(10, 4), dpi=100)
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    fig = Figure(figsize=(13, 4), dpi=100)
+    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [3, 2, 2]})
     noise = [r for r in results if not r["labeler"]["length_bias"]]
     xs = [r["labeler"]["noise"] for r in noise]
     left.plot(xs, [r["train_agreement"] for r in noise], "o-", label="labels agreeing with gold")
     left.plot(xs, [r["rm_gold_test_accuracy"] for r in noise], "s-", label="RM accuracy, gold test pairs")
     left.plot(xs, [r["rm_gold_agreement"] for r in noise], "^-", label="RM agreement, fresh SFT pairs")
-    left.set_ylim(0, 1.05)
-    left.set_xlabel("label noise P (probability a label is flipped)")
-    left.set_ylabel("share of pairs")
-    gain = left.twinx()
-    gain.bar(xs, [r["gold_gain"] for r in noise], width=0.03, color="tab:gray", alpha=0.5, label="RLHF gold gain")
-    gain.axhline(0, color="black", lw=0.8)
-    gain.set_ylabel("RLHF gold gain (gold points)")
-    lines, labels = left.get_legend_handles_labels()
-    bars, bar_labels = gain.get_legend_handles_labels()
-    left.legend(lines + bars, labels + bar_labels, loc="lower left", fontsize=8)
-    left.set_title("label noise: labels → reward model → RLHF")
+    left.set(ylim=(0, 1.05), xlabel="label noise P (probability of a flip)", ylabel="share of pairs",
+             title="labels and reward model vs noise")
+    left.legend(loc="lower left", fontsize=8)
+    middle.bar([str(x) for x in xs], [r["gold_gain"] for r in noise], color="tab:gray")
+    middle.axhline(0, color="black", lw=0.8)
+    middle.set(xlabel="label noise P", ylabel="held-out gold, RLHF − SFT", title="RLHF gold gain vs noise")
     bias = [noise[0]] + [r for r in results if r["labeler"]["length_bias"]]
-    names = [r["setting"] for r in bias]
     width = 0.35
     for i, (key, label) in enumerate((("sft", "SFT"), ("rlhf", "after RLHF"))):
         right.bar([j + (i - 0.5) * width for j in range(len(bias))], [r[key]["length"] for r in bias], width, label=label)
-    right.set_xticks(range(len(bias)), names)
-    right.set_ylabel("mean held-out answer length (characters)")
-    right.set_title("length bias: answer length")
-    right.legend(loc="upper left", fontsize=8)
+    right.set_xticks(range(len(bias)), [r["setting"] for r in bias])
+    top = max(r[key]["length"] for r in bias for key in ("sft", "rlhf"))
+    right.set(ylim=(0, 1.4 * top), ylabel="mean held-out answer (characters)", title="answer length, length bias off/on")
+    right.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 
@@ -232,12 +227,13 @@ def conclusions(results: list[dict]) -> list[str]:
         gold_longer = gold["rlhf"]["length"] - gold["sft"]["length"]
         said.append(f"Length bias {r['labeler']['length_bias']:g}: the labels agree with gold on {r['train_agreement']:.1%}"
                     f" of the pairs; the reward model's accuracy on gold test pairs is {r['rm_gold_test_accuracy']:.1%}; "
-                    f"after RLHF the mean held-out answer is {longer:+.1f} characters longer than the SFT model's "
+                    f"RLHF changes the mean held-out answer by {longer:+.1f} characters against the SFT model's "
                     f"(with gold labels: {gold_longer:+.1f}), and the gold gain is {r['gold_gain']:+.3f} "
                     f"({gold['gold_gain']:+.3f} with gold labels). "
                     + ("The policy did grow longer answers than with gold labels." if longer > gold_longer + 2 else
-                       "The policy did NOT grow its answers beyond what gold labels give: the bias reached the "
-                       "reward model, but 40 RLHF steps under the KL leash did not turn it into length."))
+                       "The policy did NOT grow its answers beyond what gold labels give: the bias cost the reward "
+                       "model accuracy on gold pairs, but RLHF still shortened the answers as much as with gold "
+                       "labels (it drops the hedges and afterthoughts every labeler here penalises)."))
     flattery = max(r["rlhf"]["flattery"] for r in results)
     said.append(f"No labeler here rewards flattery, and the highest flattery rate after RLHF is {flattery:.1%}: the "
                 "SFT model never flatters, so there is nothing for RLHF to reinforce.")
