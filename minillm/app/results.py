@@ -256,13 +256,14 @@ def render_run(run: dict) -> list[str]:
 READING = """## Reading these numbers
 
 - **What a reward can reinforce.** A policy-gradient step raises the probability of sampled answers
-  that scored above the others drawn for the same prompt (RLOO's and GRPO's baselines are those
-  other samples), so an answer the policy never samples cannot be reinforced, and a prompt whose
-  samples all score the same adds nothing to the gradient. A habit such as a hedge or a follow-up
-  question is in some samples and not in others, so a reward that prefers its absence can remove
-  it; a sum the model never gets right offers no right sample to reinforce. The table "What phase 3
-  changed in the answers" separates the two: how an answer is said (answer form, direct answers)
-  and what it says (right answers by kind).
+  whose reward beats that of the others drawn for the same prompt (RLOO's and GRPO's baselines are
+  those other samples), so an answer the policy never samples cannot be reinforced; where the reward
+  scores every sample of a prompt alike, what is left of the signal is the KL penalty, which pulls
+  the policy back toward the SFT model. A habit such as a hedge or a follow-up question is in some
+  samples and not in others, so a reward that prefers its absence can remove it; a sum the model
+  never gets right offers no right sample to reinforce. The table "What phase 3 changed in the
+  answers" separates the two: how an answer is said (answer form, direct answers) and what it says
+  (right answers by kind).
 - **Best-of-n pays for its samples.** Its candidates are samples, not greedy answers: whatever
   sampling costs against the SFT model's greedy answer, the reward model's pick must win back before
   best-of-n can beat SFT. The table "Best-of-n's candidates" (present when the run has best-of-n)
