@@ -284,8 +284,11 @@ def test_missing_things_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
         checkpoint.load(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "config.json").unlink()
-    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+    with pytest.raises(FileNotFoundError, match="holds no minillm checkpoint .neither config.json nor checkpoint/config.json"):
         checkpoint.load(tmp_path / "ckpt")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="is a file, not a run or checkpoint directory"):
+        checkpoint.load(tmp_path / "notes.txt")
 
 
 def test_bad_arguments_to_save(tmp_path):

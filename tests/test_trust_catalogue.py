@@ -76,7 +76,8 @@ FILE_CASES = [
     (["sft", "--init", "{R}/pt", "--data", "{R}/broken.jsonl", "--out", "{R}/new"], "broken.jsonl"),
     (["generate", "--ckpt", "{R}/missing", "--prompt", "hi"], "missing"),
     (["tokenizer", "train", "--kind", "char", "--input", "{R}/latin1.txt", "--out", "{R}/new/tok.json"], "UTF-8"),
-    (["export", "{R}/notes", "{R}/new"], "notes"),
+    (["export", "{R}/notes", "{R}/new"], "holds no minillm checkpoint"),
+    (["sft", "--init", "{R}/pairs.jsonl", "--out", "{R}/new"], "is a file, not a run or checkpoint directory"),
 ]
 KIND_CASES = [
     (["sft", "--init", "{R}/rm", "--out", "{R}/new"], "holds a reward model, not a language model"),
@@ -100,7 +101,8 @@ NUMBER_CASES += [([*RL, "--policy", "{R}/sft", "--rm", "{R}/rm", flag, value, "-
                  for flag, value in [("--lr", "nan"), ("--batch-prompts", "0"), ("--temperature", "0"),
                                      ("--grad-clip", "-1"), ("--kl-coef", "-0.1"), ("--target-kl", "0"),
                                      ("--gamma", "2"), ("--eval-interval", "0"), ("--ppo-epochs", "0"),
-                                     ("--clip-eps", "inf"), ("--max-new-tokens", "0"), ("--value-lr", "-1")]]
+                                     ("--clip-eps", "inf"), ("--max-new-tokens", "0"), ("--value-lr", "-1"),
+                                     ("--temperature", "-inf"), ("--lr", "-1e-5")]]
 NUMBER_CASES += [
     ([*SFT, "--init", "{R}/pt", "--epochs", "nan", "--out", "{R}/new"], "argument --epochs"),
     (["dpo", "--policy", "{R}/sft", "--beta", "0", "--out", "{R}/new"], "argument --beta"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 
@@ -38,13 +39,22 @@ COMMAND_MODULES = [
 ]
 
 
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
 class BadArguments(Exception):
     """A flag argparse could not accept: its message, one line."""
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one sentence (the flag, what it must be, what was given) without the
-    usage block; `--help` still shows the usage. Subcommands' parsers are of this class too."""
+    usage block; `--help` still shows the usage. Subcommands' parsers are of this class too.
+    A value like -inf, -nan or -1e5 is read as a number (argparse alone takes it for a flag), so
+    its rule can refuse it by name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):
         raise BadArguments(f"{self.prog}: error: {message} (see {self.prog} --help)")

@@ -243,8 +243,13 @@ def _existing_directory(directory) -> Path:
     if directory.is_dir() and not (directory / "config.json").exists() \
             and (directory / RUN_SUBDIRECTORY / "config.json").exists():
         return directory / RUN_SUBDIRECTORY
+    if directory.is_dir() and not (directory / "config.json").exists() and not (directory / RUN_SUBDIRECTORY).exists():
+        raise MissingFileError(f"{directory} holds no minillm checkpoint (neither config.json nor "
+                               f"{RUN_SUBDIRECTORY}/config.json): pass a run directory or its checkpoint")
     if directory.is_dir():
         return directory
+    if directory.exists():
+        raise UserError(f"{directory} is a file, not a run or checkpoint directory")
     hint = ""
     aside = sorted(directory.parent.glob(f".{directory.name}.old-*"))
     if aside:  # a crash between the two renames of `_swap_into_place`

@@ -166,6 +166,9 @@ class Trainer:
     quiet: bool = False
 
     def __post_init__(self):
+        if self.config.warmup_steps > self.config.max_steps:
+            raise UserError(f"warmup_steps (--warmup-steps) must be at most max_steps (--max-steps), got "
+                            f"{self.config.warmup_steps} > {self.config.max_steps}")
         self.optimizer = optim.AdamW(self._param_groups(), lr=self.config.lr,
                                      betas=(self.config.beta1, self.config.beta2),
                                      weight_decay=self.config.weight_decay)
