@@ -170,6 +170,10 @@ def test_a_damaged_training_state_is_an_error_that_points_at_the_intact_copy(run
     (run / "checkpoint" / "trainer_state.json").unlink()
     err = refused(tmp_path, [str(a).replace("{R}", str(runs)) for a in args], "trainer_state.json is missing", capsys)
     assert str(aside) in err
+    shutil.copy(aside / "trainer_state.json", run / "checkpoint")
+    (run / "checkpoint" / "model.safetensors").write_bytes(b"cut")
+    err = refused(tmp_path, [str(a).replace("{R}", str(runs)) for a in args], "model.safetensors is not a readable", capsys)
+    assert str(aside) in err
 
 
 def test_a_torn_last_log_line_is_dropped_with_a_notice(runs, capsys, tmp_path):

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from minillm.engine import backend
@@ -217,10 +218,23 @@ def can_resume(run_checkpoint: str | os.PathLike) -> bool:
         state = read_json(directory / "trainer_state.json")
         if not {"step", "optimizer", "rng"} <= set(state):
             raise CheckpointError(f"{directory / 'trainer_state.json'} lacks step, optimizer or rng")
+        read_json(directory / "config.json")
+        for name in ("model.safetensors", "optimizer.safetensors"):
+            _check_header(directory / name)
     except CheckpointError as err:
         raise CheckpointError(f"{err}, so the run cannot resume exactly"
                               + (restore or "; pass --overwrite to start the run over")) from None
     return True
+
+
+def _check_header(path: Path) -> None:
+    """Read a safetensors file's header only (names, shapes, offsets): a cut or garbled file fails here,
+    before a run spends any time on its data."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            f.keys()
+    except Exception as err:  # safetensors raises its own error types for malformed files
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
 
 
 def read_step(directory: str | os.PathLike) -> int:
