@@ -477,7 +477,8 @@ def fit_curve(method: str, seeds_points: list[list[dict]]) -> dict:
     own = fits[method]
     return {"fits": fits, "alpha": own["alpha"], "beta": own["beta"], "r2": own["r2"], "gold_init": base,
             "d_star": own["peak"][0] if own["peak"] else None,
-            "gold_star": base + own["peak"][1] if own["peak"] else None, "points": len(d)}
+            "gold_star": base + own["peak"][1] if own["peak"] else None, "points": len(d),
+            "d_max": float(d.max())}
 
 
 SMOOTHING = {"bon": 1, "rl": 3}  # RL's evaluations are noisy samples: its curves are read as 3-point means
@@ -549,6 +550,7 @@ def findings(r: dict) -> list[dict]:
     for method in ("bon", "rl"):
         d_stars = [fits[f"{method}/{s}"]["d_star"] for s in ordered]
         f3_numbers[method] = {s: {"d_star": fits[f"{method}/{s}"]["d_star"], "gold_star": fits[f"{method}/{s}"]["gold_star"],
+                                  "d_max": fits[f"{method}/{s}"]["d_max"],
                                   "alpha": fits[f"{method}/{s}"]["alpha"], "beta": fits[f"{method}/{s}"]["beta"]}
                               for s in ordered}
         of3.append(method)
@@ -643,9 +645,11 @@ def plot(results: dict, png_path: str) -> str:
 
 
 def _peak_text(fit: dict) -> tuple[str, str]:
+    """d* and gold* as table cells; a peak beyond the largest measured d is an extrapolation, marked."""
     if fit["d_star"] is None:
         return "none (β ≤ 0)", "—"
-    return f"{fit['d_star']:.2f}", f"{fit['gold_star']:+.3f}"
+    beyond = f" (beyond the measured d ≤ {fit['d_max']:.2f})" if fit["d_star"] > fit["d_max"] else ""
+    return f"{fit['d_star']:.2f}{beyond}", f"{fit['gold_star']:+.3f}"
 
 
 def table(results: dict) -> str:
@@ -726,7 +730,8 @@ def describe(i: int, f: dict) -> str:
         parts = []
         for method, by_size in n.items():
             parts.append(f"{method}: " + ", ".join(
-                f"{s} d* {'none' if v['d_star'] is None else format(v['d_star'], '.2f')} "
+                f"{s} d* {'none' if v['d_star'] is None else format(v['d_star'], '.2f')}"
+                f"{' (measured up to ' + format(v['d_max'], '.2f') + ')' if v['d_star'] and v['d_star'] > v['d_max'] else ''} "
                 f"(α {v['alpha']:.3f}, β {v['beta']:.3f})" for s, v in by_size.items())
                 + f"; with size α is {f['monotone'][method]['alpha']}, β {f['monotone'][method]['beta']}")
         return "; ".join(parts)
