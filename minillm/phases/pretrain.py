@@ -27,7 +27,7 @@ from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers import load as load_tokenizer
-from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
+from minillm.phases.trainer import TrainConfig, Trainer, TrainingDiverged, fit_schedule
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -170,10 +170,7 @@ class PretrainRun:
         if "val_loss" in result:
             self._say(f"validation loss {result['val_loss']:.4f} (perplexity {summary['val_ppl']:.2f}) "
                       f"against the {n}-gram baseline {base:.4f}; checkpoint, log and loss.png in {self.out}")
-            uniform = math.log(model.config.vocab_size)  # the loss of guessing every token equally likely
-            if result["val_loss"] > uniform:
-                print(f"warning: the validation loss {result['val_loss']:.4f} is worse than guessing uniformly "
-                      f"(log V = {uniform:.4f}): the run diverged; lower --lr and train again", file=sys.stderr)
+            check_against_uniform(result["val_loss"], model.config.vocab_size, self.out)
         return summary
 
     def _say(self, message: str) -> None:
@@ -189,6 +186,20 @@ def _evaluate(model: GPT, windows: TokenWindows, batch_size: int, max_batches: i
         count += y.size
     loss = total / count
     return {"val_loss": loss, "val_ppl": perplexity(loss)}
+
+
+def check_against_uniform(val_loss: float, vocab_size: int, out: str) -> None:
+    """A finite loss can still mean a diverged run: log V is the loss of guessing every token
+    equally likely (where a new model starts). Above it: a warning; above twice it (no short
+    run from a fresh model gets there without diverging): an error, exit 2."""
+    uniform = math.log(vocab_size)
+    if val_loss > 2 * uniform:
+        raise TrainingDiverged(f"the validation loss {val_loss:.4f} is more than twice that of a uniform guess "
+                               f"(log V = {uniform:.4f}): the run diverged, and the model saved in {out} is no "
+                               "use; lower --lr and train again with --overwrite")
+    if val_loss > uniform:
+        print(f"warning: the validation loss {val_loss:.4f} is worse than guessing uniformly "
+              f"(log V = {uniform:.4f}): the run diverged or trained too little", file=sys.stderr)
 
 
 def perplexity(loss: float) -> float:
