@@ -163,3 +163,22 @@ def test_the_flaw_study_runs_end_to_end_in_quick_mode(tmp_path):
     before = (out / "gold" / "result.json").stat().st_mtime
     assert study.main(["--quick", "--run", str(tmp_path), "--out", str(out)]) == 0  # resumed: nothing retrained
     assert (out / "gold" / "result.json").stat().st_mtime == before
+
+
+def test_the_reward_phase_relabels_its_on_policy_pairs_with_the_data_folders_labeler(monkeypatch, capsys):
+    """`minillm pipeline --data DIR` on a flawed folder: the SFT answer pairs get the file's labeler too."""
+    import minillm.phases.reward as reward_phase
+
+    class Model:  # the phase only switches the model to eval mode before sampling
+        def eval(self):
+            return self
+
+    gold = [{"prompt": PROMPT, "chosen": GOOD, "rejected": f"{GOOD} {GOOD} {GOOD}"}] * 200
+    monkeypatch.setattr(reward_phase, "gold_labelled_pairs", lambda *args, **kwargs: gold)
+    plain = reward_phase.RewardRun(init="sft", out="rm")._on_policy_pairs(Model(), None, [PROMPT] * 200, seed=0)
+    assert plain == gold
+    run = reward_phase.RewardRun(init="sft", out="rm", labeler=(Labeler(noise=0.5), 7))
+    flawed = run._on_policy_pairs(Model(), None, [PROMPT] * 200, seed=0)
+    assert "relabelling them with the data's labeler: noise 0.5" in capsys.readouterr().err
+    assert 0.35 < labelers.agreement_with_gold(flawed) < 0.65
+    assert flawed == labelers.relabel(gold, Labeler(noise=0.5), 7 * 2 + 2)
