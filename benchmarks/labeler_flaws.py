@@ -27,11 +27,10 @@ from dataclasses import asdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from minillm.app.labeling import rm_pair_accuracy  # noqa: E402
+from minillm.app.labeling import policy_habits, rm_pair_accuracy  # noqa: E402
 from minillm.app.pipeline import PRESETS  # noqa: E402
 from minillm.data import labelers  # noqa: E402
 from minillm.data.folders import resolve_data  # noqa: E402
-from minillm.data.gold import gold_score  # noqa: E402
 from minillm.data.readers import read_preferences, read_prompts  # noqa: E402
 from minillm.io import checkpoint  # noqa: E402
 from minillm.phases.common import gold_labelled_pairs  # noqa: E402
@@ -99,13 +98,6 @@ def rm_accuracy_on_gold_pairs(rm_dir: str, pairs: list[dict]) -> float:
     return rm_pair_accuracy(rm.model, rm.tokenizer, pairs)[0]
 
 
-def policy_habits(prompts: list[str], answers: list[str], scores: dict) -> dict:
-    """Mean answer length (characters), flattery rate, answer form (no style penalty) and mean gold."""
-    n = max(len(answers), 1)
-    return {"length": sum(len(a) for a in answers) / n, "flattery": sum(map(labelers.flatters, answers)) / n,
-            "answer_form": scores["answer_form"], "gold": sum(gold_score(p, a) for p, a in zip(prompts, answers)) / n}
-
-
 def run_setting(name: str, labeler, args, preset, layout, extra, gold_test, heldout) -> dict:
     """One labeler's chain: data -> reward model -> RLHF -> measurements (OUT/<name>/result.json)."""
     out = os.path.join(args.out, slug(name))
@@ -139,8 +131,8 @@ def run_setting(name: str, labeler, args, preset, layout, extra, gold_test, held
               "gold_sft": rl["mean_gold_sft"], "gold_rlhf": rl["mean_gold_rlhf"],
               "gold_gain": rl["mean_gold_rlhf"] - rl["mean_gold_sft"], "kl": rl["kl_to_reference"],
               "wins": rl["rlhf_vs_sft_wins"], "losses": rl["rlhf_vs_sft_losses"],
-              "sft": policy_habits(prompts, report["answers"]["sft"], report["sft"]),
-              "rlhf": policy_habits(prompts, report["answers"]["rlhf"], report["rlhf"]),
+              "sft": policy_habits(prompts, report["answers"]["sft"], report["sft"]["answer_form"]),
+              "rlhf": policy_habits(prompts, report["answers"]["rlhf"], report["rlhf"]["answer_form"]),
               "seconds": time.perf_counter() - start}
     with open(done + ".tmp", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
@@ -190,7 +182,7 @@ def plot(results: list[dict], path: str) -> None:
         right.bar([j + (i - 0.5) * width for j in range(len(bias))], [r[key]["length"] for r in bias], width, label=label)
     right.set_xticks(range(len(bias)), [r["setting"] for r in bias])
     top = max(r[key]["length"] for r in bias for key in ("sft", "rlhf"))
-    right.set(ylim=(0, 1.4 * top), ylabel="mean held-out answer (characters)", title="answer length, length bias off/on")
+    right.set(ylim=(0, max(1.4 * top, 1.0)), ylabel="mean held-out answer (characters)", title="answer length, length bias off/on")
     right.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

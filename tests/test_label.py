@@ -183,3 +183,24 @@ def test_a_reward_model_trains_on_the_class_labels_and_reports_them(sft, tmp_pat
     assert report["rater_agreement"]["raw"] == pytest.approx(0.5)  # shared pairs: (A, B) against (A, A)
     assert 0.0 <= report["rm_on_class"] <= 1.0 and report["class_pairs"] == 7 and report["gold_pairs"] > 0
     assert "Cohen's κ" in shown and (tmp_path / "rm" / "class_report.md").exists()
+
+
+def test_the_pipeline_report_shows_a_flawed_labelers_chain(tmp_path):
+    from minillm.data import labelers
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    (data / "preferences").mkdir(parents=True)
+    labelers.write_settings(str(data / "preferences"), labelers.Labeler(noise=0.2), 0, 0.0, {"train_agreement": 0.8})
+    (run / "rm").mkdir(parents=True)
+    (run / "rlhf").mkdir()
+    (run / "rm" / "summary.json").write_text(json.dumps({"rm_gold_agreement": 0.75}))
+    prompts = ["Where does Anna live?", "Add 2 and 3."]
+    answers = {"sft": ["I'm not sure, but Anna lives in Rivertown.", "2 plus 3 is 5. Is this for school?"],
+               "rlhf": ["What a great question! Anna lives in Rivertown.", "2 plus 3 is 5."]}
+    (run / "rlhf" / "report.json").write_text(json.dumps({"prompts": prompts, "answers": answers,
+                                                           "sft": {"answer_form": 0.0}, "rlhf": {"answer_form": 1.0}}))
+    text = "\n".join(labeling.flaw_chain(str(run), str(data)))
+    assert "noise 0.2" in text and "labels agreeing with gold (shipped training pairs): 0.800" in text
+    assert "fresh SFT answer pairs: 0.750" in text and "flattery rate 0.000 → 0.500" in text
+    assert "mean answer length 38.0 → 30.5 characters" in text and "answer form 0.000 → 1.000" in text
+    assert labeling.flaw_chain(str(run), None) == [] and labeling.flaw_chain(str(run), "shipped data/") == []

@@ -563,3 +563,43 @@ def mix_for_reward(paths: list[str] | None, out: str) -> tuple[str | None, list[
     if len(paths) == 1 and not is_label_file(paths[0]):
         return paths[0], []
     return mix_pair_files(paths, os.path.abspath(out).rstrip(os.sep) + ".pairs.jsonl")
+
+
+# ----- a flawed labeler's chain, for the pipeline report ------------------------------------------
+
+def policy_habits(prompts: list[str], answers: list[str], answer_form: float) -> dict:
+    """What RLHF may change in a policy: mean answer length (characters), flattery rate, answer form, mean gold."""
+    from minillm.data.labelers import flatters
+
+    n = max(len(answers), 1)
+    return {"length": sum(len(a) for a in answers) / n, "flattery": sum(map(flatters, answers)) / n,
+            "answer_form": answer_form, "gold": sum(gold_score(p, a) for p, a in zip(prompts, answers)) / n}
+
+
+def flaw_chain(out: str, data_dir: str | None) -> list[str]:
+    """Markdown lines for a run trained on a flawed data folder (`minillm data preferences`): labeler
+    agreement with gold → reward-model agreement with gold → RLHF's gold gain and what the policy changed.
+    Nothing for a run on gold-labelled data."""
+    from minillm.data.labelers import LABELER_FILE
+
+    settings = os.path.join(data_dir or "", "preferences", LABELER_FILE)
+    rm_path, rlhf_path = os.path.join(out, "rm", "summary.json"), os.path.join(out, "rlhf", "report.json")
+    if not data_dir or not all(os.path.exists(p) for p in (settings, rm_path, rlhf_path)):
+        return []
+    with open(settings, encoding="utf-8") as f:
+        labeler = json.load(f)
+    with open(rm_path, encoding="utf-8") as f:
+        rm = json.load(f)
+    with open(rlhf_path, encoding="utf-8") as f:
+        rlhf = json.load(f)
+    before, after = (policy_habits(rlhf["prompts"], rlhf["answers"][k], rlhf[k]["answer_form"]) for k in ("sft", "rlhf"))
+    flaws = ", ".join(f"{k.replace('_', ' ')} {labeler[k]:g}" for k in ("noise", "length_bias", "position_bias",
+                                                                       "sycophancy") if labeler[k]) or "none"
+    return ["## The labeler's flaws, through the reward model to the policy", "",
+            f"Preference labels by a flawed labeler ({flaws}; `minillm data preferences`). The chain:", "",
+            f"1. labels agreeing with gold (shipped training pairs): {labeler['train_agreement']:.3f}",
+            f"2. reward model agreeing with gold on fresh SFT answer pairs: {rm['rm_gold_agreement']:.3f}",
+            f"3. RLHF's held-out gold: {before['gold']:+.3f} → {after['gold']:+.3f} ({after['gold'] - before['gold']:+.3f})",
+            f"4. what the policy changed, SFT → RLHF: mean answer length {before['length']:.1f} → {after['length']:.1f} "
+            f"characters, flattery rate {before['flattery']:.3f} → {after['flattery']:.3f}, answer form "
+            f"{before['answer_form']:.3f} → {after['answer_form']:.3f}", ""]

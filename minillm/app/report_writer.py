@@ -12,7 +12,7 @@ import json
 import os
 import time
 
-from minillm.app import health
+from minillm.app import health, labeling
 from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES
 from minillm.app.report import (
     COMPARISON_COLUMNS,
@@ -79,7 +79,8 @@ def render_md(data: dict, settings: dict) -> str:
         md += ["| figure | value |", "| --- | --- |"] + [
             f"| {k} | {v} |" for k, v in health.checked_figures(p, d["summary"], os.path.join(settings["out"], p))]
         md += [""] + [f"![{p} {name}]({p}/{name})" for name in PLOTS[p] if os.path.exists(os.path.join(settings["out"], p, name))]
-    md += ["", "## Health notes", "", health.HEALTH_NOTE, ""]
+    md += [""] + labeling.flaw_chain(settings["out"], settings.get("data"))  # only for a flawed data folder
+    md += ["## Health notes", "", health.HEALTH_NOTE, ""]
     md += [f"- {n}" for n in health.all_notes(p for p, d in data["phases"].items() if d)]
     md += ["", "## The same held-out prompts after each phase (greedy)", "",
            "| prompt | " + " | ".join(data["models"]) + " |", "| --- |" + " --- |" * len(data["models"])]
@@ -142,6 +143,8 @@ def render_html(data: dict, settings: dict) -> str:
         parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
                      + "</table>")
         parts += [_img(path) for name in PLOTS[p] if os.path.exists(path := os.path.join(settings["out"], p, name))]
+    parts += [f"<p>{e(line.lstrip('#0123456789. '))}</p>" for line in labeling.flaw_chain(settings["out"], settings.get("data"))
+              if line]
     parts.append(f"<h2 id='health'>Health notes</h2><p class='note'>{e(health.HEALTH_NOTE)}</p><ul>" + "".join(
         f"<li>{e(n)}</li>" for n in health.all_notes(p for p, d in data["phases"].items() if d)) + "</ul>")
     parts.append("<h2 id='answers'>The same held-out prompts after each phase (greedy)</h2><table><tr><th>prompt</th>"
