@@ -27,6 +27,11 @@ from dataclasses import asdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+if __name__ == "__main__":  # the speed wing, as the `minillm` command runs it, before NumPy loads (a test
+    import minillm.fast     # importing this file keeps its process plain)
+
+    minillm.fast.enable()
+
 from minillm.app.labeling import policy_habits, rm_pair_accuracy  # noqa: E402
 from minillm.app.pipeline import PRESETS  # noqa: E402
 from minillm.data import labelers  # noqa: E402
