@@ -241,7 +241,7 @@ def write_section(args, results: list[dict], seconds: float, png: str) -> str:
     preset = "quick settings (plumbing only)" if args.quick else "the classroom preset's reward-model and RLHF settings"
     md = ["## Labeler flaws: from the labels through the reward model to the policy", "",
           f"Command: `python benchmarks/labeler_flaws.py --out {args.out}{' --quick' if args.quick else ''}` "
-          f"(from `{args.run}/sft`; {preset}; seed {SEED} for every run). Whole study: {seconds / 60:.1f} minutes "
+          f"(from `{os.path.relpath(args.run, ROOT)}/sft`; {preset}; seed {SEED} for every run). Whole study: {seconds / 60:.1f} minutes "
           f"of wall time on this machine ({os.cpu_count()} cores visible, shared with other work).", "",
           "Each labeler labels the reward model's training pairs: the shipped pairs and the SFT model's own "
           "answer pairs that the classroom pipeline adds (`minillm data preferences` defines the flaws: noise P "
