@@ -27,7 +27,8 @@ LAYERS = [
     ["fast."],  # the speed wing: above the core it replaces parts of, imported by none of it
     ["model.sampling", "model.reward_model"],
     ["io.checkpoint", "io.run_dir", "io.hf_gpt2", "io.hf_dir", "app.explore"],
-    ["app.chat_session", "phases.rl.rollouts", "phases.rl.ppo", "phases.rl.best_of_n"],
+    ["app.chat_session", "phases.rl.rollouts", "phases.rl.reinforce", "phases.rl.ppo", "phases.rl.grpo",
+     "phases.rl.best_of_n"],
     ["phases.trainer", "phases.common", "phases.judge"],
     ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
      "phases.rl.best_of_n_run"],

@@ -10,7 +10,7 @@ import pytest
 import minillm
 from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
-from minillm.phases.rl import rollouts as rl, ppo as rl_ppo
+from minillm.phases.rl import grpo, ppo as rl_ppo, reinforce, rollouts as rl
 from minillm.model import functional as F
 from minillm.model.sampling import sequence_logprobs
 from minillm.model.gpt import GPT, GPTConfig
@@ -44,8 +44,8 @@ def estimated_gradients(baseline: str, n: int, batches: int, seed: int = 0) -> n
         actions = rng.choice(len(THETA), size=n, p=bandit_pi())
         theta = Tensor(THETA.copy(), requires_grad=True)
         logprobs = F.log_softmax(theta)[actions].reshape(n, 1)        # (n, 1): one-token responses
-        adv = rl.advantages(REWARDS[actions], baseline, group_size=n)
-        rl.reinforce_loss(logprobs, adv, numpy.ones((n, 1))).backward()
+        adv = reinforce.advantages(REWARDS[actions], baseline, group_size=n)
+        reinforce.reinforce_loss(logprobs, adv, numpy.ones((n, 1))).backward()
         estimates.append(-backend.to_numpy(theta.grad))               # the loss is −J's estimate
     return numpy.array(estimates)                                     # (batches, 5)
 
@@ -81,12 +81,12 @@ def test_batch_mean_baseline_shrinks_the_gradient_by_one_over_n(float64):
 
 def test_leave_one_out_baseline_by_hand_and_per_prompt():
     R = numpy.array([1.0, 2.0, 6.0, 10.0, 10.0, 13.0])                  # 2 prompts × G = 3
-    numpy.testing.assert_allclose(rl.leave_one_out_baseline(R, 3), [4, 3.5, 1.5, 11.5, 11.5, 10])
-    adv = rl.advantages(R, "leave_one_out", 3)
+    numpy.testing.assert_allclose(reinforce.leave_one_out_baseline(R, 3), [4, 3.5, 1.5, 11.5, 11.5, 10])
+    adv = reinforce.advantages(R, "leave_one_out", 3)
     numpy.testing.assert_allclose(adv.reshape(2, 3).sum(axis=1), 0, atol=1e-12)  # zero-mean per prompt
     with pytest.raises(ValueError, match="G >= 2"):
-        rl.leave_one_out_baseline(R, 1)
-    normed = rl.advantages(R, "mean", normalize=True)
+        reinforce.leave_one_out_baseline(R, 1)
+    normed = reinforce.advantages(R, "mean", normalize=True)
     assert abs(normed.mean()) < 1e-12 and abs(normed.std() - 1) < 1e-6
 
 
@@ -141,7 +141,7 @@ def test_ppo_equals_reinforce_at_ratio_one_through_a_model(float64):
     ro = toy_rollouts(model)
     adv = numpy.linspace(-1, 1, len(ro.prompt_ids))
     lp = lambda: rl.response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
-    g_reinforce = parameter_grads(model, rl.reinforce_loss(lp(), adv, ro.response_mask))
+    g_reinforce = parameter_grads(model, reinforce.reinforce_loss(lp(), adv, ro.response_mask))
     g_ppo = parameter_grads(model, rl_ppo.ppo_clip_loss(lp(), ro.logprobs, adv, ro.response_mask))
     for a, b in zip(g_reinforce, g_ppo):
         numpy.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12)
@@ -229,7 +229,7 @@ def test_reinforce_and_ppo_losses_gradcheck(float64):
     mask = numpy.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     adv = numpy.array([0.7, -1.3])
     logprobs = Tensor(-rng.uniform(0.5, 2.0, (2, 3)), requires_grad=True)
-    minillm.gradcheck(lambda lp: rl.reinforce_loss(lp, adv, mask), [logprobs])
+    minillm.gradcheck(lambda lp: reinforce.reinforce_loss(lp, adv, mask), [logprobs])
     # ratios 0.5, 0.9, 1.1, 1.5 and others: all away from the kinks at 1 ± ε
     old = backend.to_numpy(logprobs.data) - numpy.log(numpy.array([[0.5, 0.9, 1.0], [1.1, 1.5, 0.95]]))
     minillm.gradcheck(lambda lp: rl_ppo.ppo_clip_loss(lp, old, adv, mask), [logprobs])
@@ -241,6 +241,6 @@ def test_both_losses_through_the_model_gradcheck(float64):
     adv = numpy.array([0.5, -1.0, 2.0, 0.1])
     lp = lambda: rl.response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     params = [model.ln_f.weight, model.h[1].attn.c_proj.bias]
-    minillm.gradcheck(lambda *_: rl.reinforce_loss(lp(), adv, ro.response_mask), params)
+    minillm.gradcheck(lambda *_: reinforce.reinforce_loss(lp(), adv, ro.response_mask), params)
     old = ro.logprobs + backend.asarray(0.05 * numpy.sign(adv))[:, None]  # ρ ≈ 0.95 or 1.05: inside the clip range
     minillm.gradcheck(lambda *_: rl_ppo.ppo_clip_loss(lp(), old, adv, ro.response_mask), params)

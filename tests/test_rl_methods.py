@@ -7,7 +7,7 @@ import pytest
 from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.phases import losses
-from minillm.phases.rl import rollouts as rl, best_of_n as rl_best_of_n, ppo as rl_ppo
+from minillm.phases.rl import grpo, reinforce, rollouts as rl, best_of_n as rl_best_of_n, ppo as rl_ppo
 from minillm.data.gold import exact_reward
 from minillm.engine.gradcheck import gradcheck
 from minillm.model.gpt import GPT, GPTConfig
@@ -117,15 +117,15 @@ def test_value_loss_gradcheck_and_clipping(float64):
 # ----- GRPO --------------------------------------------------------------------------------
 
 def test_group_normalized_advantages_by_hand():
-    adv = rl.group_normalized_advantages(numpy.array([1.0, 0.0, 1.0, 1.0]), group_size=2)
+    adv = grpo.group_normalized_advantages(numpy.array([1.0, 0.0, 1.0, 1.0]), group_size=2)
     numpy.testing.assert_allclose(adv, [1.0, -1.0, 0.0, 0.0], atol=1e-5)
-    plain = rl.group_normalized_advantages(numpy.array([1.0, 2.0, 6.0]), 3, normalize_by_std=False)
+    plain = grpo.group_normalized_advantages(numpy.array([1.0, 2.0, 6.0]), 3, normalize_by_std=False)
     numpy.testing.assert_allclose(plain, [-2.0, -1.0, 3.0])
     # RLOO's leave-one-out advantage is G/(G−1) times the group-mean one
-    rloo = rl.advantages(numpy.array([1.0, 2.0, 6.0]), "leave_one_out", 3)
+    rloo = reinforce.advantages(numpy.array([1.0, 2.0, 6.0]), "leave_one_out", 3)
     numpy.testing.assert_allclose(rloo, 1.5 * plain)
     with pytest.raises(ValueError, match="groups of G = 3"):
-        rl.group_normalized_advantages(numpy.zeros(4), 3)
+        grpo.group_normalized_advantages(numpy.zeros(4), 3)
 
 
 def test_grpo_loss_gradcheck_and_reduction_to_ppo(float64):
@@ -134,14 +134,14 @@ def test_grpo_loss_gradcheck_and_reduction_to_ppo(float64):
     mask = backend.asarray(numpy.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], dtype=float))
     adv = numpy.array([1.0, -0.5, 0.3])
     lp = Tensor(old + rng.standard_normal((3, 4)) * 0.05, requires_grad=True)
-    assert gradcheck(lambda x: rl_ppo.grpo_loss(x, old, ref, adv, mask, 0.2, beta=0.1), [lp])
+    assert gradcheck(lambda x: grpo.grpo_loss(x, old, ref, adv, mask, 0.2, beta=0.1), [lp])
     # β = 0 and equal-length responses: GRPO's loss is PPO's divided by the length
     full = backend.asarray(numpy.ones((3, 4)))
-    grpo = rl_ppo.grpo_loss(lp, old, ref, adv, full, 0.2, beta=0.0).item()
-    assert grpo == pytest.approx(rl_ppo.ppo_clip_loss(lp, old, adv, full, 0.2).item() / 4)
+    grpo_value = grpo.grpo_loss(lp, old, ref, adv, full, 0.2, beta=0.0).item()
+    assert grpo_value == pytest.approx(rl_ppo.ppo_clip_loss(lp, old, adv, full, 0.2).item() / 4)
     # the k3 term is ≥ 0 and zero when π = π_ref
     same = Tensor(ref.copy())
-    assert rl_ppo.grpo_loss(same, ref, ref, numpy.zeros(3), mask, beta=1.0).item() == pytest.approx(0, abs=1e-12)
+    assert grpo.grpo_loss(same, ref, ref, numpy.zeros(3), mask, beta=1.0).item() == pytest.approx(0, abs=1e-12)
 
 
 def test_exact_reward_uses_the_known_answer_only():

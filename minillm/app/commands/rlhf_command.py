@@ -11,8 +11,7 @@ import argparse
 from dataclasses import fields
 
 from minillm.app.commands.train_flags import add_run_flags, number_flag
-from minillm.phases.rl.rollouts import ALGORITHMS
-from minillm.phases.rl.rlhf import REWARDS, RLHF_RULES, RLHFConfig, RLHFRun
+from minillm.phases.rl.rlhf import ALGORITHMS, REWARDS, RLHF_RULES, RLHFConfig, RLHFRun
 
 DEFAULTS = RLHFConfig()
 FLAGS = [("steps", "rollout-then-update iterations"), ("batch_prompts", "B prompts per step"),
@@ -45,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--prompts", help="training prompts .jsonl: a 'prompt' field, or demonstrations or "
                                      "preference pairs whose prompts are used (default: data/rl/train.jsonl)")
     p.add_argument("--heldout", help="held-out prompts for the report (default: data/rl/heldout.jsonl)")
-    p.add_argument("--algo", choices=ALGORITHMS, default=DEFAULTS.algo,
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), default=DEFAULTS.algo,
                    help="reinforce: batch-mean baseline; rloo: leave-one-out baseline; ppo: InstructGPT's PPO "
                         "(per-token KL rewards, a value model from the reward model, GAE); ppo-seq: PPO's "
                         "clipped ratio on RLOO's per-response advantages; grpo: group-normalised advantages, "

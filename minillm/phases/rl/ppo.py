@@ -7,16 +7,16 @@ from an older policy π_old. PPO reweights each token by ρ = π(y_t)/π_old(y_t
 direction its advantage asks for. InstructGPT's PPO also treats every response token as an
 action with its own reward r_t = −β·(log π(y_t) − log π_ref(y_t)) (+ the reward model's score
 at the last token), learns a value model V_ψ(state) that predicts the return, and turns
-rewards and values into per-token advantages by GAE. GRPO's loss (a group baseline, no value
-model, the KL in the loss) is here too, beside the surrogate it shares. phases/rl/rollouts.py has the
-rollouts, rewards and baselines.
+rewards and values into per-token advantages by GAE. `ppo-seq` is the clipped surrogate alone,
+on RLOO's per-response advantages (phases/rl/reinforce.py). phases/rl/rollouts.py has the
+rollouts and rewards; GRPO (phases/rl/grpo.py) reuses the clipped surrogate.
 Left out: early stopping on approximate KL, a value head sharing the policy's trunk.
 """
 from __future__ import annotations
 
 from minillm.engine import backend
 from minillm.phases.rl.rollouts import masked_mean, masked_sum, response_inputs
-from minillm.engine.tensor import Tensor, maximum, minimum
+from minillm.engine.tensor import Tensor, maximum, minimum, no_grad
 
 
 # ----- per-token rewards, values and GAE ------------------------------------------------
@@ -138,25 +138,6 @@ def ppo_clip_loss(logprobs: Tensor, old_logprobs, adv, mask, clip_eps: float = 0
     return -masked_sum(surrogate, mask, axis=None) * (1.0 / N)
 
 
-def grpo_loss(logprobs: Tensor, old_logprobs, ref_logprobs, adv, mask, clip_eps: float = 0.2,
-              beta: float = 0.04) -> Tensor:
-    """GRPO (Shao et al. 2024): L = −(1/N) Σ_i (1/|y_i|) Σ_t [min(ρA_i, clip(ρ)A_i) − β·k3_it].
-
-    A_i are group-normalised advantages (`rl.group_normalized_advantages`), one per response.
-    The KL to π_ref is in the loss, not in the reward, estimated per token by k3:
-    k3 = π_ref/π − log(π_ref/π) − 1 = e^d − d − 1 with d = log π_ref(y_t) − log π(y_t),
-    ≥ 0 for every sample and unbiased for KL(π ‖ π_ref) under y ~ π. Each response's tokens
-    are averaged (1/|y_i|), so long and short answers weigh the same.
-    """
-    d = backend.asarray(ref_logprobs) - logprobs                             # (N, T)
-    k3 = d.exp() - d - 1.0
-    per_token = clipped_surrogate(logprobs, old_logprobs, adv, clip_eps) - k3 * beta
-    xp = backend.get_array_module(mask)
-    lengths = xp.maximum(mask.sum(axis=1), 1.0)                               # (N,)
-    per_response = masked_sum(per_token, mask, axis=-1) * (1.0 / lengths)     # (N, T) -> (N,)
-    return -per_response.sum() * (1.0 / logprobs.shape[0])
-
-
 def clip_fraction(logprobs, old_logprobs, adv, mask, clip_eps: float = 0.2) -> float:
     """The share of response tokens whose gradient the clip switched off (ρ past 1±ε on A's side)."""
     logprobs = logprobs.data if isinstance(logprobs, Tensor) else logprobs
@@ -181,3 +162,23 @@ def minibatches(n: int, minibatch_size: int, rng) -> list:
     """A random split of rows 0..n-1 into minibatches of (at most) minibatch_size index arrays."""
     order = rng.permutation(n)
     return [order[i:i + minibatch_size] for i in range(0, n, minibatch_size)]
+
+
+# ----- what the RL loop calls (phases/rl/rlhf.py's table) -------------------------------
+
+def ppo_targets(models, ro, scored: dict, cfg, beta: float) -> dict:
+    """InstructGPT's advantages: per-token rewards, V_ψ's values, GAE, whitened over the batch.
+
+    Returns {"adv": (N, T), "returns": (N, T), "values": (N, T)}, all constants: the value
+    model's targets beside the policy's.
+    """
+    with no_grad():
+        values = response_values(models.value, ro.prompt_ids, ro.response_ids).data * ro.response_mask
+    rewards = token_rewards(scored["scores"], ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
+    adv, returns = gae(rewards, values, ro.response_mask, cfg.gamma, cfg.lam)
+    return {"adv": whiten(adv, ro.response_mask), "returns": returns, "values": values}
+
+
+def policy_loss(logprobs: Tensor, mb, adv, cfg, beta: float) -> Tensor:
+    """`ppo_clip_loss` of a minibatch of rollouts `mb`: logprobs (N, T), adv (N,) or (N, T)."""
+    return ppo_clip_loss(logprobs, mb.logprobs, adv, mb.response_mask, cfg.clip_eps)

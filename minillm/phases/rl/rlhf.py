@@ -25,19 +25,19 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 from minillm.io import checks
 from minillm.engine import backend, optim
 from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
-from minillm.phases.rl import rollouts as rl, ppo as rl_ppo
+from minillm.phases.rl import grpo, ppo as rl_ppo, reinforce, rollouts as rl
 from minillm.data.folders import shipped
 from minillm.data.gold import exact_reward, gold_score
 from minillm.data.readers import read_prompts
 from minillm.errors import UserError
 from minillm.model.reward_model import RewardModel
-from minillm.engine.tensor import no_grad
 from minillm.phases import common, judge
 from minillm.phases.judge import encode_prompts, evaluate
 from minillm.phases.trainer import (StopSignals, TrainingDiverged, append_log, check_finite, gradient_step,
@@ -48,6 +48,34 @@ GOLD = "gold"  # --rm gold: the simulated labeler itself is the reward (an oracl
 REWARDS = ("rm", "exact")
 VALUE_DIR = "value"  # PPO's value model: RUN_DIR/value, a reward-model checkpoint with its optimizer
 VALUE_NEXT = "value.next"  # the value model saved before the policy; renamed to VALUE_DIR after it
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One RL algorithm as the loop sees it; each function is defined in the algorithm's module.
+
+    targets(models, rollouts, scored, cfg, beta) -> {"adv": (N,) or (N, T), ...}: what the
+    update pulls toward. loss(logprobs, rollouts, adv, cfg, beta) -> the scalar policy loss.
+    epochs: False takes one gradient step on the whole batch (the plain policy gradient, whose
+    samples are stale after one step); True runs cfg.ppo_epochs passes of minibatches (the
+    clipped ratio keeps them safe). value_model: trains PPO's V_ψ beside the policy.
+    min_group_size: the fewest samples per prompt the advantages can be formed from.
+    """
+
+    targets: Callable
+    loss: Callable
+    epochs: bool = False
+    value_model: bool = False
+    min_group_size: int = 1
+
+
+ALGORITHMS = {
+    "reinforce": Algorithm(reinforce.reinforce_targets, reinforce.policy_loss),
+    "rloo": Algorithm(reinforce.rloo_targets, reinforce.policy_loss),
+    "ppo": Algorithm(rl_ppo.ppo_targets, rl_ppo.policy_loss, epochs=True, value_model=True),
+    "ppo-seq": Algorithm(reinforce.rloo_targets, rl_ppo.policy_loss, epochs=True),  # RLOO's advantages, clipped
+    "grpo": Algorithm(grpo.grpo_targets, grpo.policy_loss, epochs=True, min_group_size=2),
+}
 
 
 @dataclass
@@ -135,32 +163,6 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
     return {"scores": scores, "rewards": rewards, "kl": kl, "gold": gold, "texts": texts}
 
 
-def baseline_for(algo: str, group_size: int) -> str:
-    """reinforce: the batch mean; rloo, and ppo-seq when G >= 2: the leave-one-out mean of the prompt's others."""
-    if algo == "reinforce" or group_size < 2:
-        return "mean"
-    return "leave_one_out"
-
-
-def ppo_advantages(models: Models, ro: rl.Rollouts, scores, beta: float, cfg: RLHFConfig) -> tuple:
-    """InstructGPT's advantages: per-token rewards, V_ψ's values, GAE, whitened over the batch.
-
-    Returns (advantages (N, T), returns (N, T), values (N, T)), all constants.
-    """
-    with no_grad():
-        values = rl_ppo.response_values(models.value, ro.prompt_ids, ro.response_ids).data * ro.response_mask
-    rewards = rl_ppo.token_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
-    adv, returns = rl_ppo.gae(rewards, values, ro.response_mask, cfg.gamma, cfg.lam)
-    return rl_ppo.whiten(adv, ro.response_mask), returns, values
-
-
-def policy_loss(cfg: RLHFConfig, logprobs, mb: rl.Rollouts, adv, beta: float):
-    """The clipped objective of one minibatch: PPO's surrogate, or GRPO's with its KL term."""
-    if cfg.algo == "grpo":
-        return rl_ppo.grpo_loss(logprobs, mb.logprobs, mb.ref_logprobs, adv, mb.response_mask, cfg.clip_eps, beta)
-    return rl_ppo.ppo_clip_loss(logprobs, mb.logprobs, adv, mb.response_mask, cfg.clip_eps)
-
-
 def value_step(models: Models, mb: rl.Rollouts, returns, old_values, cfg: RLHFConfig) -> float:
     """One step of V_ψ on its clipped squared error to GAE's returns; returns the loss."""
     values = rl_ppo.response_values(models.value, mb.prompt_ids, mb.response_ids)
@@ -171,19 +173,19 @@ def value_step(models: Models, mb: rl.Rollouts, returns, old_values, cfg: RLHFCo
 
 def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg: RLHFConfig,
                   step: int, beta: float) -> dict:
-    """REINFORCE/RLOO: one gradient step on the whole batch. PPO and GRPO: epochs × minibatches.
+    """One gradient step on the whole batch, or epochs × minibatches (`Algorithm.epochs`).
 
     targets: {"adv": (N,) or (N, T)} and, for PPO, {"returns", "values"} (N, T).
     """
-    policy, adv = models.policy, targets["adv"]
-    if cfg.algo in ("reinforce", "rloo"):
+    algorithm, policy, adv = ALGORITHMS[cfg.algo], models.policy, targets["adv"]
+    if not algorithm.epochs:
         logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
-        loss = rl.reinforce_loss(rl.token_logprobs(logp, ro.response_ids), adv, ro.response_mask)
+        loss = algorithm.loss(rl.token_logprobs(logp, ro.response_ids), ro, adv, cfg, beta)
         norm = gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
         return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(logp, ro.response_mask)}
     rng = backend.make_rng(cfg.seed + step)
     stats = {"loss": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
-    if cfg.algo == "ppo":
+    if algorithm.value_model:
         stats["value_loss"] = 0.0
     count = 0
     for _ in range(cfg.ppo_epochs):
@@ -191,27 +193,16 @@ def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg
             mb = ro.select(rows)
             logp = rl.response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
             lp = rl.token_logprobs(logp, mb.response_ids)
-            loss = policy_loss(cfg, lp, mb, adv[rows], beta)
+            loss = algorithm.loss(lp, mb, adv[rows], cfg, beta)
             stats["clip_frac"] += rl_ppo.clip_fraction(lp, mb.logprobs, adv[rows], mb.response_mask, cfg.clip_eps)
             stats["approx_kl"] += rl_ppo.approx_kl(lp, mb.logprobs, mb.response_mask)
             stats["entropy"] += rl.entropy(logp, mb.response_mask)
             stats["grad_norm"] += gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
             stats["loss"] += loss.item()
-            if cfg.algo == "ppo":
+            if algorithm.value_model:
                 stats["value_loss"] += value_step(models, mb, targets["returns"][rows], targets["values"][rows], cfg)
             count += 1
     return {k: v / count for k, v in stats.items()}
-
-
-def advantage_targets(models: Models, ro: rl.Rollouts, scored: dict, cfg: RLHFConfig, beta: float) -> dict:
-    """What the update pulls toward: the advantages of each algorithm (and PPO's value targets)."""
-    if cfg.algo == "ppo":
-        adv, returns, values = ppo_advantages(models, ro, scored["scores"], beta, cfg)
-        return {"adv": adv, "returns": returns, "values": values}
-    if cfg.algo == "grpo":  # the reward alone: GRPO's KL is in the loss
-        return {"adv": rl.group_normalized_advantages(scored["scores"], cfg.group_size)}
-    baseline = baseline_for(cfg.algo, cfg.group_size)
-    return {"adv": rl.advantages(scored["rewards"], baseline, cfg.group_size, cfg.normalize_adv)}
 
 
 def rl_step(models: Models, optimizer, tokenizer, prompts: list[str], prompt_ids: list, cfg: RLHFConfig,
@@ -222,7 +213,7 @@ def rl_step(models: Models, optimizer, tokenizer, prompts: list[str], prompt_ids
                             end, cfg.temperature, seed=cfg.seed + step)
     texts_prompts = [p for p in prompts for _ in range(cfg.group_size)]
     scored = score_rollouts(ro, models.reward_model, tokenizer, texts_prompts, beta, cfg.reward)
-    targets = advantage_targets(models, ro, scored, cfg, beta)
+    targets = ALGORITHMS[cfg.algo].targets(models, ro, scored, cfg, beta)
     update = update_policy(models, optimizer, ro, targets, cfg, step, beta)
     return {"reward": float(scored["rewards"].mean()), "rm_score": float(scored["scores"].mean()),
             "kl": float(scored["kl"].mean()), "beta": beta,
@@ -330,9 +321,10 @@ class RLHFRun:
         """Whether the run saved a whole training state (the value model's too, for PPO); a
         damaged or missing one is an error that says where an intact copy is."""
         saved = checkpoint.can_resume(os.path.join(self.out, "checkpoint"))
-        if saved and self.config.algo == "ppo":
+        value_model = ALGORITHMS[self.config.algo].value_model
+        if saved and value_model:
             self._finish_value_save()
-        if saved and self.config.algo == "ppo" and not checkpoint.can_resume(os.path.join(self.out, VALUE_DIR)):
+        if saved and value_model and not checkpoint.can_resume(os.path.join(self.out, VALUE_DIR)):
             raise UserError(f"{os.path.join(self.out, VALUE_DIR)} (PPO's value model) is missing: the run cannot "
                             "resume exactly; pass --overwrite to start it over")
         return saved
@@ -352,7 +344,7 @@ class RLHFRun:
     def _start_value_model(self, models: Models, policy) -> None:
         """PPO's V_ψ: a copy of the reward model (it already reads prompt + response into a score),
         or of the SFT model with a zero head when there is no learned reward model."""
-        if self.config.algo != "ppo":
+        if not ALGORITHMS[self.config.algo].value_model:
             return
         if models.reward_model is not None:
             models.value = load_reward_model(self.reward_model)
@@ -410,7 +402,7 @@ class RLHFRun:
         saved = checkpoint.load(os.path.join(self.out, "checkpoint"), optimizer=optimizer)
         models.policy = saved.model.eval()
         controller.beta = float(saved.meta["beta"])
-        if self.config.algo == "ppo":
+        if ALGORITHMS[self.config.algo].value_model:
             self._start_value_model(models, saved.model)
             value = checkpoint.load(os.path.join(self.out, VALUE_DIR), optimizer=models.value_optimizer)
             if value.step != saved.step:
@@ -442,11 +434,11 @@ class RLHFRun:
 
 def check_config(cfg: RLHFConfig) -> None:
     """Settings that cannot work, named before any work starts."""
-    if cfg.algo not in rl.ALGORITHMS:
-        raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(rl.ALGORITHMS)}")
+    if cfg.algo not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {cfg.algo!r}: expected one of {', '.join(ALGORITHMS)}")
     if cfg.reward not in REWARDS:
         raise UserError(f"unknown reward {cfg.reward!r}: expected one of {', '.join(REWARDS)}")
     checks.check_fields(cfg, RLHF_RULES)
-    if cfg.algo == "grpo" and cfg.group_size < 2:
+    if cfg.group_size < ALGORITHMS[cfg.algo].min_group_size:
         raise UserError(f"--algo {cfg.algo} compares the G samples of a prompt with each other: "
-                         f"--group-size must be at least 2, got {cfg.group_size}")
+                         f"--group-size must be at least {ALGORITHMS[cfg.algo].min_group_size}, got {cfg.group_size}")

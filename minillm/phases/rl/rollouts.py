@@ -4,9 +4,11 @@ Lecture 5 §Phase 3: "the original language model is then optimized to generate 
 that receive high scores from the reward model". One update: sample G responses per prompt
 from the policy π (rollouts), score each with the reward model r(x, y), subtract a KL penalty
 β·Σ_t (log π(y_t) − log π_ref(y_t)) that keeps π near the frozen SFT model π_ref, turn the
-rewards into advantages with a baseline, and step along A·∇ Σ_t log π(y_t). GRPO's group
-baseline lives here too; PPO (the value model, per-token rewards, GAE, the clipped surrogate)
-in phases/rl/ppo.py, best-of-n (sampling only, no training) in phases/rl/best_of_n.py.
+rewards into advantages, and step along A·∇ Σ_t log π(y_t). This module holds what every
+algorithm shares: sampling, response log-probabilities, masks, the KL and its controller.
+Each algorithm's advantages and loss live in its own module: REINFORCE/RLOO in
+phases/rl/reinforce.py, PPO in phases/rl/ppo.py, GRPO in phases/rl/grpo.py; best-of-n
+(sampling only, no training) in phases/rl/best_of_n.py.
 Left out: reward whitening across steps, separate rollout workers.
 """
 from __future__ import annotations
@@ -19,9 +21,6 @@ from minillm.model import functional as F
 from minillm.errors import UserError
 from minillm.model.sampling import generate
 from minillm.engine.tensor import Tensor, no_grad
-
-ALGORITHMS = ("reinforce", "rloo", "ppo", "ppo-seq", "grpo")
-
 
 # ----- rollouts: sampled responses and their log-probabilities --------------------------
 
@@ -238,85 +237,3 @@ class KLController:
             error = min(max((kl - self.target) / self.target, -0.2), 0.2)
             self.beta *= 1.0 + error * n / self.horizon
         return self.beta
-
-
-# ----- baselines and advantages ---------------------------------------------------------
-
-def batch_mean_baseline(rewards):
-    """b = (1/N) Σ_j R_j for every row, (N,) -> (N,).
-
-    Because b includes the row's own reward, E[(R_i − b)·∇log π(y_i)] = (1 − 1/N)·∇J: the
-    estimator is shrunk by 1/N (harmless for large N). `leave_one_out_baseline` removes that.
-    """
-    return rewards * 0 + rewards.mean()
-
-
-def leave_one_out_baseline(rewards, group_size: int):
-    """RLOO: b_i = (1/(G−1)) Σ_{j≠i, same prompt} R_j, (N,) -> (N,) with N = B·G.
-
-    b_i does not depend on y_i, so E[(R_i − b_i)·∇log π(y_i)] = ∇J exactly (no bias), and it
-    is a baseline per prompt: an easy prompt's high rewards do not count as good actions.
-    Example (G = 3): R = [1, 2, 6] -> b = [4, 3.5, 1.5].
-    """
-    if group_size < 2:
-        raise UserError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
-    grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
-    others = grouped.sum(axis=1, keepdims=True) - grouped
-    return (others / (group_size - 1)).reshape(-1)                             # (B, G) -> (N,)
-
-
-def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = False):
-    """A = R − b, with b from `batch_mean_baseline` ("mean"), `leave_one_out_baseline`
-    ("leave_one_out") or no baseline ("none": plain REINFORCE, which lesson 09's bandit compares
-    with the other two, and the unbiasedness test checks); normalize: A ← (A − mean A) / (std A + 1e-8),
-    which fixes the step size whatever the reward scale (and biases the estimator slightly)."""
-    if baseline == "mean":
-        adv = rewards - batch_mean_baseline(rewards)
-    elif baseline == "leave_one_out":
-        adv = rewards - leave_one_out_baseline(rewards, group_size)
-    elif baseline == "none":
-        adv = rewards * 1.0
-    else:
-        raise ValueError(f"unknown baseline {baseline!r}: expected mean, leave_one_out or none")
-    if normalize:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    return adv
-
-
-def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, normalize_by_std: bool = True):
-    """GRPO's advantages: A_i = (R_i − mean_g R) / (std_g R + ε) within each prompt's group of G.
-
-    The group mean is the baseline (RLOO's leave-one-out mean is the same idea without the
-    response's own reward: A_rloo = G/(G−1)·(R_i − mean_g R), so the two differ only by a
-    scale G/(G−1) before the division by the std). Dividing by the group's std (population,
-    ddof 0) gives every prompt the same step size, easy or hard; a group whose rewards are all
-    equal gets A = 0: nothing to learn from it. normalize_by_std=False keeps R − mean_g R.
-    Example (G = 2): R = [1, 0, 1, 1] -> A ≈ [1, −1, 0, 0].
-    """
-    if group_size < 2:
-        raise UserError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
-    if rewards.shape[0] % group_size:
-        raise UserError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
-    grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
-    centred = grouped - grouped.mean(axis=1, keepdims=True)
-    if normalize_by_std:
-        centred = centred / (grouped.std(axis=1, keepdims=True) + eps)
-    return centred.reshape(-1)                                                  # (B, G) -> (N,)
-
-
-# ----- the policy-gradient loss ---------------------------------------------------------
-
-def reinforce_loss(logprobs: Tensor, adv, mask) -> Tensor:
-    """L = −(1/N) Σ_i A_i · Σ_t m_it · log π(y_it | x_i, y_i<t): REINFORCE with a baseline.
-
-    Its gradient, −(1/N) Σ_i A_i ∇log π(y_i | x_i), is the score-function estimate of −∇J:
-    descending it raises the probability of responses that beat their baseline (A > 0) and
-    lowers the rest. A is a constant here (no gradient flows into the rewards).
-
-    Args:
-        logprobs: (N, T) Tensor of log π(y_t), differentiable.
-        adv: (N,) advantages. mask: (N, T) response mask.
-    """
-    N = logprobs.shape[0]
-    sequence_logprob = masked_sum(logprobs, mask, axis=-1)                    # (N, T) -> (N,)
-    return -(sequence_logprob * adv).sum() * (1.0 / N)
