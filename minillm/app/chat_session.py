@@ -16,11 +16,10 @@ from typing import Iterator
 
 from minillm.io import checks
 from minillm.tokenizers import chat_template as chat
+from minillm.tokenizers.base import ENDOFTEXT
 from minillm.errors import UserError
 from minillm.app.explore import NextToken, top_next_tokens
 from minillm.model.sampling import stream, text_pieces
-
-ENDOFTEXT = "<|endoftext|>"
 
 
 @dataclass

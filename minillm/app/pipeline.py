@@ -296,14 +296,8 @@ def _rm(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str,
                      skip_bad=True, resume=True, quiet=run.quiet).run()
 
 
-def _rlhf(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-    config = RLHFConfig(**{**preset.rlhf, "seed": run.seed})
-    return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
-                   config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
-
-
 def _rl_method(name: str):
-    """The runner of an RLHF-loop method (ppo, grpo): the preset's RLHF settings, then the method's."""
+    """The runner of an RLHF-loop method (rlhf, ppo, grpo): the preset's RLHF settings, then the method's."""
     def run_method(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
         config = RLHFConfig(**{**preset.rlhf, **getattr(preset, name), "seed": run.seed})
         return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
@@ -328,5 +322,5 @@ def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldou
                       temperature=preset.best_of_n_temperature, seed=run.seed, resume=True, quiet=run.quiet).run()
 
 
-RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rlhf, "ppo": _rl_method("ppo"),
+RUNNERS = {"pretrain": _pretrain, "sft": _sft, "rm": _rm, "rlhf": _rl_method("rlhf"), "ppo": _rl_method("ppo"),
            "dpo": _dpo, "best-of-n": _best_of_n, "grpo": _rl_method("grpo")}

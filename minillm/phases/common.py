@@ -15,6 +15,7 @@ import re
 from collections import defaultdict
 
 from minillm.tokenizers import chat_template as chat
+from minillm.tokenizers.base import ENDOFTEXT
 from minillm.data.gold import gold_report, gold_score
 from minillm.data.tasks import find_task
 from minillm.model.sampling import generate
@@ -22,7 +23,6 @@ from minillm.model.sampling import generate
 DIRECT = 0.5                                    # gold >= this counts as a direct answer
 FACTUAL_KINDS = ("fact", "number", "arithmetic")  # prompts with one right value: exact match applies
 STYLE_TERMS = ("dodge", "question", "rude", "ramble", "repetition", "garbage", "empty_or_garbage")
-ENDOFTEXT = "<|endoftext|>"
 
 
 def first_line(text: str) -> str:

@@ -27,9 +27,8 @@ from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers import load as load_tokenizer
+from minillm.tokenizers.base import ENDOFTEXT
 from minillm.phases.trainer import TrainConfig, Trainer, TrainingDiverged, fit_schedule
-
-ENDOFTEXT = "<|endoftext|>"
 
 
 @dataclass

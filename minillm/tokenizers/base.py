@@ -19,6 +19,7 @@ import regex
 
 from minillm.errors import UserError
 
+ENDOFTEXT = "<|endoftext|>"  # the special token that separates documents, and ends a pretrained model's text
 FORMAT_NAME = "minillm-tokenizer"
 FORMAT_VERSION = 1
 

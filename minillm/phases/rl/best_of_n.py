@@ -46,7 +46,7 @@ def best_of_n_candidates(policy, reward_model, prompt_ids: list, n: int, max_new
     """
     if n < 1:
         raise UserError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
-    ro = sample_rollouts(policy, policy, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
+    ro = sample_rollouts(policy, None, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
     responses = ro.responses()
     scores = reward_model_scores(reward_model, ro.prompt_ids, responses, end_id).reshape(-1, n)  # (B, n)
     return responses, scores

@@ -140,7 +140,7 @@ class BestOfNRun:
     def _measured_kl(self, policy, reward_model, ids: list, end: int, winner_scores) -> float:
         """KL(best-of-n ‖ π_τ), π_τ the SFT model sampled at τ, from kl_samples fresh samples of π_τ per
         prompt (`rl_best_of_n.best_of_n_kl_estimate`): the distance the closed form log n − (n−1)/n predicts."""
-        fresh = rl.sample_rollouts(policy, policy, ids, self.kl_samples, self.max_new_tokens, end,
+        fresh = rl.sample_rollouts(policy, None, ids, self.kl_samples, self.max_new_tokens, end,
                                    self.temperature, self.seed + 1)
         sample_scores = rl.reward_model_scores(reward_model, fresh.prompt_ids, fresh.responses(), end)
         sample_scores = sample_scores.reshape(len(ids), self.kl_samples)            # (B·m,) -> (B, m)

@@ -36,7 +36,7 @@ class Rollouts:
     response_ids: Any           # (N, T) int, 0 after the end
     response_mask: Any          # (N, T) 1.0 on response tokens (<|end|> included), 0.0 on padding
     logprobs: Any               # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
-    ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding
+    ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding; None without one
 
     def responses(self) -> list[list[int]]:
         """The real tokens of each response (padding dropped), N lists of ints."""
@@ -48,7 +48,7 @@ class Rollouts:
         """The rollouts of some rows only (a PPO minibatch)."""
         index = backend.to_numpy(rows).tolist()
         return Rollouts([self.prompt_ids[i] for i in index], self.response_ids[rows], self.response_mask[rows],
-                        self.logprobs[rows], self.ref_logprobs[rows])
+                        self.logprobs[rows], None if self.ref_logprobs is None else self.ref_logprobs[rows])
 
 
 def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
@@ -126,6 +126,8 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
     at another τ the policy is softmax(z/τ), so both models are re-scored at that τ.
 
     Args:
+        reference: π_ref, or None where nothing compares with it (best-of-n only samples):
+            then no reference forward pass is paid and `ref_logprobs` is None.
         prompt_ids: B lists of chat-formatted prompt ids (`chat.encode_prompt`).
         group_size: G >= 1 responses per prompt.
     """
@@ -143,7 +145,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
             logprobs = backend.xp.asarray([lp + [0.0] * (T - len(lp)) for lp in lps], dtype=mask.dtype)
         else:
             logprobs = response_logprobs(policy, rows, ids, temperature).data * mask
-        ref = response_logprobs(reference, rows, ids, temperature).data * mask
+        ref = None if reference is None else response_logprobs(reference, rows, ids, temperature).data * mask
     return Rollouts(rows, ids, mask, logprobs, ref)
 
 
