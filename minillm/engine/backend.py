@@ -237,12 +237,6 @@ def set_device_checks(enabled: bool) -> None:
     _device_checks = bool(enabled)
 
 
-def reset_transfer_counts() -> None:
-    """Zero the device <-> host transfer counters."""
-    for key in transfers:
-        transfers[key] = 0
-
-
 # ----- debugging -----------------------------------------------------------------------
 
 def set_debug_nan(enabled: bool) -> None:

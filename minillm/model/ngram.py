@@ -150,10 +150,6 @@ class NGramLM:
                 probs[rows] = numpy.where(seen, mixed, probs[rows])
         return numpy.log(probs)
 
-    def log_likelihood(self, ids) -> float:
-        """Σ_t log P(x_t | x_<t) over t = 2..T: the log-probability of the sequence (nats)."""
-        return float(self.token_log_probs(ids).sum())
-
     def loss(self, ids) -> float:
         """Mean negative log-likelihood per predicted token, -1/(T-1) Σ_t log P(x_t | x_<t).
 
