@@ -32,10 +32,10 @@ def test_generation_is_deterministic(tmp_path):
 def test_shipped_files_equal_the_generator_output(built):
     shipped = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()
                      and p.name != "README.md")
-    assert shipped == sorted(built), "rerun: python -m minillm.data.make_world --out data/"
+    assert shipped == sorted(built), "rerun: minillm data make-world --out data/ --overwrite"
     for rel, text in built.items():
         assert (DATA / rel).read_bytes() == text.encode("utf-8"), \
-            f"data/{rel} is stale; rerun: python -m minillm.data.make_world --out data/"
+            f"data/{rel} is stale; rerun: minillm data make-world --out data/ --overwrite"
 
 
 def test_data_folder_is_small_and_documented():
@@ -50,7 +50,7 @@ def test_data_folder_is_small_and_documented():
             size = path.stat().st_size
             assert re.search(rf"`{rel}`\s*\|\s*{n:,}[a-z ]*\|\s*{size:,}\s*\|", readme), \
                 f"data/README.md row for {rel} should say {n:,} records, {size:,} bytes"
-    assert "python -m minillm.data.make_world --out data/" in readme
+    assert "minillm data make-world --out data/ --overwrite" in readme
 
 
 def test_lecture_examples_are_in_train(built):

@@ -2,7 +2,7 @@
 
 Readers turn plain text, demonstrations, preference pairs and prompts, in the common JSON
 Lines layouts, into minillm's records; `gold_score` is the simulated labeler of the shipped
-tiny world (`python -m minillm.data.make_world --out data/` rebuilds its files). This package
+tiny world (`minillm data make-world --out data/ --overwrite` rebuilds its files). This package
 imports nothing from the model or autograd code.
 """
 from minillm.data.gold import gold_score

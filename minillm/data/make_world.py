@@ -1,15 +1,14 @@
-"""Write every dataset minillm ships: `python -m minillm.data.make_world --out data/`.
+"""Write every dataset minillm ships (`minillm data make-world --out data/ --overwrite`).
 
 Lecture 5 needs three kinds of data: raw text (pretraining), demonstrations (SFT: single
 questions, and multi-turn conversations for chat) and comparisons (reward model), plus
-prompts for RL. This script makes all of them from the tiny
+prompts for RL. `write` makes all of them from the tiny
 world with one seeded `random.Random` per file, so running it again gives byte-identical
 files. Questions are split into train / validation / test by task key, so held-out prompts
 never appear in training. Left out: deduplication against other corpora, tokenisation.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -175,18 +174,3 @@ def write(out: str | Path, seed: int = SEED, scale: float = 1.0) -> dict[str, in
         path.write_bytes(data)  # bytes, so no platform newline translation
         sizes[rel] = len(data)
     return sizes
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data", help="folder to write into (default: data)")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (default: 0)")
-    parser.add_argument("--scale", type=float, default=1.0, help="shrink every size (default: 1)")
-    args = parser.parse_args(argv)
-    for rel, n in write(args.out, args.seed, args.scale).items():
-        print(f"{n:>10,d} bytes  {Path(args.out) / rel}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
