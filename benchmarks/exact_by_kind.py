@@ -13,19 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import defaultdict
 
-from minillm.data.gold import exact_reward, find_task
-
-
-def right_by_kind(prompts: list[str], answers: list[str]) -> dict[str, list[float]]:
-    """{task kind: [exact reward of each verifiable answer]}."""
-    by_kind = defaultdict(list)
-    for prompt, answer in zip(prompts, answers):
-        reward = exact_reward(prompt, answer)
-        if reward is not None:
-            by_kind[find_task(prompt).kind].append(reward)
-    return by_kind
+from minillm.app.results import right_by_kind
 
 
 def main() -> None:
