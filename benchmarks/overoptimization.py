@@ -48,6 +48,7 @@ from minillm.phases.common import gold_labelled_pairs
 from minillm.phases.judge import encode_prompts
 from minillm.phases.pretrain import PretrainRun
 from minillm.phases.reward import RewardRun
+from minillm.model.sampling import response_log_softmax
 from minillm.phases.rl import rollouts as rl
 from minillm.phases.rl.best_of_n import best_of_n_kl, best_of_n_kl_estimate
 from minillm.phases.rl.rlhf import Models, RLHFConfig, choose_prompts, load_reward_model, rl_step, score_rollouts
@@ -429,8 +430,8 @@ def held_out_eval(models: Models, tok, prompts: list[str], ids: list, cfg: RLHFC
                             seed=cfg.seed + 100_003 * (step + 1))
     scored = score_rollouts(ro, models.reward_model, tok, [p for p in prompts for _ in range(group)], 0.0)
     with no_grad():
-        logp = rl.response_log_softmax(models.policy, ro.prompt_ids, ro.response_ids)
-        ref = rl.response_log_softmax(models.reference, ro.prompt_ids, ro.response_ids)
+        logp = response_log_softmax(models.policy, ro.prompt_ids, ro.response_ids)
+        ref = response_log_softmax(models.reference, ro.prompt_ids, ro.response_ids)
     return {"gold": float(np.mean(scored["gold"])), "proxy": float(backend.to_numpy(scored["scores"]).mean()),
             "kl": float(backend.to_numpy(rl.exact_kl(logp, ref, ro.response_mask)).mean()),
             "kl_sampled": float(backend.to_numpy(scored["kl"]).mean())}

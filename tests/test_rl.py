@@ -12,7 +12,7 @@ from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.phases.rl import grpo, ppo as rl_ppo, reinforce, rollouts as rl
 from minillm.model import functional as F
-from minillm.model.sampling import sequence_logprobs
+from minillm.model.sampling import response_log_softmax, response_logprobs, sequence_logprobs
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import Tensor
@@ -140,7 +140,7 @@ def test_ppo_equals_reinforce_at_ratio_one_through_a_model(float64):
     model = tiny_model(chat_tokenizer().vocab_size)
     ro = toy_rollouts(model)
     adv = numpy.linspace(-1, 1, len(ro.prompt_ids))
-    lp = lambda: rl.response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
+    lp = lambda: response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     g_reinforce = parameter_grads(model, reinforce.reinforce_loss(lp(), adv, ro.response_mask))
     g_ppo = parameter_grads(model, rl_ppo.ppo_clip_loss(lp(), ro.logprobs, adv, ro.response_mask))
     for a, b in zip(g_reinforce, g_ppo):
@@ -156,9 +156,9 @@ def test_kl_is_zero_for_the_reference_itself_and_positive_for_another_policy(flo
     numpy.testing.assert_allclose(rl.kl_penalty(ro.logprobs, ro.ref_logprobs, ro.response_mask), 0, atol=1e-12)
     other = tiny_model(tok.vocab_size, seed=5)
     ro = toy_rollouts(policy, reference=other)
-    logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids)
+    logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids)
     same = rl.exact_kl(logp, logp, ro.response_mask)
-    different = rl.exact_kl(logp, rl.response_log_softmax(other, ro.prompt_ids, ro.response_ids), ro.response_mask)
+    different = rl.exact_kl(logp, response_log_softmax(other, ro.prompt_ids, ro.response_ids), ro.response_mask)
     assert numpy.all(same == 0) and numpy.all(different > 0)
 
 
@@ -186,12 +186,12 @@ def test_rollout_logprobs_equal_a_fresh_forward_pass_and_padding_never_counts():
         assert end not in r[:-1] and (n == 30 or r[-1] == end)      # ends at <|end|> (kept) or the limit
         numpy.testing.assert_allclose(ro.logprobs[row, :n], lp, atol=1e-5)
         assert numpy.all(ro.logprobs[row, n:] == 0) and numpy.all(ro.response_mask[row, n:] == 0)
-    batched = rl.response_logprobs(model, ro.prompt_ids, ro.response_ids).data
+    batched = response_logprobs(model, ro.prompt_ids, ro.response_ids).data
     numpy.testing.assert_allclose(batched * ro.response_mask, ro.logprobs, atol=1e-5)
     # Tokens after the end change nothing: the masked log-probs (hence every loss) stay the same.
     scrambled = ro.response_ids.copy()
     scrambled[ro.response_mask == 0] = 7
-    again = rl.response_logprobs(model, ro.prompt_ids, scrambled).data * ro.response_mask
+    again = response_logprobs(model, ro.prompt_ids, scrambled).data * ro.response_mask
     numpy.testing.assert_allclose(again, batched * ro.response_mask, atol=1e-6)
 
 
@@ -239,7 +239,7 @@ def test_both_losses_through_the_model_gradcheck(float64):
     model = tiny_model(chat_tokenizer().vocab_size)
     ro = toy_rollouts(model, group_size=2, max_new_tokens=4)
     adv = numpy.array([0.5, -1.0, 2.0, 0.1])
-    lp = lambda: rl.response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
+    lp = lambda: response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     params = [model.ln_f.weight, model.h[1].attn.c_proj.bias]
     minillm.gradcheck(lambda *_: reinforce.reinforce_loss(lp(), adv, ro.response_mask), params)
     old = ro.logprobs + backend.asarray(0.05 * numpy.sign(adv))[:, None]  # ρ ≈ 0.95 or 1.05: inside the clip range

@@ -300,13 +300,66 @@ def text_pieces(tokenizer, prompt_ids: Sequence[int], new_ids: Iterable[int],
         yield text[len(shown):]  # whatever was still held back at the end
 
 
-def sequence_logprobs(model, prompt_ids, response_ids):
-    """log π(y_t | x, y_<t) of every response token, from ONE full forward pass (no cache).
+# ----- scoring given responses: log π(y_t | x, y_<t) in one forward pass ----------------
 
-    The sequence x + y goes through the model once; the logits at position t predict token
-    t + 1, so the response's log-probs are log_softmax(z)[t, s_{t+1}] for the positions from
-    the prompt's last token to the response's second-to-last. RLHF uses this to re-score
-    rollouts; it must equal `generate(..., return_logprobs=True)` up to float error.
+def response_log_softmax(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
+    """log π(· | x, y_<t) over the vocabulary at every response position, in ONE forward pass.
+
+    Each row is prompt + response, right-padded (causal attention: padding after a token never
+    changes it). The logits at position P_i − 1 + t predict response token t of row i.
+
+    Args:
+        prompt_ids: (N,) lists of prompt ids. response_ids: (N, T) padded response ids.
+        temperature: the policy is softmax(z / τ); τ = 1 is the model's own distribution.
+    Returns:
+        (N, T, V) Tensor of log-probabilities (differentiable when grad is enabled).
+    """
+    inputs, rows, positions = response_inputs(prompt_ids, response_ids, model.config.block_size)
+    logits = model(inputs)                                                   # (N, L-1, V)
+    picked = logits[rows, positions]                                         # (N, L-1, V) -> (N, T, V)
+    return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
+
+
+def response_inputs(prompt_ids: list, response_ids, block_size: int | None = None) -> tuple[list, Any, Any]:
+    """The model inputs of prompt + response rows, and where each response token is predicted.
+
+    Row i is prompt_i + response_i without its last token, right-padded to L − 1 (causal
+    attention: padding after a token never changes it). The state that predicts response token
+    t of row i is position P_i − 1 + t. A short prompt beside a long response of another row
+    can push a row's padding past the block: with block_size, rows are cut to it and positions
+    clamped inside it, which touches padding only when every prompt + its real response fits.
+    Returns (inputs (N, L-1) lists, rows (N, 1), positions (N, T)): index an (N, L-1, ...)
+    output with [rows, positions] to get (N, T, ...).
+    """
+    xp = backend.xp
+    responses = backend.to_numpy(response_ids).tolist()
+    full = [p + r for p, r in zip(prompt_ids, responses)]
+    L = max(len(r) for r in full) if block_size is None else min(max(len(r) for r in full), block_size + 1)
+    inputs = [r[:L - 1] + [0] * (L - 1 - len(r[:L - 1])) for r in full]     # (N, L-1)
+    starts = xp.asarray([len(p) - 1 for p in prompt_ids])                    # (N,)
+    N, T = len(full), len(responses[0])
+    positions = xp.minimum(starts[:, None] + xp.arange(T)[None, :], L - 2)   # (N, T)
+    return inputs, xp.arange(N)[:, None], positions
+
+
+def token_logprobs(logp: Tensor, response_ids) -> Tensor:
+    """log π(y_t): pick each sampled token's entry, (N, T, V) and ids (N, T) -> (N, T)."""
+    xp = backend.xp
+    N, T = response_ids.shape
+    return logp[xp.arange(N)[:, None], xp.arange(T)[None, :], response_ids]
+
+
+def response_logprobs(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
+    """log π(y_t | x, y_<t) of every response token, (N, T): one batched forward pass."""
+    return token_logprobs(response_log_softmax(model, prompt_ids, response_ids, temperature), response_ids)
+
+
+def sequence_logprobs(model, prompt_ids, response_ids):
+    """log π(y_t | x, y_<t) of every response token as lists: `response_logprobs` on unpadded input.
+
+    The sequences x + y go through the model once, right-padded into one batch; it must equal
+    `generate(..., return_logprobs=True)` up to float error. RLHF's rollouts call
+    `response_logprobs` directly, on padded arrays.
 
     Args:
         prompt_ids: (T_x,) list of ints, or a batch (B, T_x) of lists.
@@ -315,20 +368,16 @@ def sequence_logprobs(model, prompt_ids, response_ids):
         (T_y,) list of floats, or (B, T_y) lists for a batch.
     """
     prompts, single = _as_rows(prompt_ids)
-    responses = [list(response_ids)] if single else [list(r) for r in response_ids]
+    responses = [[int(t) for t in r] for r in ([response_ids] if single else response_ids)]
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    out = []
     for x, y in zip(prompts, responses):
-        y = [int(t) for t in y]
         if len(x) + len(y) > model.config.block_size:
             raise UserError(f"prompt ({len(x)}) + response ({len(y)}) tokens exceed the model's "
                              f"block_size ({model.config.block_size})")
-        if not y:
-            out.append([])
-            continue
-        with no_grad():
-            logits = model([x + y[:-1]]).data[0, len(x) - 1:]          # (T_y, V)
-        targets = backend.xp.asarray(y)
-        out.append(backend.to_numpy(pick(log_probs(logits), targets)).tolist())
+    T = max(1, max(len(y) for y in responses))
+    ids = backend.xp.asarray([y + [0] * (T - len(y)) for y in responses], dtype=backend.xp.int64)  # (N, T)
+    with no_grad():
+        scored = backend.to_numpy(response_logprobs(model, prompts, ids).data).tolist()         # (N, T)
+    out = [row[:len(y)] for row, y in zip(scored, responses)]
     return out[0] if single else out

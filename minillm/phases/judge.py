@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from minillm.tokenizers import chat_template as chat
+from minillm.model.sampling import response_log_softmax
 from minillm.phases.rl import rollouts as rl
 from minillm.data.gold import gold_score
 from minillm.engine.tensor import no_grad
@@ -63,8 +64,8 @@ def held_out_kl(policy, reference, tokenizer, prompts: list[str], sampling: Samp
     ro = rl.sample_rollouts(policy, reference, ids, 1, sampling.max_new_tokens, end, sampling.temperature,
                             sampling.seed + 999_983)
     with no_grad():
-        logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, sampling.temperature)
-        ref = rl.response_log_softmax(reference, ro.prompt_ids, ro.response_ids, sampling.temperature)
+        logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, sampling.temperature)
+        ref = response_log_softmax(reference, ro.prompt_ids, ro.response_ids, sampling.temperature)
     return float(rl.exact_kl(logp, ref, ro.response_mask).mean())
 
 

@@ -28,6 +28,7 @@ from minillm.engine import backend
 from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
+from minillm.model.sampling import response_log_softmax, response_logprobs, token_logprobs
 from minillm.phases.rl import rollouts as rl, best_of_n as rl_best_of_n
 from minillm.data.folders import shipped
 from minillm.data.gold import gold_score
@@ -155,9 +156,9 @@ class BestOfNRun:
         """
         response_ids, mask = rl.pad_responses(winners)                             # (B, T)
         with no_grad():
-            logp_tau = rl.response_log_softmax(policy, ids, response_ids, self.temperature)  # (B, T, V)
-            tempered = rl.token_logprobs(logp_tau, response_ids).data               # (B, T)
-            own = tempered if self.temperature == 1.0 else rl.response_logprobs(policy, ids, response_ids).data
+            logp_tau = response_log_softmax(policy, ids, response_ids, self.temperature)  # (B, T, V)
+            tempered = token_logprobs(logp_tau, response_ids).data               # (B, T)
+            own = tempered if self.temperature == 1.0 else response_logprobs(policy, ids, response_ids).data
         gap = rl.masked_sum(tempered - own, mask, axis=-1)                          # (B, T) -> (B,)
         return float(backend.scalar(gap.mean())), rl.entropy(logp_tau, mask)
 

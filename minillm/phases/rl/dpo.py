@@ -23,6 +23,7 @@ from minillm.engine import backend
 from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
+from minillm.model.sampling import response_log_softmax, token_logprobs
 from minillm.phases.rl import rollouts as rl
 from minillm.tokenizers.chat_template import ResponseTooLong
 from minillm.data.folders import shipped
@@ -93,8 +94,8 @@ def pair_logps_and_entropy(model, pairs: EncodedPairs, rows: list[int]):
     H = −Σ_v π(v) log π(v) over the chosen responses' tokens (a float, no gradient)."""
     prompts = [pairs.prompts[i] for i in rows]
     ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows] + [pairs.rejected[i] for i in rows])  # (2B, T)
-    logp = rl.response_log_softmax(model, prompts + prompts, ids)                # (2B, T, V)
-    logps = rl.masked_sum(rl.token_logprobs(logp, ids), mask, axis=-1)          # (2B, T) -> (2B,)
+    logp = response_log_softmax(model, prompts + prompts, ids)                # (2B, T, V)
+    logps = rl.masked_sum(token_logprobs(logp, ids), mask, axis=-1)          # (2B, T) -> (2B,)
     B = len(rows)
     return logps[:B], logps[B:], rl.entropy(logp.data[:B], mask[:B])
 
@@ -125,7 +126,7 @@ def dpo_metrics(model, pairs: EncodedPairs, ref: tuple, beta: float, batch_size:
     s_w, s_l = implicit_rewards(chosen, ref[0], beta), implicit_rewards(rejected, ref[1], beta)
     rows = list(range(min(batch_size, len(pairs))))  # the policy's entropy on the first chosen responses
     ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows])
-    entropy = rl.entropy(rl.response_log_softmax(model, [pairs.prompts[i] for i in rows], ids), mask)
+    entropy = rl.entropy(response_log_softmax(model, [pairs.prompts[i] for i in rows], ids), mask)
     loss = dpo_loss(Tensor(chosen), Tensor(rejected), ref[0], ref[1], beta)
     return {"val_loss": loss.item(), "reward_accuracy": pairwise_accuracy(s_w, s_l),
             "reward_margin": mean_margin(s_w, s_l),

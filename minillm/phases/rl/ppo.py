@@ -15,7 +15,8 @@ Left out: early stopping on approximate KL, a value head sharing the policy's tr
 from __future__ import annotations
 
 from minillm.engine import backend
-from minillm.phases.rl.rollouts import masked_mean, masked_sum, response_inputs
+from minillm.model.sampling import response_inputs
+from minillm.phases.rl.rollouts import masked_mean, masked_sum
 from minillm.engine.tensor import Tensor, maximum, minimum, no_grad
 
 

@@ -32,6 +32,7 @@ from minillm.engine import backend, optim
 from minillm.io.run_dir import RunDir, absolute_paths
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
+from minillm.model.sampling import response_log_softmax, token_logprobs
 from minillm.phases.rl import grpo, ppo as rl_ppo, reinforce, rollouts as rl
 from minillm.data.folders import shipped
 from minillm.data.gold import exact_reward, gold_score
@@ -179,8 +180,8 @@ def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg
     """
     algorithm, policy, adv = ALGORITHMS[cfg.algo], models.policy, targets["adv"]
     if not algorithm.epochs:
-        logp = rl.response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
-        loss = algorithm.loss(rl.token_logprobs(logp, ro.response_ids), ro, adv, cfg, beta)
+        logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
+        loss = algorithm.loss(token_logprobs(logp, ro.response_ids), ro, adv, cfg, beta)
         norm = gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
         return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(logp, ro.response_mask)}
     rng = backend.make_rng(cfg.seed + step)
@@ -191,8 +192,8 @@ def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg
     for _ in range(cfg.ppo_epochs):
         for rows in rl_ppo.minibatches(len(ro.prompt_ids), cfg.ppo_minibatch, rng):
             mb = ro.select(rows)
-            logp = rl.response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
-            lp = rl.token_logprobs(logp, mb.response_ids)
+            logp = response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
+            lp = token_logprobs(logp, mb.response_ids)
             loss = algorithm.loss(lp, mb, adv[rows], cfg, beta)
             stats["clip_frac"] += rl_ppo.clip_fraction(lp, mb.logprobs, adv[rows], mb.response_mask, cfg.clip_eps)
             stats["approx_kl"] += rl_ppo.approx_kl(lp, mb.logprobs, mb.response_mask)

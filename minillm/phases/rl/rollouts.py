@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from minillm.engine import backend
-from minillm.model import functional as F
 from minillm.errors import UserError
-from minillm.model.sampling import generate
+from minillm.model.sampling import generate, response_logprobs
 from minillm.engine.tensor import Tensor, no_grad
 
 # ----- rollouts: sampled responses and their log-probabilities --------------------------
@@ -62,58 +61,6 @@ def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
     mask = xp.asarray([[1.0] * len(r) + [0.0] * (T - len(r)) for r in responses],
                       dtype=dtype or backend.get_default_dtype())                     # (N, T)
     return ids, mask
-
-
-def response_log_softmax(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
-    """log π(· | x, y_<t) over the vocabulary at every response position, in ONE forward pass.
-
-    Each row is prompt + response, right-padded (causal attention: padding after a token never
-    changes it). The logits at position P_i − 1 + t predict response token t of row i.
-
-    Args:
-        prompt_ids: (N,) lists of prompt ids. response_ids: (N, T) padded response ids.
-        temperature: the policy is softmax(z / τ); τ = 1 is the model's own distribution.
-    Returns:
-        (N, T, V) Tensor of log-probabilities (differentiable when grad is enabled).
-    """
-    inputs, rows, positions = response_inputs(prompt_ids, response_ids, model.config.block_size)
-    logits = model(inputs)                                                   # (N, L-1, V)
-    picked = logits[rows, positions]                                         # (N, L-1, V) -> (N, T, V)
-    return F.log_softmax(picked * (1.0 / temperature) if temperature != 1.0 else picked, axis=-1)
-
-
-def response_inputs(prompt_ids: list, response_ids, block_size: int | None = None) -> tuple[list, Any, Any]:
-    """The model inputs of prompt + response rows, and where each response token is predicted.
-
-    Row i is prompt_i + response_i without its last token, right-padded to L − 1 (causal
-    attention: padding after a token never changes it). The state that predicts response token
-    t of row i is position P_i − 1 + t. A short prompt beside a long response of another row
-    can push a row's padding past the block: with block_size, rows are cut to it and positions
-    clamped inside it, which touches padding only when every prompt + its real response fits.
-    Returns (inputs (N, L-1) lists, rows (N, 1), positions (N, T)): index an (N, L-1, ...)
-    output with [rows, positions] to get (N, T, ...).
-    """
-    xp = backend.xp
-    responses = backend.to_numpy(response_ids).tolist()
-    full = [p + r for p, r in zip(prompt_ids, responses)]
-    L = max(len(r) for r in full) if block_size is None else min(max(len(r) for r in full), block_size + 1)
-    inputs = [r[:L - 1] + [0] * (L - 1 - len(r[:L - 1])) for r in full]     # (N, L-1)
-    starts = xp.asarray([len(p) - 1 for p in prompt_ids])                    # (N,)
-    N, T = len(full), len(responses[0])
-    positions = xp.minimum(starts[:, None] + xp.arange(T)[None, :], L - 2)   # (N, T)
-    return inputs, xp.arange(N)[:, None], positions
-
-
-def token_logprobs(logp: Tensor, response_ids) -> Tensor:
-    """log π(y_t): pick each sampled token's entry, (N, T, V) and ids (N, T) -> (N, T)."""
-    xp = backend.xp
-    N, T = response_ids.shape
-    return logp[xp.arange(N)[:, None], xp.arange(T)[None, :], response_ids]
-
-
-def response_logprobs(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:
-    """log π(y_t | x, y_<t) of every response token, (N, T): one batched forward pass."""
-    return token_logprobs(response_log_softmax(model, prompt_ids, response_ids, temperature), response_ids)
 
 
 def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_new_tokens: int,
