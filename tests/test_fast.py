@@ -18,6 +18,7 @@ from minillm.model import functional as F
 from minillm.model import nn
 
 from conftest import rand, train_tiny_gpt
+from twin_checks import value_and_grads
 
 OPS = {  # name -> (function of tensors, input shapes)
     "linear": (lambda x, w, b: F.linear(x, w, b), [(3, 5, 6), (6, 9), (9,)]),
@@ -34,23 +35,14 @@ OPS = {  # name -> (function of tensors, input shapes)
 }
 
 
-def _value_and_grads(fn, *inputs):
-    for t in inputs:
-        t.grad = None
-    out = fn(*inputs)
-    weights = numpy.random.default_rng(1).standard_normal(out.shape).astype(out.dtype)
-    (out * Tensor(weights)).sum().backward()
-    return [out.numpy()] + [t.grad.copy() for t in inputs]
-
-
 def _plain_and_fast(fn, inputs):
     """fn's value and input gradients on the plain path, then with the speed wing on (its
     threads splitting every array, however small)."""
     fast.disable()
-    plain = _value_and_grads(fn, *inputs)
+    plain = value_and_grads(fn, *inputs)
     fast.enable()
     with cpu_threads.threads(3, min_size=1):
-        quick = _value_and_grads(fn, *inputs)
+        quick = value_and_grads(fn, *inputs)
     fast.disable()
     return plain, quick
 

@@ -18,6 +18,7 @@ from minillm.errors import UserError
 from minillm.model.gpt import GPT, GPTConfig
 
 from conftest import rand, train_tiny_gpt
+from twin_checks import value_and_grads
 
 SPLIT = dict(count=3, min_size=1)  # three threads, and every array split however small
 
@@ -26,15 +27,6 @@ SPLIT = dict(count=3, min_size=1)  # three threads, and every array split howeve
 def _fast():
     """Every test here runs the speed wing (conftest switches it off after each test)."""
     minillm.fast.enable()
-
-
-def _value_and_grads(fn, *inputs):
-    for t in inputs:
-        t.grad = None
-    out = fn(*inputs)
-    weights = numpy.random.default_rng(1).standard_normal(out.shape).astype(out.dtype)
-    (out * Tensor(weights)).sum().backward()
-    return [out.numpy()] + [t.grad.copy() for t in inputs]
 
 
 OPS = {
@@ -58,9 +50,9 @@ def test_fast_threaded_op_equals_one_thread_bit_for_bit(name, tile, monkeypatch)
     inputs = [rand(*shape, seed=i).detach() for i, shape in enumerate(shapes)]
     inputs = [Tensor(t.data.astype(numpy.float32), requires_grad=True) for t in inputs]
     with cpu_threads.threads(1):
-        one = _value_and_grads(fn, *inputs)
+        one = value_and_grads(fn, *inputs)
     with cpu_threads.threads(**SPLIT):
-        split = _value_and_grads(fn, *inputs)
+        split = value_and_grads(fn, *inputs)
     for a, b in zip(one, split):
         numpy.testing.assert_array_equal(a, b)
 
