@@ -106,6 +106,12 @@ def first_error(notebook) -> str:
     return ""
 
 
+def drop_execution_stamps(notebook) -> None:
+    """Remove each cell's execution timestamps: a stored lesson says what it computed, not when."""
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+
+
 def run_one(path: pathlib.Path, quick: bool, check: bool, timeout: int) -> str:
     """Run and (unless check) save one lesson; returns "" or a one-line description of the failure."""
     notebook = nbformat.read(path, as_version=4)
@@ -124,6 +130,7 @@ def run_one(path: pathlib.Path, quick: bool, check: bool, timeout: int) -> str:
         notebook.metadata["minillm"] = {"quick": quick, "seconds": seconds, "cores": cores, "load": load}
         if not quick:
             state_time(notebook, seconds, cores, load)
+        drop_execution_stamps(notebook)
         nbformat.write(notebook, path)
     return ""
 

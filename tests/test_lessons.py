@@ -84,6 +84,7 @@ def test_stored_outputs_come_from_one_full_run(path):
     for index, cell in enumerate(code):
         outputs = cell.get("outputs", [])
         assert not [o for o in outputs if o["output_type"] == "error"], f"{path.name}: code cell {index} stored an error"
+        assert "execution" not in cell.get("metadata", {}), f"{path.name}: code cell {index} keeps timestamps"
         if DRAWS.search(_source(cell)):
             assert any("image/png" in o.get("data", {}) for o in outputs), \
                 f"{path.name}: code cell {index} draws a figure but stores no image"
