@@ -223,28 +223,17 @@ def side_by_side(pair: Pair, width: int | None = None) -> str:
     return "\n".join([f"Prompt #{pair.prompt_id}{shared}: {pair.prompt}", *rows])
 
 
-def run_terminal(session: LabelSession, read_line, write) -> dict:
-    """Label pairs with keys read line by line (`read_line()` returns '' at the end of input).
+def label_pairs(session: LabelSession, choose_key, write=lambda text: None) -> dict:
+    """The labeling loop: `choose_key(pair)` gives a checked key, or None at the end of input.
 
-    A bad key gets one line naming the keys and the same pair again. Returns the counts
-    {"labelled", "skipped", "total", "stopped"} (stopped: "done", "quit" or "end of input").
+    Returns the counts {"labelled", "skipped", "total", "stopped"} (stopped: "done", "quit" or
+    "end of input"); each label is recorded (and flushed) before the next pair is asked for.
     """
     counts = {"labelled": 0, "skipped": 0, "stopped": "done"}
-    write(f"rater {session.rater}: {len(session.done_ids)} of {session.n} pairs labelled so far; keys: {KEY_HELP}")
     for pair in session.pairs():
-        write("\n" + side_by_side(pair))
-        while True:
-            line = read_line()
-            if line == "":
-                counts["stopped"] = "end of input"
-                break
-            try:
-                key = check_key(line)
-                break
-            except UserError as err:
-                write(f"error: {err}")
-        if counts["stopped"] != "done" or key == "quit":
-            counts["stopped"] = counts["stopped"] if counts["stopped"] != "done" else "quit"
+        key = choose_key(pair)
+        if key is None or key == "quit":
+            counts["stopped"] = "end of input" if key is None else "quit"
             break
         if key == "skip":
             counts["skipped"] += 1
@@ -253,6 +242,27 @@ def run_terminal(session: LabelSession, read_line, write) -> dict:
         counts["labelled"] += 1
         write(f"saved ({len(session.done_ids)} of {session.n})")
     counts["total"] = len(session.done_ids)
+    return counts
+
+
+def run_terminal(session: LabelSession, read_line, write) -> dict:
+    """Label pairs with keys read line by line (`read_line()` returns '' at the end of input).
+
+    A bad key gets one line naming the keys and the same pair again. Returns `label_pairs`' counts.
+    """
+    def ask(pair):
+        write("\n" + side_by_side(pair))
+        while True:
+            line = read_line()
+            if line == "":
+                return None
+            try:
+                return check_key(line)
+            except UserError as err:
+                write(f"error: {err}")
+
+    write(f"rater {session.rater}: {len(session.done_ids)} of {session.n} pairs labelled so far; keys: {KEY_HELP}")
+    counts = label_pairs(session, ask, write)
     write(f"{counts['labelled']} labelled now, {counts['total']} in all by {session.rater} in {session.out} "
           f"({counts['stopped']})")
     return counts
@@ -268,30 +278,13 @@ def label_in_notebook(session: LabelSession, rater=None):
     else the widget box.
     """
     if rater is not None:
-        return _run_with(session, rater)
+        return label_pairs(session, lambda pair: check_key(rater(pair)))
     try:
         import ipywidgets as widgets
         from IPython.display import display
     except ImportError:
         return run_terminal(session, _read_input, print)
     return _widget(session, widgets, display)
-
-
-def _run_with(session: LabelSession, rater) -> dict:
-    """The terminal loop with a function choosing each key (a simulated rater)."""
-    counts = {"labelled": 0, "skipped": 0, "stopped": "done"}
-    for pair in session.pairs():
-        key = check_key(rater(pair))
-        if key == "quit":
-            counts["stopped"] = "quit"
-            break
-        if key == "skip":
-            counts["skipped"] += 1
-            continue
-        session.record(pair, key)
-        counts["labelled"] += 1
-    counts["total"] = len(session.done_ids)
-    return counts
 
 
 def _read_input() -> str:
