@@ -14,6 +14,7 @@ import pytest
 
 from minillm.app.cli import main
 from minillm.io import checkpoint
+from tiny_runs import cli_main, train_tiny_runs, write_tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
@@ -21,31 +22,16 @@ PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertow
          {"prompt": "add two and three.", "response": "five."}]
 
 
-def cli_main(args) -> int:
-    from minillm.app.cli import main
-    return main([str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Data files and three tiny runs: pt (pretrained), sft, rm (reward model)."""
     root = tmp_path_factory.mktemp("trust")
-    (root / "corpus.txt").write_text("where does anna live? anna lives in rivertown. two plus two is four.\n" * 30)
-    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
-    prefs = [{"prompt": r["prompt"], "chosen": r["response"], "rejected": "no."} for r in PAIRS]
-    (root / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
+    write_tiny_data(root, PAIRS)
     (root / "broken.jsonl").write_text('{"prompt": "a", "response": "b"}\n{"prompt": "c", "resp')
     (root / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
     (root / "notes").mkdir()
     (root / "notes" / "mine.txt").write_text("a user's own file")
-    assert cli_main(["pretrain", "--preset", "tiny", "--data", root / "corpus.txt", "--out", root / "pt",
-                 "--max-steps", "2", "--quiet"]) == 0
-    assert cli_main(["sft", "--init", root / "pt", "--data", root / "pairs.jsonl", "--val", root / "pairs.jsonl",
-                 "--test", root / "pairs.jsonl", "--out", root / "sft", "--max-steps", "2", "--batch-size", "2",
-                 "--quiet"]) == 0
-    assert cli_main(["reward", "--init", root / "sft", "--data", root / "prefs.jsonl", "--val", root / "prefs.jsonl",
-                 "--prompts", root / "pairs.jsonl", "--out", root / "rm", "--max-steps", "2", "--batch-size", "2",
-                 "--agreement-prompts", "1", "--quiet"]) == 0
+    train_tiny_runs(root)
     return root
 
 
