@@ -35,24 +35,29 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
+if __name__ == "__main__":  # the speed wing, as the `minillm` command runs it, before NumPy loads (a test
+    import minillm.fast     # importing this file keeps its process plain)
 
-from minillm.data.folders import shipped
-from minillm.data.readers import read_preferences, read_prompts
-from minillm.engine import backend, optim
-from minillm.engine.tensor import no_grad
-from minillm.errors import UserError
-from minillm.io import checkpoint
-from minillm.io.safe_files import write_json_atomic, write_text_atomic
-from minillm.phases.common import gold_labelled_pairs
-from minillm.phases.judge import encode_prompts
-from minillm.phases.pretrain import PretrainRun
-from minillm.phases.reward import RewardRun
-from minillm.model.sampling import response_log_softmax
-from minillm.phases.rl import rollouts as rl
-from minillm.phases.rl.best_of_n import best_of_n_kl, best_of_n_kl_estimate
-from minillm.phases.rl.rlhf import Models, RLHFConfig, choose_prompts, load_reward_model, rl_step, score_rollouts
-from minillm.tokenizers import chat_template as chat
+    minillm.fast.enable()
+
+import numpy as np  # noqa: E402
+
+from minillm.data.folders import shipped  # noqa: E402
+from minillm.data.readers import read_preferences, read_prompts  # noqa: E402
+from minillm.engine import backend, optim  # noqa: E402
+from minillm.engine.tensor import no_grad  # noqa: E402
+from minillm.errors import UserError  # noqa: E402
+from minillm.io import checkpoint  # noqa: E402
+from minillm.io.safe_files import write_json_atomic, write_text_atomic  # noqa: E402
+from minillm.phases.common import gold_labelled_pairs  # noqa: E402
+from minillm.phases.judge import encode_prompts  # noqa: E402
+from minillm.phases.pretrain import PretrainRun  # noqa: E402
+from minillm.phases.reward import RewardRun  # noqa: E402
+from minillm.model.sampling import response_log_softmax  # noqa: E402
+from minillm.phases.rl import rollouts as rl  # noqa: E402
+from minillm.phases.rl.best_of_n import best_of_n_kl, best_of_n_kl_estimate  # noqa: E402
+from minillm.phases.rl.rlhf import Models, RLHFConfig, choose_prompts, load_reward_model, rl_step, score_rollouts  # noqa: E402
+from minillm.tokenizers import chat_template as chat  # noqa: E402
 
 DONE = "DONE.json"
 POOL_CHUNK = 4  # held-out prompts sampled together for the best-of-n pool
