@@ -4,7 +4,9 @@ import pytest
 
 import minillm
 from minillm import Tensor
+from minillm.engine import ops
 from minillm.model import functional as F
+from minillm.model.sampling import sampling_probs
 
 import composed
 from conftest import rand
@@ -103,6 +105,18 @@ def test_softmax_family_is_stable_for_huge_inputs(fn):
 def test_softmax_sums_to_one():
     p = F.softmax(Tensor(numpy.random.default_rng(0).standard_normal((4, 7))))
     numpy.testing.assert_allclose(p.numpy().sum(-1), 1.0, rtol=1e-6)
+
+
+def test_the_softmax_family_has_one_definition_on_arrays():
+    """The one-node ops, the cross entropy and the sampler all call engine/ops.py's formulas: equal bit for bit."""
+    z = numpy.random.default_rng(1).standard_normal((5, 9)).astype(numpy.float32) * 4
+    numpy.testing.assert_array_equal(F.softmax(Tensor(z)).numpy(), ops.softmax(z))
+    numpy.testing.assert_array_equal(F.log_softmax(Tensor(z), axis=0).numpy(), ops.log_softmax(z, axis=0))
+    numpy.testing.assert_array_equal(Tensor(z).logsumexp(axis=-1).numpy(), ops.logsumexp(z))
+    targets = numpy.arange(5)
+    nll = ops.logsumexp(z) - z[targets, targets]
+    numpy.testing.assert_allclose(F.cross_entropy(Tensor(z), targets).item(), nll.mean(), rtol=1e-6)
+    numpy.testing.assert_array_equal(sampling_probs(z, 0.5), ops.softmax(z.astype(numpy.float64) / 0.5))
 
 
 def test_logsumexp_is_stable():

@@ -8,8 +8,10 @@ time). The engine in `engine/tensor.py` wires them into a graph; this module kno
 Three kinds, in this order: element-wise ops (the local derivative multiplies the gradient);
 reductions and the matrix product (the gradient is broadcast back over the reduced axis, or
 multiplied by the other operand transposed); shape ops (the same numbers rearranged, so the
-gradient is only moved back to where each number came from). The neural-network functions
-(softmax, layer norm, attention, ...) are in `model/functional.py`.
+gradient is only moved back to where each number came from). The softmax family on arrays
+(`softmax`, `log_softmax`, `logsumexp`) is written once here, beside `LogSumExp`, and every
+node and sampler that needs it calls it; the neural-network functions (softmax, layer norm,
+attention, ...) are in `model/functional.py`.
 Left out: higher-order gradients (backward is not itself differentiable), in-place ops,
 views that share gradients with their base.
 """
@@ -316,18 +318,37 @@ class Max(Function):
         return (_expand_reduced(grad, self.shape, self.axis, self.keepdims) * self.share,)
 
 
+# ----- the softmax family on arrays: the one definition every op and sampler calls ---------
+
+def softmax(a, axis: int = -1):
+    """softmax(a)_i = exp(a_i) / Σ_j exp(a_j), computed as exp(a_i − m) / Σ_j exp(a_j − m) with
+    m = max_j a_j: the same value, and no exp can overflow (every exponent is ≤ 0)."""
+    e = get_array_module(a).exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(a, axis: int = -1):
+    """log softmax(a)_i = a_i − log Σ_j exp(a_j) = (a_i − m) − log Σ_j exp(a_j − m), m = max_j a_j."""
+    xp = get_array_module(a)
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def logsumexp(a, axis: int = -1, keepdims: bool = False):
+    """log Σ_j exp(a_j) = m + log Σ_j exp(a_j − m) with m = max_j a_j, so it never overflows."""
+    xp = get_array_module(a)
+    m = a.max(axis=axis, keepdims=True)
+    out = m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else out.squeeze(axis=axis)
+
+
 class LogSumExp(Function):
-    """log Σ exp(a) along an axis, computed as m + log Σ exp(a - m) with m = max(a) so it never overflows."""
+    """log Σ exp(a) along an axis (`logsumexp`); backward: d lse/da = softmax(a)."""
 
     def forward(self, a, axis=-1, keepdims=False):
-        xp = get_array_module(a)
-        m = a.max(axis=axis, keepdims=True)
-        shifted = xp.exp(a - m)
-        total = shifted.sum(axis=axis, keepdims=True)
-        out = m + xp.log(total)
-        self.softmax = shifted / total  # d lse/da = softmax(a)
+        self.softmax = softmax(a, axis)
         self.axis, self.keepdims, self.shape = axis, keepdims, a.shape
-        return out if keepdims else out.squeeze(axis=axis)
+        return logsumexp(a, axis, keepdims)
 
     def backward(self, grad):
         return (_expand_reduced(grad, self.shape, self.axis, self.keepdims) * self.softmax,)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from minillm.engine import backend
+from minillm.engine import backend, ops
 from minillm.engine.backend import get_array_module
 from minillm.engine.ops import Function
 from minillm.engine.tensor import Tensor, apply, concatenate, maximum, minimum, split, stack, where  # noqa: F401
@@ -31,12 +31,6 @@ def _tensor(x) -> Tensor:
 def _rows_sum(a):
     """Σ over every axis but the last: (..., C) -> (C,), a parameter's gradient from its uses."""
     return a.sum(axis=tuple(range(a.ndim - 1)))
-
-
-def _softmax(x, axis: int = -1):
-    """exp(x - max x) / Σ exp(x - max x) on an array; the max is subtracted so exp cannot overflow."""
-    e = get_array_module(x).exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 # ----- the one-node functions: forward and closed-form backward ------------------------
@@ -65,7 +59,7 @@ class Softmax(Function):
     """y = softmax(x); backward: dx = y ⊙ (g - Σ g⊙y)."""
 
     def forward(self, x, axis=-1):
-        self.y, self.axis = _softmax(x, axis), axis
+        self.y, self.axis = ops.softmax(x, axis), axis
         return self.y
 
     def backward(self, grad):
@@ -77,9 +71,7 @@ class LogSoftmax(Function):
     """y = x - logsumexp(x); backward: dx = g - softmax(x) · Σ g."""
 
     def forward(self, x, axis=-1):
-        xp = get_array_module(x)
-        shifted = x - x.max(axis=axis, keepdims=True)
-        self.out, self.axis = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True)), axis
+        self.out, self.axis = ops.log_softmax(x, axis), axis
         return self.out
 
     def backward(self, grad):
@@ -153,7 +145,7 @@ class CausalSelfAttention(Function):
         q, k, v = qkv.reshape(B, T, 3, n_head, C3 // 3 // n_head).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
         self.scale = 1.0 / math.sqrt(q.shape[-1])
         ahead = xp.triu(xp.full((T, T), -xp.inf, dtype=qkv.dtype), k=1)  # -inf after each query
-        self.p = _softmax(q @ k.swapaxes(-1, -2) * self.scale + ahead)  # (B, H, T, T)
+        self.p = ops.softmax(q @ k.swapaxes(-1, -2) * self.scale + ahead)  # (B, H, T, T)
         self.q, self.k, self.v = q, k, v
         return (self.p @ v).transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)  # (B, H, T, D) -> (B, T, C)
 
@@ -179,9 +171,8 @@ class CrossEntropy(Function):
         rows, counted = xp.arange(len(targets)), targets != ignore_index
         self.targets = xp.where(counted, targets, 0)  # (N,), any valid id on ignored rows
         self.weight = counted.astype(logits.dtype) / xp.maximum(counted.sum(), 1).astype(logits.dtype)  # 1/n or 0
-        shifted = logits - logits.max(axis=-1, keepdims=True)  # exp cannot overflow
-        self.probs = _softmax(shifted)
-        nll = xp.log(xp.exp(shifted).sum(axis=-1)) - shifted[rows, self.targets]  # (N,)
+        self.probs = ops.softmax(logits)
+        nll = -ops.log_softmax(logits)[rows, self.targets]  # (N,) logsumexp(z_n) - z_n[y_n]
         return (nll * self.weight).sum()
 
     def backward(self, grad):

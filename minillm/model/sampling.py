@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Iterator, Sequence
 
-from minillm.engine import backend
+from minillm.engine import backend, ops
 from minillm.model import functional as F
 from minillm.errors import UserError
 from minillm.model.kv_cache import KVCache
@@ -25,7 +25,7 @@ from minillm.engine.tensor import Tensor, no_grad
 
 def log_probs(logits):
     """log softmax of raw logits (B, V) -> (B, V): the model's log P(v | context) at τ = 1."""
-    return F.log_softmax(Tensor._wrap(backend.asarray(logits)), axis=-1).data
+    return ops.log_softmax(backend.asarray(logits), axis=-1)
 
 
 def pick(matrix, columns):
@@ -46,8 +46,7 @@ def sampling_probs(logits, temperature: float = 1.0, top_k: int | None = None,
     """
     xp = backend.xp
     z = backend.asarray(logits).astype(xp.float64) / temperature  # (B, V), on the device
-    p = xp.exp(z - z.max(axis=-1, keepdims=True))                # subtract the max: no overflow
-    p /= p.sum(axis=-1, keepdims=True)
+    p = ops.softmax(z, axis=-1)
     if top_k is None and top_p is None:
         return p
     order = xp.argsort(-p, axis=-1)                              # (B, V) most probable first
