@@ -1,8 +1,10 @@
-"""docs/architecture.md's map, checked against the code: imports flow one way, layer by layer,
-phase files never import each other, there are no import cycles, only engine/backend.py
-imports CuPy (nothing imports PyTorch), the core never imports the speed wing, one forward
-pass on the default path stays small and branch-free, and docs/tour.md's counts are exact."""
+"""docs/architecture.md's map, checked against the code: imports flow one way, package by
+package, phase files never import each other, there are no import cycles, every module is
+reached from the command, the package or a lesson, only the command imports the speed wing,
+only engine/backend.py imports CuPy (nothing imports PyTorch), one forward pass on the
+default path stays small and branch-free, and docs/tour.md's counts are exact."""
 import ast
+import json
 import pathlib
 import re
 import sys
@@ -12,58 +14,74 @@ import numpy
 import pytest
 
 import minillm
+from minillm.app import cli
 
 PACKAGE = pathlib.Path(minillm.__file__).parent
-# The layers of docs/architecture.md, lowest first: a module imports only from its own layer
-# or those before it. A name ending in "." stands for every module of that package.
-LAYERS = [
-    ["errors", "io.checks"],
-    ["engine.backend", "tokenizers.", "io.plots", "phases.progress"],
-    ["engine.ops", "io.safe_files", "data."],
-    ["engine.tensor"],
-    ["engine.gradcheck", "model.functional"],
-    ["model.nn", "engine.optim", "phases.losses", "model.kv_cache", "model.memory"],
-    ["model.gpt", "model.ngram", "model.rnn"],
-    ["fast."],  # the speed wing: above the core it replaces parts of, imported by none of it
-    ["model.sampling", "model.reward_model"],
-    ["io.checkpoint", "io.run_dir", "io.hf_gpt2", "io.hf_dir", "app.explore"],
-    ["app.chat_session", "phases.rl.rollouts", "phases.rl.reinforce", "phases.rl.ppo", "phases.rl.grpo",
-     "phases.rl.best_of_n"],
-    ["phases.trainer", "phases.common", "phases.judge"],
-    ["phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
-     "phases.rl.best_of_n_run"],
-    ["app.pipeline_phases", "app.report", "app.report_writer", "app.results", "app.pipeline", "app.class_run",
-     "app.labeling", "app.health"],
-    ["app.commands."],
-    ["app.cli", "__main__"],
+REPO = PACKAGE.parent
+
+# The layers of minillm, lowest first (docs/architecture.md repeats this order). A module
+# imports only from its own package or from the packages above it in this list; a module
+# belongs to the longest name here that its own starts with.
+ORDER = [
+    ("errors", "UserError, the one error type every layer raises: imports nothing"),
+    ("tokenizers", "text to ids and back in pure Python (plus regex): no arrays, no model"),
+    ("engine", "the array backend (NumPy or CuPy) and autograd: tensor, ops, gradcheck, optim"),
+    ("data", "user files, the tiny world, batches of ids as host arrays: no model, no autograd"),
+    ("model", "the networks on the engine: layers, GPT, sampling, the reward model"),
+    ("io", "files on disk: checkpoints, run directories, Hugging Face formats, plots, flag checks"),
+    ("phases", "the loops of Phases 1 and 2 and the reward model, and the pieces every loop shares"),
+    ("phases.rl", "Phase 3: RLHF's algorithms, DPO and best-of-n, built on the shared loop pieces"),
+    ("fast", "the speed wing: swaps fast twins into the core by name; only the command imports it"),
+    ("app", "what a user runs beside the parser: pipeline, report, labeling, chat, results"),
+    ("app.commands", "one module per command group: its flags, then a call into a phase or app"),
+    ("app.cli", "the minillm command: switches the speed wing on, registers every command group"),
+    ("__main__", "python -m minillm: runs the command"),
 ]
-PHASE_FILES = set(LAYERS[12])
-CORE = ("engine.", "model.")
+RANK = {name: rank for rank, (name, _) in enumerate(ORDER)}
+
+# Imports against ORDER that wait on a move; each names the move that removes it. The last
+# test of this block fails when an entry is no longer needed, so the list only shrinks.
+WAITING = {
+    ("phases.judge", "phases.rl.rollouts"): "judge.py is Phase 3's verdict and belongs in phases/rl/; "
+                                            "lessons 09 and 10 and benchmarks/overoptimization.py "
+                                            "import it as minillm.phases.judge",
+}
+PHASE_FILES = {"phases.pretrain", "phases.sft", "phases.reward", "phases.rl.rlhf", "phases.rl.dpo",
+               "phases.rl.best_of_n_run"}
+# Modules no command reaches, there for the lessons to import (each lesson's own use is checked).
+LESSON_ONLY = {
+    "app.class_run": "the classroom pipeline's run that lessons 00 and 04-11 open",
+    "model.memory": "lesson 06's bytes of weights, optimizer state and KV cache",
+    "model.rnn": "lesson 02's recurrent language model, the transformer's predecessor",
+}
 
 
 def module_names():
+    """{dotted name under minillm: path}; a package's __init__.py goes by the package's name
+    ("fast", "phases.rl"), minillm/__init__.py by ""."""
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts[-1] != "__init__":  # a package's __init__ only gathers names for users
-            yield ".".join(parts), path
+        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
 
 
 MODULES = dict(module_names())
 
 
-def layer(name: str) -> int:
-    for rank, members in enumerate(LAYERS):
-        if any(name == m or (m.endswith(".") and name.startswith(m)) for m in members):
-            return rank
-    raise AssertionError(f"{name} is on no layer of the map: add it to docs/architecture.md and LAYERS")
+def package(name: str) -> str:
+    """The entry of ORDER a module belongs to: the longest that its name starts with."""
+    owners = [p for p, _ in ORDER if name == p or name.startswith(p + ".")]
+    assert owners, f"minillm.{name} belongs to no layer: add its package to ORDER and docs/architecture.md"
+    return max(owners, key=len)
 
 
 def imports(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
-    """The minillm modules a file imports (anywhere in it, or only at its top level)."""
+    """The minillm modules a file imports (anywhere in it, functions included, or only at its top level)."""
     found = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in (tree.body if top_level_only else ast.walk(tree)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("minillm"):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import; write from minillm.... as every module does")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "minillm":
             base = node.module.removeprefix("minillm").lstrip(".")
             for alias in node.names:
                 full = f"{base}.{alias.name}".lstrip(".")
@@ -73,21 +91,81 @@ def imports(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
     return {name for name in found if name in MODULES}
 
 
-GRAPH = {name: imports(path) - {name} for name, path in MODULES.items()}
+# The command loads its command groups by name (importlib), which no import statement shows.
+COMMAND_GROUPS = {f"app.commands.{name}_command" for name in cli.COMMAND_MODULES}
+GRAPH = {name: imports(path) - {name} | (COMMAND_GROUPS if name == "app.cli" else set())
+         for name, path in MODULES.items()}
 # What runs when a module is imported: a cycle here makes import order matter.
 IMPORT_TIME = {name: imports(path, top_level_only=True) - {name} for name, path in MODULES.items()}
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
-def test_imports_flow_toward_the_lower_layers(name):
-    upward = [dep for dep in GRAPH[name] if layer(dep) > layer(name)]
-    assert not upward, f"{name} (layer {layer(name)}) imports {upward} from a higher layer"
+def test_every_package_has_a_place_in_the_order():
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py" and name}
+    top_modules = {name for name, path in MODULES.items() if path.parent == PACKAGE and path.name != "__init__.py"}
+    assert sorted((packages | top_modules) - set(RANK)) == []
+    assert [name for name, _ in ORDER if name not in MODULES] == []
 
 
-def test_the_core_never_imports_the_speed_wing():
-    for name, deps in GRAPH.items():
-        if name.startswith(CORE):
-            assert not [d for d in deps if d.startswith("fast.")], f"{name} imports the speed wing"
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n))  # minillm/__init__.py imports by name, lazily
+def test_imports_flow_down_the_order_or_stay_in_the_package(name):
+    upward = sorted(dep for dep in GRAPH[name]
+                    if RANK[package(dep)] > RANK[package(name)] and (name, dep) not in WAITING)
+    assert not upward, (f"minillm.{name} ({package(name)}) imports {upward} from a later package of ORDER; "
+                        f"move what it needs down to {package(name)} or below")
+
+
+def test_the_map_shows_the_order_with_its_reasons():
+    """docs/architecture.md lists ORDER as paths, a package as `phases/rl/`, a module as `app/cli.py`."""
+    def shown(name):
+        path = name.replace(".", "/")
+        return path + ("/" if MODULES[name].name == "__init__.py" else ".py")
+
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^(\S+/|\S+\.py) +(.+)$", doc, flags=re.MULTILINE)
+    listed = [(path, reason) for path, reason in lines if path in {shown(name) for name, _ in ORDER}]
+    assert listed == [(shown(name), reason) for name, reason in ORDER]
+
+
+def test_every_waiting_import_still_exists_and_still_goes_up():
+    for (name, dep), move in WAITING.items():
+        assert dep in GRAPH[name] and RANK[package(dep)] > RANK[package(name)], (
+            f"{name} -> {dep} no longer goes up the order: drop it from WAITING ({move})")
+
+
+def test_only_the_command_imports_the_speed_wing():
+    importers = {name for name, deps in GRAPH.items()
+                 if name and package(name) != "fast" and any(package(d) == "fast" for d in deps)}
+    assert importers == {"app.cli"}, importers
+
+
+def _lesson_imports() -> set[str]:
+    """The minillm modules named in the lessons' code cells."""
+    named = set()
+    for notebook in sorted((REPO / "lessons").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                named |= set(re.findall(r"\bminillm\.([\w.]+)", "".join(cell["source"])))
+    return named
+
+
+def test_every_module_is_reached_from_the_command_the_package_or_a_lesson():
+    """From the minillm command (app/cli.py and its command groups, __main__.py, the speed wing it
+    switches on) and from the names `import minillm` loads lazily, every module is imported,
+    directly or through others; the few that only lessons import are LESSON_ONLY."""
+    roots = {"app.cli", "__main__", "", *(home.removeprefix("minillm.") for home in minillm._HOMES.values()),
+             *minillm._PACKAGES}
+    reached, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            parts = name.split(".")
+            todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a module runs its packages
+            todo += GRAPH[name]
+    assert sorted(set(MODULES) - reached - set(LESSON_ONLY)) == [], "modules nothing imports"
+    assert sorted(set(LESSON_ONLY) & reached) == [], "reached from the command: drop from LESSON_ONLY"
+    lessons = _lesson_imports()
+    assert [name for name in LESSON_ONLY if not any(n == name or n.startswith(name + ".") for n in lessons)] == []
 
 
 def test_phase_files_never_import_each_other():
