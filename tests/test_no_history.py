@@ -1,7 +1,7 @@
 """No history in the product: the README, the docs and the package's comments and docstrings
 describe what the code is, never when or how it changed (git holds that).
 
-Checked: README.md, data/README.md, docs/*.md, and every comment and docstring under minillm/
+Checked: README.md, data/README.md, benchmarks/README.md, docs/*.md, and every comment and docstring under minillm/
 (string literals that are data, such as the tiny world's stories, are not prose about the code).
 docs/results.md may date its runs on the provenance line `minillm results` writes for each run.
 The lessons have their own check (tests/test_lessons.py). Each pattern below is tested on a
@@ -73,7 +73,8 @@ def history(lines: list[tuple[int, str]]) -> list[str]:
 
 
 def product_files(root: pathlib.Path) -> list[pathlib.Path]:
-    docs = [root / "README.md", root / "data" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    docs = [root / "README.md", root / "data" / "README.md", root / "benchmarks" / "README.md",
+            *sorted((root / "docs").glob("*.md"))]
     return [p for p in docs if p.exists()] + sorted((root / "minillm").rglob("*.py"))
 
 
