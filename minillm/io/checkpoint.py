@@ -26,14 +26,7 @@ from minillm.errors import MissingFileError, UserError
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.nn import Module
 from minillm.model.reward_model import RewardModel
-from minillm.io.safe_files import (
-    CheckpointError,
-    atomic_directory,
-    host_array,
-    read_json,
-    read_tensors,
-    write_json,
-)
+from minillm.io.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 from minillm.tokenizers import Tokenizer
 from minillm.tokenizers import load as load_tokenizer
 

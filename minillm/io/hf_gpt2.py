@@ -20,14 +20,7 @@ from minillm.io.checkpoint import build_model, load_tensors
 from minillm.errors import MissingFileError, UserError
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.reward_model import RewardModel
-from minillm.io.safe_files import (
-    CheckpointError,
-    atomic_directory,
-    host_array,
-    read_json,
-    read_tensors,
-    write_json,
-)
+from minillm.io.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
 
 # The files an export writes; other files already in the directory are kept.
 HF_FILES = ("config.json", "model.safetensors", "generation_config.json")
