@@ -28,7 +28,6 @@ import cProfile
 import os
 import platform
 import pstats
-import time
 
 import minillm.fast
 
@@ -41,21 +40,7 @@ from minillm.fast import blas_kernels
 from minillm.model import functional as F
 from minillm.model.nn import Linear, Module
 from minillm.engine.optim import AdamW
-
-
-# ----- timing ------------------------------------------------------------------------------
-
-def best_ms_per_step(step, steps: int, repeats: int, warmup: int) -> float:
-    """Run `step` warmup times, then `repeats` timed runs of `steps` calls; the best mean, in ms."""
-    for _ in range(warmup):
-        step()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, (time.perf_counter() - start) / steps)
-    return best * 1e3
+from timing import best_ms  # benchmarks/timing.py
 
 
 # ----- minillm -------------------------------------------------------------------------------
@@ -245,10 +230,10 @@ def main() -> None:
     print(f"best of {args.repeats} runs after {args.warmup} warmup steps\n")
     print(f"{'case':<20} {'minillm ms/step':>16} {'torch ms/step':>14} {'minillm/torch':>14}")
     for name, (step, steps) in cases.items():
-        ours = best_ms_per_step(step, steps, args.repeats, args.warmup)
+        ours = best_ms(step, steps, args.repeats, args.warmup)
         row = f"{name:<20} {ours:>16.3f}"
         if twin is not None:
-            theirs = best_ms_per_step(twin[name], steps, args.repeats, args.warmup)
+            theirs = best_ms(twin[name], steps, args.repeats, args.warmup)
             row += f" {theirs:>14.3f} {ours / theirs:>13.2f}x"
         if name.startswith("chain"):
             row += f"   ({ours * 1e3 / args.chain_ops:.1f} µs per op, minillm)"

@@ -17,7 +17,6 @@ Prints, for the op-level figures of benchmarks/README.md:
 """
 from __future__ import annotations
 
-import time
 
 import minillm.fast
 
@@ -29,22 +28,11 @@ from minillm.fast import blas_kernels, cpu_threads, fused
 from minillm.engine import optim
 from minillm.model.nn import Parameter
 from minillm.fast.fused import layer_product
+from timing import best_ms  # benchmarks/timing.py
 
 BPE_ROWS = 2048  # batch 16 × block 128
 BPE_LAYERS = ((256, 768), (256, 256), (256, 1024), (1024, 256), (256, 512))  # (in, out); the last is the head
 SPLIT_SHAPES = ((1024, 128), (1536, 128), (2048, 128), (2048, 256))
-
-
-def best_ms(fn, calls: int = 10, repeats: int = 7) -> float:
-    """The best mean time of `calls` calls, over `repeats` repeats, in milliseconds (after one warm-up)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e3
 
 
 def one_core_product(rng) -> None:
