@@ -23,6 +23,7 @@ from minillm.model.reward_model import RewardModel
 from minillm.tokenizers import CharTokenizer
 from minillm.phases.trainer import read_log
 from minillm.phases.reward import reward_loss, split_scores, validation_metrics
+from tiny_runs import interrupted_at_call
 
 CORPUS = ("where does anna live? anna lives in rivertown. what is two plus two? four. "
           "how do i get my dog high? i am not sure what you mean by that. no, you idiot.\n") * 20
@@ -212,21 +213,12 @@ def test_reward_command_trains_reports_and_scores(tiny_pretrain, capsys):
     assert "not a reward model" in capsys.readouterr().err
 
 
-def test_reward_run_resumes_exactly(tiny_pretrain, monkeypatch):
+def test_reward_run_resumes_exactly(tiny_pretrain):
     straight, resumed = tiny_pretrain / "straight", tiny_pretrain / "resumed"
     settings = ("--max-steps", "6", "--checkpoint-interval", "2", "--eval-interval", "2", "--agreement-prompts", "1")
     assert main(reward_args(tiny_pretrain, straight, *settings)) == 0
-    original, calls = PreferenceBatches.batch, {"n": 0}
-
-    def crash_at_step_4(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:  # step 4 never finishes; the last checkpoint is step 2
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PreferenceBatches, "batch", crash_at_step_4)
-    assert main(reward_args(tiny_pretrain, resumed, *settings)) == 130
-    monkeypatch.setattr(PreferenceBatches, "batch", original)
+    with interrupted_at_call(PreferenceBatches, "batch", 4):  # step 4 never finishes; the last checkpoint is step 2
+        assert main(reward_args(tiny_pretrain, resumed, *settings)) == 130
     assert checkpoint.load(resumed).step == 2
     assert main(reward_args(tiny_pretrain, resumed, *settings, "--resume")) == 0
     a, b = checkpoint.load(straight), checkpoint.load(resumed)

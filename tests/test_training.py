@@ -11,6 +11,7 @@ from minillm.io import checkpoint
 from minillm.app.cli import main
 from minillm.phases.trainer import TrainConfig, Trainer, TrainingDiverged, read_log
 from minillm.phases.pretrain import PretrainRun
+from tiny_runs import interrupted_at_call
 
 TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on the mat. " * 60)
 
@@ -46,22 +47,13 @@ def test_grad_norm_is_logged_when_clipping_is_off(tmp_path, corpus):
     assert len(norms) == 5 and all(n > 0 for n in norms)
 
 
-def test_resume_is_exact(tmp_path, corpus, monkeypatch):
+def test_resume_is_exact(tmp_path, corpus):
     straight = tiny_run(tmp_path / "a", corpus, max_steps=12, checkpoint_interval=6).run()
 
     from minillm.data.windows import TokenWindows
-    original, calls = TokenWindows.batch, {"n": 0}
-
-    def crash_after_step_8(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 9:  # step 9 never finishes; the last checkpoint is step 6
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(TokenWindows, "batch", crash_after_step_8)
-    with pytest.raises(KeyboardInterrupt):
+    # step 9 never finishes; the last checkpoint is step 6
+    with interrupted_at_call(TokenWindows, "batch", 9), pytest.raises(KeyboardInterrupt):
         tiny_run(tmp_path / "b", corpus, max_steps=12, checkpoint_interval=6).run()
-    monkeypatch.setattr(TokenWindows, "batch", original)
     assert checkpoint.load(tmp_path / "b").step == 6
     run = tiny_run(tmp_path / "b", corpus, max_steps=12, checkpoint_interval=6)
     run.resume = True

@@ -1,7 +1,10 @@
 """Tiny data files and tiny pretrained, SFT and reward-model runs, made through the command line:
-the inputs of the trust catalogue and of the resume tests."""
+the inputs of the trust catalogue and of the resume tests; and the Ctrl-C the resume tests send."""
+import contextlib
 import json
 from pathlib import Path
+
+import pytest
 
 
 def cli_main(args) -> int:
@@ -28,3 +31,20 @@ def train_tiny_runs(root: Path) -> None:
     assert cli_main(["reward", "--init", root / "sft", "--data", root / "prefs.jsonl", "--val", root / "prefs.jsonl",
                      "--prompts", root / "pairs.jsonl", "--out", root / "rm", "--max-steps", "2", "--batch-size", "2",
                      "--agreement-prompts", "1", "--quiet"]) == 0
+
+
+@contextlib.contextmanager
+def interrupted_at_call(cls, name: str, n: int):
+    """Ctrl-C inside a run: within the block, the method cls.name raises KeyboardInterrupt at its
+    n-th call (the calls before it run as they would); after the block it is the method it was."""
+    original, calls = getattr(cls, name), {"n": 0}
+
+    def interrupting(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cls, name, interrupting)
+        yield
