@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from minillm.data.sft_batches import encode_each
 from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.errors import UserError
@@ -51,27 +52,21 @@ def encode_pairs(tokenizer, records, block_size: int, skip_bad: bool = False) ->
     A pair the tokenizer cannot encode (an unknown character) stops with its number, or,
     with skip_bad, is skipped and counted as bad.
     """
-    out = EncodedPairs(bad_records=len(getattr(records, "skipped", [])))
-    for number, r in enumerate(records, start=1):
-        try:
-            w = encode_response(tokenizer, r["prompt"], r["chosen"], block_size)
-            l = encode_response(tokenizer, r["prompt"], r["rejected"], block_size)  # noqa: E741
-            full_prompt = len(chat.encode_prompt(tokenizer, r["prompt"]))
-        except chat.ResponseTooLong:
-            out.skipped += 1
-            continue
-        except ValueError as err:
-            if not skip_bad:
-                raise UserError(f"preference pair {number} cannot be encoded by the model's tokenizer "
-                                 f"({err}); pass --skip-bad to skip such pairs") from None
-            out.bad_records += 1
-            continue
-        response_ids = [len(tokenizer.encode(r["chosen"])), len(tokenizer.encode(r["rejected"]))]
-        # A row is truncated when it is shorter than template + whole prompt + response + <|end|>.
-        out.truncated += any(len(ids) < full_prompt + n + 1 for ids, n in zip((w, l), response_ids))
-        out.chosen.append(w)
-        out.rejected.append(l)
-    return out
+    encoded, skipped, bad = encode_each(
+        records, lambda r: _encode_pair(tokenizer, r, block_size), skip_bad,
+        "preference pair {number} cannot be encoded by the model's tokenizer ({err}); pass --skip-bad to skip such pairs")
+    return EncodedPairs(chosen=[chosen for chosen, _, _ in encoded], rejected=[rejected for _, rejected, _ in encoded],
+                        skipped=skipped, truncated=sum(cut for _, _, cut in encoded), bad_records=bad)
+
+
+def _encode_pair(tokenizer, record: dict, block_size: int) -> tuple[list[int], list[int], bool]:
+    """(chosen ids, rejected ids, whether a prompt lost tokens to fit the block) of one record."""
+    w = encode_response(tokenizer, record["prompt"], record["chosen"], block_size)
+    l = encode_response(tokenizer, record["prompt"], record["rejected"], block_size)  # noqa: E741
+    full_prompt = len(chat.encode_prompt(tokenizer, record["prompt"]))
+    response_ids = [len(tokenizer.encode(record["chosen"])), len(tokenizer.encode(record["rejected"]))]
+    # A row is truncated when it is shorter than template + whole prompt + response + <|end|>.
+    return w, l, any(len(ids) < full_prompt + n + 1 for ids, n in zip((w, l), response_ids))
 
 
 def pad_rows(rows: list[list[int]], pad_id: int, length: int | None = None):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from minillm.engine import backend
 from minillm.engine.backend import IGNORE_INDEX
 from minillm.errors import UserError
+from minillm.tokenizers import chat_template as chat
 
 
 def sft_samples(prompt_ids, response_ids) -> list[tuple[list[int], int]]:
@@ -44,6 +45,29 @@ def shift_targets(ids, loss_mask, ignore_index: int = IGNORE_INDEX) -> tuple[lis
     inputs = [int(i) for i in ids[:-1]]
     targets = [int(i) if m else ignore_index for i, m in zip(ids[1:], loss_mask[1:])]
     return inputs, targets
+
+
+def encode_each(records, encode, skip_bad: bool, refusal: str) -> tuple[list, int, int]:
+    """(encode(record) for every record that fits, how many did not fit, how many were bad).
+
+    `encode` raises chat.ResponseTooLong for a record whose response (with the template) does
+    not fit the block: that record is skipped and counted. A record the tokenizer cannot encode
+    (a ValueError, e.g. a character it never saw) stops with a UserError, `refusal` formatted
+    with the record's {number} and the {err}; with skip_bad it is skipped and counted as bad,
+    beside the lines the reader already skipped (`records.skipped`). SFT's demonstrations and
+    the reward model's preference pairs are encoded through it.
+    """
+    encoded, too_long, bad = [], 0, len(getattr(records, "skipped", []))
+    for number, record in enumerate(records, start=1):
+        try:
+            encoded.append(encode(record))
+        except chat.ResponseTooLong:
+            too_long += 1
+        except ValueError as err:
+            if not skip_bad:
+                raise UserError(refusal.format(number=number, err=err)) from None
+            bad += 1
+    return encoded, too_long, bad
 
 
 def pad_batch(examples, pad_id: int, length: int | None = None, ignore_index: int = IGNORE_INDEX):
