@@ -1,18 +1,19 @@
 """Health notes: every range names a figure the report prints, and a figure outside its range is flagged
 next to its value (the RM at 0.5, a negative KL, reward up while gold falls, entropy collapse, GRPO's loss)."""
-import copy
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
 from minillm.app import health, report
+from minillm.app.pipeline_phases import PhaseMarker
 
 RUN = pathlib.Path(__file__).parent / "fixtures" / "results_run"
 
 
 def summary(phase):
-    return copy.deepcopy(json.loads((RUN / phase / "DONE.json").read_text())["summary"])
+    return PhaseMarker.from_json(json.loads((RUN / phase / "DONE.json").read_text())).summary
 
 
 def flagged(phase, s, log=None, rows=None):
@@ -42,27 +43,27 @@ def test_the_quick_fixture_run_is_flagged_where_it_is_unhealthy_and_nowhere_else
 
 def test_a_reward_model_is_a_coin_before_training_and_must_not_stay_one():
     s = summary("rm")
-    s["baseline"]["val_accuracy"], s["val_accuracy"], s["rm_gold_agreement"] = 0.5, 0.52, 0.8
+    s.baseline.val_accuracy, s.val_accuracy, s.rm_gold_agreement = 0.5, 0.52, 0.8
     [(label, value)] = flagged("rm", s).items()
     assert label.startswith("pairwise accuracy") and "0.52 outside the normal range (at least 0.6)" in value
-    s["baseline"]["val_accuracy"], s["val_accuracy"] = 0.7, 0.9  # not 0.5 before training: the head did not start at 0
+    s.baseline.val_accuracy, s.val_accuracy = 0.7, 0.9  # not 0.5 before training: the head did not start at 0
     assert "0.7 outside the normal range (0.45 to 0.55)" in flagged("rm", s)[label]
 
 
 def test_kl_is_never_negative_beyond_rounding():
     s = summary("rlhf")
-    s["kl_to_reference"] = -1e-8
+    s.kl_to_reference = -1e-8
     assert not any(k.startswith("KL") for k in flagged("rlhf", s))
-    s["kl_to_reference"] = -0.01
+    s.kl_to_reference = -0.01
     assert "-0.01 outside the normal range (0 to 5)" in next(v for k, v in flagged("rlhf", s).items() if k.startswith("KL"))
 
 
 def test_reward_rising_while_gold_falls_is_flagged_on_the_gold_row():
     s = summary("rlhf")
-    s.update(rm_score_sft=0.1, rm_score_rlhf=2.0, mean_gold_sft=0.2, mean_gold_rlhf=0.1)
+    s = dataclasses.replace(s, rm_score_sft=0.1, rm_score_rlhf=2.0, mean_gold_sft=0.2, mean_gold_rlhf=0.1)
     [value] = [v for k, v in flagged("rlhf", s).items() if k.startswith("gold score of held-out answers, SFT")]
     assert "over-optimisation" in value and "-0.1 outside" in value
-    s.update(rm_score_rlhf=0.0)  # both fell: a bad run, but not the reward model being exploited
+    s.rm_score_rlhf = 0.0  # both fell: a bad run, but not the reward model being exploited
     assert not [k for k in flagged("rlhf", s) if k.startswith("gold score of held-out answers, SFT")]
 
 
@@ -78,7 +79,7 @@ def test_entropy_collapse_and_the_grpo_loss_from_the_training_log(tmp_path):
     assert "policy loss, last training step" not in bad  # near 0 is what GRPO shows
     log["loss_last"] = 2.0
     assert "2 outside the normal range (-0.5 to 0.5)" in flagged("grpo", s, log)["policy loss, last training step"]
-    s["algo"] = "rloo"  # REINFORCE/RLOO's loss has no normal value
+    s.algo = "rloo"  # REINFORCE/RLOO's loss has no normal value
     assert "policy loss, last training step" not in flagged("rlhf", s, log)
 
 

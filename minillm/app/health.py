@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from minillm.phases.judge import MethodSummary, Summary
+
 FLAG = "⚠"
 RL_METHODS = ("rlhf", "ppo", "grpo", "dpo", "best-of-n")
 KL_TOLERANCE = 1e-6  # float32 rounding of an exact KL that is 0
@@ -27,14 +29,14 @@ class Range:
 
     phases: tuple                   # the phases whose report shows the figure
     row: str                        # a part of the report row's label that names the figure
-    value: Callable                 # (summary, log summary) -> the number checked, or None when not measured
+    value: Callable                 # (Summary, log summary) -> the number checked, or None when not measured
     low: float | None
     high: float | None
     normal: str                     # what the figure means when it is in range
     outside: str                    # what a value outside the range means, and what to look at
     checked: str = ""               # what the range is on, when it is not the printed number itself
 
-    def check(self, summary: dict, log: dict) -> float | None:
+    def check(self, summary: Summary, log: dict) -> float | None:
         """The value when it lies outside the range, else None (in range, or not measured)."""
         v = self.value(summary, log)
         if v is None:
@@ -53,7 +55,7 @@ class Range:
 
 def _after_minus_before(section_key: str) -> Callable:
     """SFT's after-minus-before of one of its measures (direct_rate, mean_gold)."""
-    return lambda s, log: s["after"][section_key] - s["before"][section_key]
+    return lambda s, log: getattr(s.after, section_key) - getattr(s.before, section_key)
 
 
 def _kl(kl: float) -> float:
@@ -61,32 +63,32 @@ def _kl(kl: float) -> float:
     return max(kl, 0.0) if kl >= -KL_TOLERANCE else kl
 
 
-def _gold_fell_while_reward_rose(s: dict, log: dict) -> float | None:
+def _gold_fell_while_reward_rose(s: MethodSummary, log: dict) -> float | None:
     """The gold change when the reward-model score rose (over-optimisation shows as a negative value)."""
-    return s["mean_gold_rlhf"] - s["mean_gold_sft"] if s["rm_score_rlhf"] > s["rm_score_sft"] else None
+    return s.mean_gold_rlhf - s.mean_gold_sft if s.rm_score_rlhf > s.rm_score_sft else None
 
 
-def _win_rate(s: dict, log: dict) -> float | None:
+def _win_rate(s: MethodSummary, log: dict) -> float | None:
     """Wins / (wins + losses) against SFT; None when every prompt tied (nothing was decided)."""
-    return s["rlhf_vs_sft_win_rate"] if s["rlhf_vs_sft_wins"] + s["rlhf_vs_sft_losses"] else None
+    return s.versus.win_rate if s.versus.wins + s.versus.losses else None
 
 
-def _entropy_kept(s: dict, log: dict) -> float | None:
+def _entropy_kept(s: MethodSummary, log: dict) -> float | None:
     """Last training step's policy entropy as a share of the first step's."""
     first, last = log.get("entropy_first"), log.get("entropy_last")
     return last / first if first and last is not None else None
 
 
-def _grpo_loss(s: dict, log: dict) -> float | None:
-    return log.get("loss_last") if s.get("algo") == "grpo" else None
+def _grpo_loss(s: MethodSummary, log: dict) -> float | None:
+    return log.get("loss_last") if s.algo == "grpo" else None
 
 
 RANGES = [
-    Range(("pretrain",), "validation loss", lambda s, log: s["val_loss"] / s["baseline_val_loss"], None, 1.0,
+    Range(("pretrain",), "validation loss", lambda s, log: s.val_loss / s.baseline_val_loss, None, 1.0,
           "below the n-gram baseline's loss: the GPT predicts better than counting",
           "at or above the n-gram baseline's loss (ratio shown): too few steps, a learning rate too high, or a "
           "data or tokenizer problem", "validation loss / n-gram baseline loss"),
-    Range(("pretrain",), "perplexity", lambda s, log: s["val_ppl"], 1.0, None,
+    Range(("pretrain",), "perplexity", lambda s, log: s.val_ppl, 1.0, None,
           "exp(loss), at least 1 by definition", "below 1 is impossible for a probability model: a bug in the loss"),
     Range(("sft",), "direct-answer rate", _after_minus_before("direct_rate"), 0.0, None,
           "SFT raises the share of direct answers (after minus before shown when it does not)",
@@ -95,22 +97,22 @@ RANGES = [
           "SFT raises the gold score", "SFT lowered the gold score: the demonstrations or the template are wrong",
           "after − before"),
     Range(("sft",), "response-only validation loss",
-          lambda s, log: s["val_loss"] - s["baseline_val_loss"], None, 0.0,
+          lambda s, log: s.val_loss - s.baseline_val_loss, None, 0.0,
           "falls during SFT", "the loss on held-out demonstrations rose: overfitting or a learning rate too high",
           "after − before"),
-    Range(("rm",), "pairwise accuracy", lambda s, log: s["baseline"]["val_accuracy"], 0.45, 0.55,
+    Range(("rm",), "pairwise accuracy", lambda s, log: s.baseline.val_accuracy, 0.45, 0.55,
           "about 0.5 before training (a zero head scores every answer 0 and a tie counts half)",
           "far from 0.5 before training: the head did not start at zero, or the pairs are one-sided", "before"),
-    Range(("rm",), "pairwise accuracy", lambda s, log: s["val_accuracy"], 0.6, None,
+    Range(("rm",), "pairwise accuracy", lambda s, log: s.val_accuracy, 0.6, None,
           "well above 0.5 after training: the reward model orders the validation pairs as their labels do",
           "near a coin after training: it has not learned the labels (too few steps, or labels that contradict "
           "each other: noisy labelers)", "after"),
-    Range(("rm",), "mean margin", lambda s, log: s["val_margin"], 0.0, None,
+    Range(("rm",), "mean margin", lambda s, log: s.val_margin, 0.0, None,
           "positive: chosen answers score higher on average", "negative: the reward model prefers the rejected answers", "after"),
-    Range(("rm",), "agreement with the gold labeler", lambda s, log: s["rm_gold_agreement"], 0.6, None,
+    Range(("rm",), "agreement with the gold labeler", lambda s, log: s.rm_gold_agreement, 0.6, None,
           "the reward model orders the policy's own fresh answers mostly as gold does",
           "near or below a coin on the policy's own answers: RLHF would optimise noise; add on-policy pairs"),
-    Range(RL_METHODS, "KL(", lambda s, log: _kl(s["kl_to_reference"]), 0.0, 5.0,
+    Range(RL_METHODS, "KL(", lambda s, log: _kl(s.kl_to_reference), 0.0, 5.0,
           "KL to the SFT model is never negative (exactly, and in expectation for an estimate) and stays small "
           "under the KL leash",
           "negative: impossible for the exact KL (a bug), noise for a sampled estimate; above 5 nats per answer: "
@@ -162,7 +164,7 @@ def ranges_for(phase: str) -> list[Range]:
     return [r for r in RANGES if phase in r.phases]
 
 
-def annotate(phase: str, summary: dict, rows: list[tuple[str, str]], log: dict | None = None) -> list[tuple[str, str]]:
+def annotate(phase: str, summary: Summary, rows: list[tuple[str, str]], log: dict | None = None) -> list[tuple[str, str]]:
     """The report's (label, value) rows with a flag next to each value outside its normal range."""
     log = log or {}
     out = []
@@ -179,7 +181,7 @@ def notes(phase: str) -> list[str]:
     return [f"{r.row.rstrip('(')}{f' ({r.checked})' if r.checked else ''}: normal {r.describe()} — {r.normal}" for r in ranges_for(phase)]
 
 
-def checked_figures(phase: str, summary: dict, directory: str) -> list[tuple[str, str]]:
+def checked_figures(phase: str, summary: Summary, directory: str) -> list[tuple[str, str]]:
     """The report's figures of a phase (and, for an RL method, its log's), each flagged when out of range."""
     from minillm.app.report import figures  # the report's own rows; this module only checks them
 

@@ -22,7 +22,9 @@ from minillm.data.folders import DataLayout, check_files, resolve_data
 from minillm.data.readers import read_demonstrations, read_prompts
 from minillm.data.tasks import find_task
 from minillm.errors import UserError
-from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES, phases_for, read_done, write_done
+from minillm.app.pipeline_phases import (
+    DEFAULT_METHODS, SUMMARIES, TITLES, PhaseMarker, phases_for, read_marker, write_done,
+)
 from minillm.io import checks
 from minillm.io.run_dir import prepare_output_dir, settings_differences
 from minillm.io.safe_files import read_json, write_json_atomic, write_text_atomic
@@ -198,9 +200,9 @@ class Pipeline:
         progress.say(f"preset {self.preset}, seed {self.seed}, data {self.data or 'shipped data/'}, out {self.out}, "
                      f"phase 3: {', '.join(phases[3:])}")
         for index, phase in enumerate(phases):
-            done = read_done(self.out, phase)
+            done = read_marker(self.out, phase)
             if done is not None:
-                progress.say(f"{phase} already finished ({report.headline(phase, done['summary'])}): skipped")
+                progress.say(f"{phase} already finished ({report.headline(phase, done.summary)}): skipped")
                 continue
             self._run_phase(index, phase, len(phases), preset, layout, heldout, progress)
         progress.say("answering the report's prompts with the pretrained, SFT and phase-3 models")
@@ -219,17 +221,17 @@ class Pipeline:
                      + ("resuming from its last checkpoint" if resuming else "starting"))
         start, before = time.perf_counter(), _spent(directory)
         try:
-            summary = RUNNERS[phase](self, preset, layout, heldout, directory)
+            summary = SUMMARIES[phase].from_json(RUNNERS[phase](self, preset, layout, heldout, directory))
         except BaseException:
             _add_spent(directory, time.perf_counter() - start)
             progress.say(f"{phase} stopped; run the same command again to resume it from its last checkpoint")
             raise
         seconds = before + time.perf_counter() - start
-        marker = {"phase": phase, "finished_at": time.time(), "seconds": seconds, "resumed": resuming,
-                  "machine": results.machine(), "command": results.pipeline_command(
-                      self.out, self.preset, self.seed, self.data, phases_for(self.methods)[3:]),
-                  "size": report.phase_size(phase, directory, summary), "summary": summary}
-        write_done(self.out, phase, marker)  # only now is the phase finished
+        marker = PhaseMarker(phase=phase, finished_at=time.time(), seconds=seconds, resumed=resuming,
+                             machine=results.machine(), command=results.pipeline_command(
+                                 self.out, self.preset, self.seed, self.data, phases_for(self.methods)[3:]),
+                             size=report.phase_size(phase, directory, summary), summary=summary)
+        write_done(self.out, marker)  # only now is the phase finished
         progress.phase_end(index, phase, seconds, report.headline(phase, summary))
 
     def _check_settings(self) -> None:

@@ -3,8 +3,10 @@
 Lecture 5 tells one story in four phases; `minillm pipeline` runs them in this order, each in
 its own directory of the run (OUT/pretrain, OUT/sft, OUT/rm, OUT/rlhf; phase 3 may also run as
 OUT/ppo, OUT/dpo, OUT/best-of-n, OUT/grpo, each from the same SFT model). A phase is finished
-when its DONE.json marker exists, written atomically after its final checkpoint. The pipeline
-writes the markers; the report and `minillm compare` only read them. This module is the
+when its DONE.json marker exists, written atomically after its final checkpoint. A marker is a
+`PhaseMarker`: when and where the phase ran, its size, and its summary, the dataclass of its
+kind (`SUMMARIES`, defined in phases/judge.py). The pipeline writes the markers; the report,
+`minillm results` and `minillm compare` only read them (`read_marker`). This module is the
 pipeline's own table, kept apart so that the report can read it without importing the
 pipeline that writes the report.
 Left out: dependencies other than "the core phases before every method".
@@ -12,9 +14,11 @@ Left out: dependencies other than "the core phases before every method".
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from minillm.errors import UserError
 from minillm.io.safe_files import read_json, write_json_atomic
+from minillm.phases import judge
 
 CORE = ("pretrain", "sft", "rm")  # run in this order; each is a directory of the run
 METHODS = ("rlhf", "ppo", "dpo", "best-of-n", "grpo")  # phase 3's methods, each from the same SFT model
@@ -25,6 +29,46 @@ TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetu
           "ppo": "Phase 3b: PPO with a value model and GAE", "dpo": "Phase 3b: DPO (no reward model)",
           "best-of-n": "Phase 3b: best-of-n (no training)", "grpo": "Phase 3b: GRPO on the exact reward"}
 DONE = "DONE.json"
+SUMMARIES = {"pretrain": judge.PretrainSummary, "sft": judge.SFTSummary, "rm": judge.RewardSummary,
+             "rlhf": judge.TrainedSummary, "ppo": judge.TrainedSummary, "grpo": judge.TrainedSummary,
+             "dpo": judge.DPOSummary, "best-of-n": judge.BestOfNSummary}  # each phase's kind of summary
+
+
+@dataclass(kw_only=True)
+class PhaseSize(judge.Summary):
+    """Parameters N, tokens D and training FLOPs of one finished phase (`report.phase_size`)."""
+
+    parameters: int
+    tokens: int
+    flops: int
+
+
+@dataclass(kw_only=True)
+class PhaseMarker:
+    """A finished phase's DONE.json: when it finished, its seconds (interrupted attempts included),
+    whether it resumed, the machine and the command (None where the run did not record them),
+    its size and its summary."""
+
+    phase: str
+    finished_at: float              # time.time()
+    seconds: float
+    resumed: bool
+    size: PhaseSize
+    summary: judge.Summary          # SUMMARIES[phase]
+    machine: str | None = None
+    command: str | None = None
+
+    def to_json(self) -> dict:
+        saved = {"phase": self.phase, "finished_at": self.finished_at, "seconds": self.seconds,
+                 "resumed": self.resumed, "machine": self.machine, "command": self.command,
+                 "size": self.size.to_json(), "summary": self.summary.to_json()}
+        return {k: v for k, v in saved.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "PhaseMarker":
+        phase = saved["phase"]
+        return cls(**{**saved, "size": PhaseSize.from_json(saved["size"]),
+                      "summary": SUMMARIES[phase].from_json(saved["summary"])})
 
 
 def phases_for(methods) -> tuple:
@@ -36,13 +80,25 @@ def phases_for(methods) -> tuple:
 
 
 def read_done(out: str, phase: str) -> dict | None:
-    """The phase's DONE.json marker, or None while the phase has not finished."""
+    """The phase's DONE.json marker as saved (a JSON object), or None while the phase has not finished."""
     path = os.path.join(out, phase, DONE)
     if not os.path.exists(path):
         return None
     return read_json(path)  # a damaged marker is one clear error
 
 
-def write_done(out: str, phase: str, marker: dict) -> None:
+def read_marker(out: str, phase: str) -> PhaseMarker | None:
+    """The phase's DONE.json marker as a `PhaseMarker`, or None while the phase has not finished."""
+    saved = read_done(out, phase)
+    if saved is None:
+        return None
+    try:
+        return PhaseMarker.from_json(saved)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{os.path.join(out, phase, DONE)} is not a {phase} marker minillm wrote "
+                        f"({type(err).__name__}: {err}); run the phase again with `minillm pipeline`") from None
+
+
+def write_done(out: str, marker: PhaseMarker) -> None:
     """Mark the phase finished: its DONE.json appears whole or not at all."""
-    write_json_atomic(os.path.join(out, phase, DONE), marker)
+    write_json_atomic(os.path.join(out, marker.phase, DONE), marker.to_json())

@@ -18,8 +18,11 @@ from minillm.phases.rl import best_of_n as rl_best_of_n
 from minillm.app.chat_session import ChatSession, Sampling
 from minillm.data.gold import gold_score
 from minillm.tokenizers.chat_template import ResponseTooLong
-from minillm.app.pipeline_phases import CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, read_done  # noqa: F401 (lesson 00 reads report.PHASES, report.TITLES)
+from minillm.app.pipeline_phases import (  # noqa: F401 (lesson 00 reads report.PHASES, report.TITLES)
+    CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, PhaseMarker, PhaseSize, read_marker,
+)
 from minillm.phases import common
+from minillm.phases.judge import BestOfNSummary, MethodSummary, Summary, TrainedSummary, Versus
 from minillm.phases.reward import score_responses
 
 PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"],
@@ -41,17 +44,16 @@ def load_models(out: str) -> tuple[dict, tuple | None]:
     where the reward model is)."""
     models, reward = {}, None
     for phase, name in MODELS:
-        done = read_done(out, phase)
+        done = read_marker(out, phase)
         if done is None:
             continue
         if phase == "best-of-n":
-            if "SFT" in models and read_done(out, "rm") is not None:
-                summary = done["summary"]
-                models[name] = (*models["SFT"][:3], (int(summary["n"]), float(summary.get("temperature", 1.0))))
+            if "SFT" in models and read_marker(out, "rm") is not None:
+                models[name] = (*models["SFT"][:3], (done.summary.n, done.summary.temperature))
             continue
         ckpt = checkpoint.load(os.path.join(out, phase))
         models[name] = (ckpt.model.eval(), ckpt.tokenizer, phase != "pretrain", 0)
-    if read_done(out, "rm") is not None:
+    if read_marker(out, "rm") is not None:
         ckpt = checkpoint.load(os.path.join(out, "rm"))
         reward = (ckpt.model.eval(), ckpt.tokenizer)
     return models, reward
@@ -122,7 +124,7 @@ def converse(models: dict, user_turns: list[str]) -> dict:
 
 # ----- figures per phase ---------------------------------------------------------------
 
-def phase_size(phase: str, directory: str, summary: dict) -> dict:
+def phase_size(phase: str, directory: str, summary: Summary) -> PhaseSize:
     """Parameters N, tokens D and training FLOPs of one finished phase.
 
     Supervised phases: FLOPs ≈ 6·N·D + attention (`GPT.flops_per_token`), D = tokens the loss
@@ -130,91 +132,82 @@ def phase_size(phase: str, directory: str, summary: dict) -> dict:
     reward-model forward passes, 2·N each) plus 6·N per update pass (PPO makes several).
     """
     if phase == "pretrain":
-        return {"parameters": summary["parameters"], "tokens": summary["tokens_seen"],
-                "flops": summary["training_flops"]}
+        return PhaseSize(parameters=summary.parameters, tokens=summary.tokens_seen, flops=summary.training_flops)
     if phase == "best-of-n":  # no training: the SFT model's size, the sampled tokens, no training FLOPs
         sft = checkpoint.load(os.path.join(os.path.dirname(directory), "sft"))
-        return {"parameters": sft.model.num_parameters(), "tokens": int(summary.get("sampled_tokens", 0)), "flops": 0}
+        return PhaseSize(parameters=sft.model.num_parameters(), tokens=summary.sampled_tokens, flops=0)
     ckpt = checkpoint.load(directory)
     gpt = getattr(ckpt.model, "transformer", ckpt.model)
     if phase not in ("rlhf", "ppo", "grpo"):
-        tokens = int(summary.get("tokens_seen", 0))
-        return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens}
+        tokens = summary.tokens_seen
+        return PhaseSize(parameters=ckpt.model.num_parameters(), tokens=tokens, flops=gpt.flops_per_token() * tokens)
     cfg = ckpt.meta["rlhf_config"]
     with open(os.path.join(directory, "log.jsonl"), encoding="utf-8") as f:
         lengths = [r["response_length"] for r in map(json.loads, f) if r.get("kind") == "train"]
     tokens = int(sum(lengths) * cfg["batch_prompts"] * cfg["group_size"])
     epochs = cfg["ppo_epochs"] if cfg["algo"] in ("ppo", "ppo-seq", "grpo") else 1
     passes = 1 + epochs * (2 if cfg["algo"] == "ppo" else 1)  # PPO trains its value model beside the policy
-    return {"parameters": ckpt.model.num_parameters(), "tokens": tokens, "flops": gpt.flops_per_token() * tokens * passes}
+    return PhaseSize(parameters=ckpt.model.num_parameters(), tokens=tokens,
+                     flops=gpt.flops_per_token() * tokens * passes)
 
 
 def _arrow(before: float, after: float, digits: int = 3) -> str:
     return f"{before:.{digits}f} → {after:.{digits}f}"
 
 
-def figures(phase: str, s: dict) -> list[tuple[str, str]]:
+def figures(phase: str, s: Summary) -> list[tuple[str, str]]:
     """The key figures of one phase's summary, as (label, value) rows."""
     if phase == "pretrain":
-        return [("validation loss (nats/token)", f"{s['val_loss']:.4f}"), ("perplexity", f"{s['val_ppl']:.2f}"),
-                (f"{s['baseline_n']}-gram baseline loss / perplexity",
-                 f"{s['baseline_val_loss']:.4f} / {math.exp(s['baseline_val_loss']):.2f}"), ("steps", str(s["step"]))]
+        return [("validation loss (nats/token)", f"{s.val_loss:.4f}"), ("perplexity", f"{s.val_ppl:.2f}"),
+                (f"{s.baseline_n}-gram baseline loss / perplexity",
+                 f"{s.baseline_val_loss:.4f} / {math.exp(s.baseline_val_loss):.2f}"), ("steps", str(s.step))]
     if phase == "sft":
-        b, a = s["before"], s["after"]
-        return [("direct-answer rate (gold ≥ 0.5), before → after", _arrow(b["direct_rate"], a["direct_rate"])),
-                ("mean gold score, before → after", _arrow(b["mean_gold"], a["mean_gold"])),
-                ("answer form (no style penalty), before → after", _arrow(b["answer_form"], a["answer_form"])),
-                ("response-only validation loss, before → after", _arrow(s["baseline_val_loss"], s["val_loss"], 4)),
-                ("held-out prompts", str(a["n"]))]
+        b, a = s.before, s.after
+        return [("direct-answer rate (gold ≥ 0.5), before → after", _arrow(b.direct_rate, a.direct_rate)),
+                ("mean gold score, before → after", _arrow(b.mean_gold, a.mean_gold)),
+                ("answer form (no style penalty), before → after", _arrow(b.answer_form, a.answer_form)),
+                ("response-only validation loss, before → after", _arrow(s.baseline_val_loss, s.val_loss, 4)),
+                ("held-out prompts", str(a.n))]
     if phase == "rm":
-        base = s["baseline"]
-        return [("pairwise accuracy (s_w > s_l, a tie counts half), validation", _arrow(base["val_accuracy"], s["val_accuracy"])),
-                ("mean margin s_w − s_l", _arrow(base["val_margin"], s["val_margin"])),
+        base = s.baseline
+        return [("pairwise accuracy (s_w > s_l, a tie counts half), validation", _arrow(base.val_accuracy, s.val_accuracy)),
+                ("mean margin s_w − s_l", _arrow(base.val_margin, s.val_margin)),
                 ("agreement with the gold labeler on fresh SFT samples",
-                 f"{s['rm_gold_agreement']:.3f} ({s['agreement_pairs']} pairs)")]
+                 f"{s.rm_gold_agreement:.3f} ({s.agreement_pairs} pairs)")]
     name = METHOD_NAMES.get(phase, "RLHF")
-    rows = [(f"reward-model score of held-out answers, SFT → {name}", _arrow(s["rm_score_sft"], s["rm_score_rlhf"])),
-            (f"gold score of held-out answers, SFT → {name}", _arrow(s["mean_gold_sft"], s["mean_gold_rlhf"])),
-            (f"{name} against SFT: win rate, ties excluded", _wins(s, "rlhf_vs_sft")),
-            *_sampled_rows(s, name),
-            (f"KL({name} ‖ SFT) per response (nats)", f"{s['kl_to_reference']:.3f}")]
-    if phase == "best-of-n":
-        return rows + _best_of_n_rows(s)
-    return rows + [("algorithm, steps", f"{s['algo']}, {s['steps']}")]
+    held_out = [(f"reward-model score of held-out answers, SFT → {name}", _arrow(s.rm_score_sft, s.rm_score_rlhf)),
+                (f"gold score of held-out answers, SFT → {name}", _arrow(s.mean_gold_sft, s.mean_gold_rlhf)),
+                (f"{name} against SFT: win rate, ties excluded", _wins(s.versus))]
+    kl = [(f"KL({name} ‖ SFT) per response (nats)", f"{s.kl_to_reference:.3f}")]
+    if isinstance(s, BestOfNSummary):
+        return held_out + kl + _best_of_n_rows(s)
+    return held_out + _sampled_rows(s, name) + kl + [("algorithm, steps", f"{s.algo}, {s.steps}")]
 
 
-def _best_of_n_rows(s: dict) -> list[tuple[str, str]]:
-    """Best-of-n's own figures: n and τ, its KL to the distribution sampled, and where its gold comes from
-    (a summary without `sample_gold` has no diagnosis: its rows stop at the KL)."""
-    tau = s.get("temperature", 1.0)
-    rows = [("n, sampling temperature τ", f"{s['n']}, {tau}"),
+def _best_of_n_rows(s: BestOfNSummary) -> list[tuple[str, str]]:
+    """Best-of-n's own figures: n and τ, its KL to the distribution sampled, and where its gold comes from."""
+    tau = s.temperature
+    return [("n, sampling temperature τ", f"{s.n}, {tau}"),
             (f"KL(best-of-n ‖ SFT sampled at τ = {tau}), measured / closed form log n − (n−1)/n",
-             f"{s.get('kl_to_sampled', s['kl_to_reference']):.3f} / {s['kl_formula']:.3f}")]
-    if "sample_gold" not in s:
-        return rows
-    return rows + [(f"gold of held-out answers: greedy SFT, one sample at τ = {tau}, the reward model's pick "
-                    f"of {s['n']}, the gold labeler's pick of the same {s['n']}",
-                    f"{s['mean_gold_sft']:.3f}, {s['sample_gold']:.3f}, {s['rm_pick_gold']:.3f}, "
-                    f"{s['oracle_gold']:.3f}"),
-                   ("prompts where the reward model picked a top-gold sample", f"{s['rm_pick_is_oracle']:.1%}")]
+             f"{s.kl_to_sampled:.3f} / {s.kl_formula:.3f}"),
+            (f"gold of held-out answers: greedy SFT, one sample at τ = {tau}, the reward model's pick "
+             f"of {s.n}, the gold labeler's pick of the same {s.n}",
+             f"{s.mean_gold_sft:.3f}, {s.sample_gold:.3f}, {s.rm_pick_gold:.3f}, {s.oracle_gold:.3f}"),
+            ("prompts where the reward model picked a top-gold sample", f"{s.rm_pick_is_oracle:.1%}")]
 
 
-def _wins(s: dict, prefix: str) -> str:
+def _wins(v: Versus) -> str:
     """Win rate with ties left out, and the counts it rests on: "100.0% (1 wins, 0 losses, 11 ties)"
     says plainly that one prompt decided it."""
-    ties = s.get(f"{prefix}_ties")
-    counts = f"{s[f'{prefix}_wins']} wins, {s[f'{prefix}_losses']} losses" + ("" if ties is None else f", {ties} ties")
-    return f"{s[f'{prefix}_win_rate']:.1%} ({counts})"
+    return f"{v.win_rate:.1%} ({v.wins} wins, {v.losses} losses, {v.ties} ties)"
 
 
-def _sampled_rows(s: dict, name: str) -> list[tuple[str, str]]:
-    """The sampled-answer and training-prompt comparisons (absent for best-of-n, and where a summary lacks them)."""
-    if "sampled_gold_sft" not in s:
-        return []
+def _sampled_rows(s: TrainedSummary, name: str) -> list[tuple[str, str]]:
+    """The sampled-answer and training-prompt comparisons of a method that trains."""
     return [(f"gold score of held-out answers (sampled, τ = 1), SFT → {name}",
-             _arrow(s["sampled_gold_sft"], s["sampled_gold_rlhf"])),
-            (f"{name} against SFT, sampled: win rate, ties excluded", _wins(s, "sampled")),
-            (f"gold score on training prompts (greedy), SFT → {name}", _arrow(s["seen_gold_sft"], s["seen_gold_rlhf"]))]
+             _arrow(s.sampled.gold_sft, s.sampled.gold_rlhf)),
+            (f"{name} against SFT, sampled: win rate, ties excluded", _wins(s.sampled)),
+            (f"gold score on training prompts (greedy), SFT → {name}", _arrow(s.seen.gold_sft, s.seen.gold_rlhf))]
 
 
 METHOD_NAMES = {m: name for m, name in MODELS if m in METHODS}
@@ -223,20 +216,24 @@ COMPARISON_COLUMNS = ("method", "held-out gold (mean)", "win rate vs SFT (ties e
                       "training FLOPs")
 
 
-def comparison_rows(phases: dict) -> list[list[str]]:
-    """The comparison table: the SFT model, then one row per finished method, on the same held-out prompts."""
+def comparison_rows(phases: dict[str, PhaseMarker | dict | None]) -> list[list[str]]:
+    """The comparison table: the SFT model, then one row per finished method, on the same held-out prompts.
+
+    A marker may also be given as saved (`read_done`'s JSON object), as lesson 10 does.
+    """
+    phases = {m: PhaseMarker.from_json(d) if isinstance(d, dict) else d for m, d in phases.items()}
     methods = [m for m in METHODS if phases.get(m)]
     if not methods:
         return []
-    first = phases[methods[0]]["summary"]
-    rows = [["SFT", f"{first['mean_gold_sft']:+.3f}", "—", "—", f"{first['rm_score_sft']:+.3f}", "0", "—", "—"]]
+    first: MethodSummary = phases[methods[0]].summary
+    rows = [["SFT", f"{first.mean_gold_sft:+.3f}", "—", "—", f"{first.rm_score_sft:+.3f}", "0", "—", "—"]]
     for m in methods:
-        d, s = phases[m], phases[m]["summary"]
-        algo = s.get("algo", m) + (f", τ = {s['temperature']}" if m == "best-of-n" and "temperature" in s else "")
-        rows.append([f"{METHOD_NAMES[m]} ({algo})", f"{s['mean_gold_rlhf']:+.3f}",
-                     f"{s['rlhf_vs_sft_win_rate']:.1%} ({s['rlhf_vs_sft_wins']}–{s['rlhf_vs_sft_losses']})",
-                     f"{s['rlhf_vs_sft_win_rate_ties_half']:.1%}", f"{s['rm_score_rlhf']:+.3f}",
-                     f"{s['kl_to_reference']:.3f}", f"{d['seconds']:.0f} s", f"{d['size']['flops']:.3g}"])
+        d, s = phases[m], phases[m].summary
+        algo = s.algo + (f", τ = {s.temperature}" if isinstance(s, BestOfNSummary) else "")
+        rows.append([f"{METHOD_NAMES[m]} ({algo})", f"{s.mean_gold_rlhf:+.3f}",
+                     f"{s.versus.win_rate:.1%} ({s.versus.wins}–{s.versus.losses})",
+                     f"{s.versus.win_rate_ties_half:.1%}", f"{s.rm_score_rlhf:+.3f}",
+                     f"{s.kl_to_reference:.3f}", f"{d.seconds:.0f} s", f"{d.size.flops:.3g}"])
     return rows
 
 
@@ -248,24 +245,24 @@ COMPARISON_NOTE = ("Every method starts from the same SFT model and answers the 
                    "best-of-n are 0: it pays n samples per answer at inference instead.")
 
 
-def headline(phase: str, s: dict) -> str:
+def headline(phase: str, s: Summary) -> str:
     """One line for the progress display."""
     if phase == "pretrain":
-        return f"validation loss {s['val_loss']:.3f} (ppl {s['val_ppl']:.2f}) vs {s['baseline_n']}-gram {s['baseline_val_loss']:.3f}"
+        return f"validation loss {s.val_loss:.3f} (ppl {s.val_ppl:.2f}) vs {s.baseline_n}-gram {s.baseline_val_loss:.3f}"
     if phase == "sft":
-        return f"direct-answer rate {_arrow(s['before']['direct_rate'], s['after']['direct_rate'], 2)}"
+        return f"direct-answer rate {_arrow(s.before.direct_rate, s.after.direct_rate, 2)}"
     if phase == "rm":
-        return f"validation accuracy {s['val_accuracy']:.3f}, gold agreement {s['rm_gold_agreement']:.3f}"
-    return (f"RM score {_arrow(s['rm_score_sft'], s['rm_score_rlhf'], 2)}, KL {s['kl_to_reference']:.2f}, "
-            f"gold {_arrow(s['mean_gold_sft'], s['mean_gold_rlhf'], 2)}, win rate {s['rlhf_vs_sft_win_rate']:.0%}")
+        return f"validation accuracy {s.val_accuracy:.3f}, gold agreement {s.rm_gold_agreement:.3f}"
+    return (f"RM score {_arrow(s.rm_score_sft, s.rm_score_rlhf, 2)}, KL {s.kl_to_reference:.2f}, "
+            f"gold {_arrow(s.mean_gold_sft, s.mean_gold_rlhf, 2)}, win rate {s.versus.win_rate:.0%}")
 
 
 def collect(out: str, prompts: list[str], conversation: list[str] | None = None, methods=DEFAULT_METHODS) -> dict:
-    """Everything the report shows: phases (marker or None; the core ones, the requested methods and
+    """Everything the report shows: phases (PhaseMarker or None; the core ones, the requested methods and
     any other finished method), tokenizer, answers, and the replies to a multi-turn conversation
     when its user turns are given."""
-    shown = CORE + tuple(m for m in METHODS if m in methods or read_done(out, m) is not None)
-    phases = {p: read_done(out, p) for p in shown}
+    shown = CORE + tuple(m for m in METHODS if m in methods or read_marker(out, m) is not None)
+    phases = {p: read_marker(out, p) for p in shown}
     models, reward = load_models(out)
     tokens = None
     if "pretrained" in models:

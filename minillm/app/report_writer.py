@@ -13,7 +13,7 @@ import os
 import time
 
 from minillm.app import health, labeling
-from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES
+from minillm.app.pipeline_phases import DEFAULT_METHODS, TITLES, PhaseSize
 from minillm.app.report import (
     COMPARISON_COLUMNS,
     COMPARISON_NOTE,
@@ -40,9 +40,9 @@ def _conversation_rows(data: dict) -> list[list[str]]:
 
 # ----- writing ---------------------------------------------------------------------------
 
-def _size_cells(size: dict) -> list[str]:
+def _size_cells(size: PhaseSize) -> list[str]:
     """Parameters and tokens with thousands separators; FLOPs in powers of ten."""
-    return [f"{size['parameters']:,}", f"{size['tokens']:,}", f"{size['flops']:.3g}"]
+    return [f"{size.parameters:,}", f"{size.tokens:,}", f"{size.flops:.3g}"]
 
 
 def _cell(answer: dict | None) -> tuple[str, str]:
@@ -58,8 +58,8 @@ def render_md(data: dict, settings: dict) -> str:
           "training FLOPs | time |", "| --- | ---: | ---: | ---: | ---: |"]
     for p in data["phases"]:
         d = data["phases"][p]
-        md.append(f"| {TITLES[p]} | " + (" | ".join(_size_cells(d["size"]))
-                                       + f" | {d['seconds']:.0f} s |" if d else "not finished | | | |"))
+        md.append(f"| {TITLES[p]} | " + (" | ".join(_size_cells(d.size))
+                                       + f" | {d.seconds:.0f} s |" if d else "not finished | | | |"))
     md += ["", SIZE_NOTE]
     rows = comparison_rows(data["phases"])
     if rows:
@@ -77,7 +77,7 @@ def render_md(data: dict, settings: dict) -> str:
             md.append(NOT_FINISHED)
             continue
         md += ["| figure | value |", "| --- | --- |"] + [
-            f"| {k} | {v} |" for k, v in health.checked_figures(p, d["summary"], os.path.join(settings["out"], p))]
+            f"| {k} | {v} |" for k, v in health.checked_figures(p, d.summary, os.path.join(settings["out"], p))]
         md += [""] + [f"![{p} {name}]({p}/{name})" for name in PLOTS[p] if os.path.exists(os.path.join(settings["out"], p, name))]
     md += [""] + labeling.flaw_chain(settings["out"], settings.get("data"))  # only for a flawed data folder
     md += ["## Health notes", "", health.HEALTH_NOTE, ""]
@@ -119,7 +119,7 @@ def render_html(data: dict, settings: dict) -> str:
              "<table><tr><th>phase</th><th>parameters</th><th>tokens</th><th>training FLOPs</th><th>time</th></tr>"]
     for p in data["phases"]:
         d = data["phases"][p]
-        cells = (_size_cells(d["size"]) + [f"{d['seconds']:.0f} s"]
+        cells = (_size_cells(d.size) + [f"{d.seconds:.0f} s"]
                  if d else ["not finished", "", "", ""])
         parts.append(f"<tr><td>{e(TITLES[p])}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append(f"</table><p class='note'>{e(SIZE_NOTE)}</p>")
@@ -139,7 +139,7 @@ def render_html(data: dict, settings: dict) -> str:
         if d is None:
             parts.append(f"<p class='na'>{e(NOT_FINISHED)}</p>")
             continue
-        rows = health.checked_figures(p, d["summary"], os.path.join(settings["out"], p))
+        rows = health.checked_figures(p, d.summary, os.path.join(settings["out"], p))
         parts.append("<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
                      + "</table>")
         parts += [_img(path) for name in PLOTS[p] if os.path.exists(path := os.path.join(settings["out"], p, name))]

@@ -21,13 +21,14 @@ from collections import defaultdict
 
 import numpy
 
-from minillm.app.pipeline_phases import CORE, DEFAULT_METHODS, METHODS, TITLES, read_done
+from minillm.app.pipeline_phases import CORE, DEFAULT_METHODS, METHODS, TITLES, read_marker
 from minillm.app.report import COMPARISON_COLUMNS, COMPARISON_NOTE, METHOD_NAMES, comparison_rows, figures, headline
 from minillm.app.report_writer import _size_cells
 from minillm.data.gold import exact_reward
 from minillm.data.tasks import find_task
 from minillm.engine import backend
 from minillm.errors import MissingFileError, UserError
+from minillm.phases.judge import AnswerScores
 from minillm.io.safe_files import write_text_atomic
 
 SECTION_FILE = "results_section.md"
@@ -75,13 +76,13 @@ def results_command(runs: list[str], sections: list[str], out: str) -> str:
 # ----- reading a run ----------------------------------------------------------------------
 
 def read_run(run_dir: str) -> dict:
-    """A run's settings and every finished phase's marker: {"dir", "settings", "phases": {phase: marker}}."""
+    """A run's settings and every finished phase's marker: {"dir", "settings", "phases": {phase: PhaseMarker or None}}."""
     path = os.path.join(run_dir, "pipeline.json")
     if not os.path.isfile(path):
         raise MissingFileError(f"{run_dir} is not a pipeline run: expected {path} (made by minillm pipeline --out DIR)")
     with open(path, encoding="utf-8") as f:
         settings = json.load(f)
-    phases = {p: read_done(run_dir, p) for p in CORE + METHODS}
+    phases = {p: read_marker(run_dir, p) for p in CORE + METHODS}
     phases = {p: m for p, m in phases.items() if m is not None or p in CORE or os.path.isdir(os.path.join(run_dir, p))}
     if all(m is None for m in phases.values()):
         raise UserError(f"{run_dir} holds no finished phase yet: run `minillm pipeline --out {run_dir}` first")
@@ -91,16 +92,16 @@ def read_run(run_dir: str) -> dict:
 def _provenance(run: dict) -> list[str]:
     """Command, settings, machine and date of a run, from what its markers recorded."""
     s, finished = run["settings"], [m for m in run["phases"].values() if m]
-    last = max(finished, key=lambda m: m["finished_at"])
-    recorded = [m["command"] for m in sorted(finished, key=lambda m: m["finished_at"]) if "command" in m]
+    last = max(finished, key=lambda m: m.finished_at)
+    recorded = [m.command for m in sorted(finished, key=lambda m: m.finished_at) if m.command is not None]
     methods = [p for p in run["phases"] if p in METHODS] or DEFAULT_METHODS
     command = (_as_given(recorded[-1], run["dir"]) if recorded
                else pipeline_command(run["dir"], s["preset"], s["seed"], s["data"], methods))
-    first = min(m["finished_at"] - m["seconds"] for m in finished)
+    first = min(m.finished_at - m.seconds for m in finished)
     return [f"- Command: `{command}`",
             f"- Preset `{s['preset']}`, seed {s['seed']}, data {s['data'] or 'shipped data/'}",
             f"- Machine: {_machines(run)}",
-            f"{FINISHED}{_utc(last['finished_at'])}, after {_minutes(sum(m['seconds'] for m in finished))} of phase "
+            f"{FINISHED}{_utc(last.finished_at)}, after {_minutes(sum(m.seconds for m in finished))} of phase "
             f"time (first phase started about {_utc(first)})"]
 
 
@@ -109,7 +110,7 @@ def _machines(run: dict) -> str:
     machines = defaultdict(list)
     for phase, m in run["phases"].items():
         if m:
-            machines[m.get("machine", "not recorded by the run")].append(phase)
+            machines[m.machine or "not recorded by the run"].append(phase)
     if len(machines) == 1:
         return next(iter(machines))
     return "; ".join(f"{name} ({', '.join(phases)})" for name, phases in machines.items())
@@ -142,8 +143,8 @@ def _phase_table(run: dict) -> list[str]:
         if m is None:
             rows.append(f"| {TITLES[p]} | not finished | | | | |")
             continue
-        rows.append(f"| {TITLES[p]} | " + " | ".join(_size_cells(m["size"]))
-                    + f" | {m['seconds']:.0f} s | {headline(p, m['summary'])} |")
+        rows.append(f"| {TITLES[p]} | " + " | ".join(_size_cells(m.size))
+                    + f" | {m.seconds:.0f} s | {headline(p, m.summary)} |")
     return rows
 
 
@@ -151,7 +152,7 @@ def _figure_table(run: dict) -> list[str]:
     rows = ["| phase | figure | value |", "| --- | --- | --- |"]
     for p, m in run["phases"].items():
         if m is not None:
-            rows += [f"| {TITLES[p]} | {k} | {v} |" for k, v in figures(p, m["summary"])]
+            rows += [f"| {TITLES[p]} | {k} | {v} |" for k, v in figures(p, m.summary)]
     return rows
 
 
@@ -190,14 +191,14 @@ def _answer_changes(run: dict) -> list[str]:
         report = _method_report(run["dir"], m)
         if report is None:
             continue
-        sft, new = report["sft"], report["rlhf"]  # "rlhf": the method's policy, whatever the method
+        sft, new = AnswerScores.from_json(report["sft"]), AnswerScores.from_json(report["rlhf"])  # "rlhf": the method's policy
         before = right_by_kind(report["prompts"], report["answers"]["sft"])
         after = right_by_kind(report["prompts"], report["answers"]["rlhf"])
         right = "; ".join(f"{kind} {sum(before[kind]):.0f} → {sum(after[kind]):.0f} of {len(before[kind])}"
                           for kind in sorted(before))
-        rows.append(f"| {METHOD_NAMES[m]} | {sft['answer_form']:.0%} → {new['answer_form']:.0%} | "
-                    f"{sft['direct_rate']:.0%} → {new['direct_rate']:.0%} | {right} |")
-        form_change.append(round(100 * new["answer_form"]) - round(100 * sft["answer_form"]))
+        rows.append(f"| {METHOD_NAMES[m]} | {sft.answer_form:.0%} → {new.answer_form:.0%} | "
+                    f"{sft.direct_rate:.0%} → {new.direct_rate:.0%} | {right} |")
+        form_change.append(round(100 * new.answer_form) - round(100 * sft.answer_form))
         for kind in before:
             right_change[kind].append(int(sum(after[kind]) - sum(before[kind])))
             totals[kind] = len(before[kind])
@@ -228,20 +229,20 @@ def _best_of_n(run: dict) -> list[str]:
     """Where best-of-n's gold comes from: one sample against greedy SFT, the reward model's pick,
     the labeler's pick of the same candidates."""
     m = run["phases"].get("best-of-n")
-    if not m or "sample_gold" not in m["summary"]:
+    if not m:
         return []
-    s = m["summary"]
-    tau, n = s.get("temperature", 1.0), s["n"]
-    cost, regained = s["mean_gold_sft"] - s["sample_gold"], s["rm_pick_gold"] - s["sample_gold"]
+    s = m.summary
+    tau, n = s.temperature, s.n
+    cost, regained = s.mean_gold_sft - s.sample_gold, s.rm_pick_gold - s.sample_gold
     return ["", "### Best-of-n's candidates", "",
             f"| greedy SFT | one sample at τ = {tau} | the reward model's pick of {n} | the labeler's pick of {n} "
             "| reward model picked a top-gold candidate |", "| ---: | ---: | ---: | ---: | ---: |",
-            f"| {s['mean_gold_sft']:+.3f} | {s['sample_gold']:+.3f} | {s['rm_pick_gold']:+.3f} | "
-            f"{s['oracle_gold']:+.3f} | {s['rm_pick_is_oracle']:.0%} |", "",
+            f"| {s.mean_gold_sft:+.3f} | {s.sample_gold:+.3f} | {s.rm_pick_gold:+.3f} | "
+            f"{s.oracle_gold:+.3f} | {s.rm_pick_is_oracle:.0%} |", "",
             f"Sampling at τ = {tau} instead of answering greedily changes the SFT model's mean gold by "
             f"{-cost:+.3f}; the reward model's pick of {n} scores {regained:+.3f} against one sample, so "
-            f"{s['rm_pick_gold'] - s['mean_gold_sft']:+.3f} against greedy SFT, and a perfect picker of the same "
-            f"candidates would reach {s['oracle_gold']:+.3f}."]
+            f"{s.rm_pick_gold - s.mean_gold_sft:+.3f} against greedy SFT, and a perfect picker of the same "
+            f"candidates would reach {s.oracle_gold:+.3f}."]
 
 
 def render_run(run: dict) -> list[str]:

@@ -22,6 +22,7 @@ from minillm.data.folders import shipped
 from minillm.data.windows import TokenWindows, split_train_val
 from minillm.data.readers import read_text
 from minillm.errors import MissingFileError, UserError
+from minillm.phases.judge import PretrainSummary
 from minillm.phases.losses import sequence_cross_entropy
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM
@@ -159,18 +160,17 @@ class PretrainRun:
         model = trainer.model
         params, tokens = model.num_parameters(), result["tokens_seen"]
         flops = model.flops_per_token() * tokens
-        summary = {**result, "parameters": params, "training_flops": flops, "seconds": seconds,
-                   "baseline_val_loss": base, "baseline_n": n,
-                   "val_ppl": perplexity(result["val_loss"]) if "val_loss" in result else None}
+        summary = PretrainSummary(step=result["step"], tokens_seen=tokens, val_loss=result["val_loss"],
+                                  val_ppl=result["val_ppl"], parameters=params, training_flops=flops,
+                                  seconds=seconds, baseline_val_loss=base, baseline_n=n)
         with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(summary.to_json(), f, indent=2)
         self._say(f"size: {params:,} parameters, {tokens:,} tokens seen, "
                   f"training compute ≈ 6·N·D + attention = {flops:.3g} FLOPs")
-        if "val_loss" in result:
-            self._say(f"validation loss {result['val_loss']:.4f} (perplexity {summary['val_ppl']:.2f}) "
-                      f"against the {n}-gram baseline {base:.4f}; checkpoint, log and loss.png in {self.out}")
-            check_against_uniform(result["val_loss"], model.config.vocab_size, self.out)
-        return summary
+        self._say(f"validation loss {summary.val_loss:.4f} (perplexity {summary.val_ppl:.2f}) "
+                  f"against the {n}-gram baseline {base:.4f}; checkpoint, log and loss.png in {self.out}")
+        check_against_uniform(summary.val_loss, model.config.vocab_size, self.out)
+        return summary.to_json()
 
     def _say(self, message: str) -> None:
         if not self.quiet:

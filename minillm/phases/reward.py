@@ -33,6 +33,7 @@ from minillm.phases.losses import mean_margin, pairwise_accuracy, pairwise_loss_
 from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import Tensor, no_grad
 from minillm.phases.common import gold_labelled_pairs, sample_responses
+from minillm.phases.judge import RewardMetrics, RewardSummary
 from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
 
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
@@ -183,16 +184,14 @@ class RewardRun:
         margins = backend.to_numpy(s_w - s_l)
         plot_margins(margins, os.path.join(self.out, "margins.png"))
         agreement = self._agreement(gpt, rm, tok, agreement_prompts, train_cfg.seed)
-        summary = {**result, "train_pairs": len(train), "val_pairs": len(val), "baseline": base,
-                   **counts,
-                   "rm_gold_agreement": agreement["agreement"], "agreement_pairs": agreement["pairs"],
-                   "seconds": time.perf_counter() - start}
+        summary = RewardSummary(**result, train_pairs=len(train), val_pairs=len(val), baseline=RewardMetrics(**base),
+                                **counts, rm_gold_agreement=agreement["agreement"], agreement_pairs=agreement["pairs"],
+                                seconds=time.perf_counter() - start)
         write_report(self.out, summary, agreement, margins)
-        self._say(f"validation: accuracy {result.get('val_accuracy', float('nan')):.3f}, mean margin "
-                  f"{result.get('val_margin', float('nan')):.3f}, loss {result.get('val_loss', float('nan')):.4f}; "
-                  f"RM-gold agreement on fresh SFT samples {agreement['agreement']:.3f} "
+        self._say(f"validation: accuracy {summary.val_accuracy:.3f}, mean margin {summary.val_margin:.3f}, loss "
+                  f"{summary.val_loss:.4f}; RM-gold agreement on fresh SFT samples {agreement['agreement']:.3f} "
                   f"({agreement['pairs']} pairs)\nreport.md, margins.png, loss.png and the checkpoint are in {self.out}")
-        return summary
+        return summary.to_json()
 
     def _read_prompts(self, path: str, limit: int | None) -> list[str]:
         """The first `limit` prompts of a prompts file (all of them when limit is None)."""
@@ -276,22 +275,22 @@ def plot_margins(margins, png_path: str) -> str:
     return png_path
 
 
-def write_report(out_dir: str, summary: dict, agreement: dict, margins, examples: int = 8) -> None:
+def write_report(out_dir: str, summary: RewardSummary, agreement: dict, margins, examples: int = 8) -> None:
     """report.json (summary, margin quantiles, every agreement pair) and report.md (the story)."""
     quantiles = dict(zip(("p10", "p50", "p90"), numpy.percentile(margins, [10, 50, 90]).tolist()))
     with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump({"summary": summary, "margin_quantiles": quantiles, "agreement": agreement}, f, indent=2)
+        json.dump({"summary": summary.to_json(), "margin_quantiles": quantiles, "agreement": agreement}, f, indent=2)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    base = summary["baseline"]
-    md = ["# Reward model", "", "| validation (pairs from the data) | before | after |", "| --- | ---: | ---: |"]
-    md += [f"| {label} | {base[k]:.3f} | {summary.get(k, float('nan')):.3f} |" for k, label in
-           [("val_accuracy", "pairwise accuracy (s_w > s_l, a tie counts half)"), ("val_margin", "mean margin s_w - s_l"),
-            ("val_loss", "loss -log σ(s_w - s_l)")]]
-    md += ["", f"Data: {summary['train_pairs']} training pairs ({summary['truncated']} with the prompt cut on the "
-           f"left, {summary['skipped']} skipped: a response longer than the block); {summary['val_pairs']} "
-           f"validation pairs ({summary['val_skipped']} skipped). Steps: {summary['step']}; "
-           f"{summary['seconds']:.0f} s in all.", "",
+        json.dump(summary.to_json(), f, indent=2)
+    s, base = summary, summary.baseline
+    md = ["# Reward model", "", "| validation (pairs from the data) | before | after |", "| --- | ---: | ---: |",
+          f"| pairwise accuracy (s_w > s_l, a tie counts half) | {base.val_accuracy:.3f} | {s.val_accuracy:.3f} |",
+          f"| mean margin s_w - s_l | {base.val_margin:.3f} | {s.val_margin:.3f} |",
+          f"| loss -log σ(s_w - s_l) | {base.val_loss:.3f} | {s.val_loss:.3f} |"]
+    md += ["", f"Data: {s.train_pairs} training pairs ({s.truncated} with the prompt cut on the "
+           f"left, {s.skipped} skipped: a response longer than the block); {s.val_pairs} "
+           f"validation pairs ({s.val_skipped} skipped). Steps: {s.step}; "
+           f"{s.seconds:.0f} s in all.", "",
            "Margin quantiles (10/50/90%): " + ", ".join(f"{v:+.2f}" for v in quantiles.values()), "",
            f"**Agreement with the gold labeler on fresh samples: {agreement['agreement']:.3f}** over "
            f"{agreement['pairs']} prompts ({agreement['gold_ties']} gold ties left out). Two responses per "

@@ -28,6 +28,7 @@ from minillm.data.sft_batches import IGNORE_INDEX, SFTBatches
 from minillm.errors import UserError
 from minillm.phases.losses import NORMALIZATIONS, sft_loss
 from minillm.phases import common
+from minillm.phases.judge import AnswerScores, SFTSummary
 from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
 
 # Tuned on the shipped tiny world from a `shakespeare-char` pretrain.
@@ -195,10 +196,12 @@ class SFTRun:
     def _report(self, result, prompts, references, before, after, train, base, start) -> dict:
         scores = {"before": common.score_answers(prompts, before, references),
                   "after": common.score_answers(prompts, after, references)}
-        summary = {**result, "baseline_val_loss": base, "train_pairs": len(train.examples),
-                   "skipped": train.skipped, "truncated": train.truncated,
-                   "seconds": time.perf_counter() - start}
-        report = {**scores, "summary": summary, "init": self.init, "test": self.test or "shipped test.jsonl"}
+        summary = SFTSummary(step=result["step"], tokens_seen=result["tokens_seen"], val_loss=result["val_loss"],
+                             baseline_val_loss=base, train_pairs=len(train.examples), skipped=train.skipped,
+                             truncated=train.truncated, seconds=time.perf_counter() - start,
+                             before=AnswerScores(**scores["before"]), after=AnswerScores(**scores["after"]))
+        brief = {k: v for k, v in summary.to_json().items() if k not in scores}  # the figures without the answers
+        report = {**scores, "summary": brief, "init": self.init, "test": self.test or "shipped test.jsonl"}
         notes = ("before: the pretrained model, given the raw prompt (it knows no template); "
                  "after: the SFT model, given the chat template. Greedy decoding; the answer is the "
                  "first non-empty line of the continuation. Direct answer: gold >= 0.5. Answer form: no "
@@ -207,12 +210,12 @@ class SFTRun:
         common.write_report(self.out, report, prompts, {"before": before, "after": after},
                             "SFT: held-out answers before and after", notes)
         with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump({**summary, **{f"{k}_{m}": v[m] for k, v in scores.items()
-                                     for m in ("mean_gold", "direct_rate", "answer_form", "exact_match")}}, f, indent=2)
+            json.dump({**brief, **{f"{k}_{m}": v[m] for k, v in scores.items()
+                                   for m in ("mean_gold", "direct_rate", "answer_form", "exact_match")}}, f, indent=2)
         self._say(f"held-out prompts ({len(prompts)}): before = pretrained, raw prompt; after = SFT, template\n"
                   + common.format_comparison(scores["before"], scores["after"])
                   + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
-        return {**summary, "before": scores["before"], "after": scores["after"]}
+        return summary.to_json()
 
     def _say(self, message: str) -> None:
         if not self.quiet:

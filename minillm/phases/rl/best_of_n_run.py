@@ -130,13 +130,12 @@ class BestOfNRun:
                 f"labeler's pick (a perfect reward model) {extra['oracle_gold']:.3f}; the reward model picked a "
                 f"top-gold sample for {extra['rm_pick_is_oracle']:.0%} of the prompts. No training: the cost is "
                 f"{self.n} samples per answer.")
-        summary, notes, scores_ = judge.judge_answers(self.out, f"best-of-{self.n}", policy, reward_model, tok,
-                                                      heldout, answers, kl_sampled + tempering, extra,
-                                                      details, more)
-        summary["seconds"] = time.perf_counter() - start
+        summary, notes, scores_ = judge.judge_answers(self.out, judge.BestOfNSummary, f"best-of-{self.n}", policy,
+                                                      reward_model, tok, heldout, answers, kl_sampled + tempering,
+                                                      extra, details, more, start)
         self._say(common.format_comparison(scores_["sft"], scores_["rlhf"], ("SFT", f"best-of-{self.n}"))
                   + "\n" + notes + f"\nreport.md, report.json and summary.json are in {self.out}")
-        return summary
+        return summary.to_json()
 
     def _measured_kl(self, policy, reward_model, ids: list, end: int, winner_scores) -> float:
         """KL(best-of-n ‖ π_τ), π_τ the SFT model sampled at τ, from kl_samples fresh samples of π_τ per

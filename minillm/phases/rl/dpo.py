@@ -203,14 +203,13 @@ class DPORun:
         policy = trainer.model.eval()
         sampling = judge.Sampling(1.0, max_new_tokens, self.seed)
         summary, notes, scores = judge.judge_policy(
-            self.out, "dpo", policy, reference, reward_model, tok, heldout, sorted({r["prompt"] for r in records}),
-            sampling, {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
-                       "tokens_seen": trainer.tokens_seen,
-                       **{f"final_{k}": v for k, v in trainer.last_eval.items()}})
-        summary["seconds"] = time.perf_counter() - start
+            self.out, judge.DPOSummary, "dpo", policy, reference, reward_model, tok, heldout,
+            sorted({r["prompt"] for r in records}), sampling,
+            {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
+             "tokens_seen": trainer.tokens_seen, "final": judge.DPOMetrics(**trainer.last_eval)}, start)
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", "DPO")) + "\n" + notes
                   + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
-        return summary
+        return summary.to_json()
 
     @staticmethod
     def _rows(rng, n: int, batch_size: int) -> list[int]:

@@ -420,13 +420,12 @@ class RLHFRun:
         cfg = self.config
         self._say(f"answering {len(heldout)} held-out prompts with the SFT model and the {cfg.algo} policy")
         sampling = judge.Sampling(cfg.temperature, cfg.max_new_tokens, cfg.seed)
-        summary, notes, scores = judge.judge_policy(self.out, cfg.algo, policy, reference, reward_model, tok,
-                                                    heldout, train_prompts, sampling,
-                                                    {"algo": cfg.algo, "steps": cfg.steps})
-        summary["seconds"] = time.perf_counter() - start
+        summary, notes, scores = judge.judge_policy(self.out, judge.TrainedSummary, cfg.algo, policy, reference,
+                                                    reward_model, tok, heldout, train_prompts, sampling,
+                                                    {"algo": cfg.algo, "steps": cfg.steps}, start)
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", cfg.algo)) + "\n" + notes
                   + f"\nreport.md, report.json, log.jsonl, rlhf.png and the checkpoint are in {self.out}")
-        return summary
+        return summary.to_json()
 
     def _say(self, message: str) -> None:
         if not self.quiet:
