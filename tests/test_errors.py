@@ -13,6 +13,7 @@ from minillm.engine import backend
 from minillm.io import checkpoint
 from minillm.model import sampling as generate
 from minillm.phases import losses
+from minillm.phases.rl import best_of_n, grpo, reinforce
 from minillm.app.cli import main
 from minillm.data.folders import check_files, resolve_data
 from minillm.errors import UserError
@@ -132,6 +133,42 @@ def test_training_flags_no_run_can_use_are_one_sentence(tiny, tmp_path, capsys, 
     assert main(["pretrain", "--preset", "tiny", "--data", str(tiny / "corpus.txt"), "--out", str(tmp_path / "pt"),
                  flag, value]) == 2
     assert message in one_line_error(capsys)
+
+
+# ----- refused at the boundary with UserError; a plain ValueError inside the math ------------
+
+@pytest.mark.parametrize("algo", ["rloo", "ppo-seq", "grpo"])
+def test_a_group_too_small_for_its_advantages_is_refused_by_the_command(tiny, tmp_path, capsys, algo):
+    """Leave-one-out and group-normalised advantages need G >= 2: the command says so in one line
+    before any work; the advantages' own check, inside the math, is a plain ValueError."""
+    pairs = str(tiny / "pairs.jsonl")
+    assert main(["rlhf", "--policy", str(tiny / "sft"), "--rm", "gold", "--prompts", pairs, "--heldout", pairs,
+                 "--out", str(tmp_path / "rl"), "--algo", algo, "--group-size", "1"]) == 2
+    assert f"--algo {algo} compares the G samples of a prompt with each other: --group-size must be at least 2, " \
+           "got 1" in one_line_error(capsys)
+    assert not (tmp_path / "rl").exists()
+    with pytest.raises(ValueError, match="G >= 2") as inside:
+        (grpo.group_normalized_advantages if algo == "grpo" else reinforce.leave_one_out_baseline)(numpy.ones(3), 1)
+    assert type(inside.value) is ValueError
+
+
+def test_best_of_zero_is_refused_by_the_command_and_a_plain_value_error_inside(tiny, capsys):
+    assert main(["generate", "--ckpt", str(tiny / "sft"), "--prompt", "hi", "--best-of", "0"]) == 2
+    assert "argument --best-of: must be a positive integer, got 0" in one_line_error(capsys)
+    with pytest.raises(ValueError, match="n >= 1") as inside:
+        best_of_n.best_of_n_candidates(None, None, [[1]], 0, 4, 0)
+    assert type(inside.value) is ValueError
+
+
+def test_ids_longer_than_the_block_are_the_users_input(tiny):
+    """Token ids a user hands the model are checked where they enter: their values and their length."""
+    model = checkpoint.load(tiny / "pt").model
+    too_long = numpy.zeros((1, model.config.block_size + 1), dtype=numpy.int64)
+    with pytest.raises(UserError, match="crop the input"):
+        model(too_long)
+    with pytest.raises(ValueError, match="integers") as not_ids:
+        model(too_long.astype(numpy.float32))
+    assert type(not_ids.value) is ValueError  # an array of the wrong kind is a bug in the calling code
 
 
 # ----- every input checked before any work --------------------------------------------------

@@ -111,12 +111,12 @@ def test_training_lowers_the_loss():
     assert losses[0] > 0.5 and losses[-1] < 0.1 * losses[0]   # log 3 ≈ 1.1 at chance
 
 
-@pytest.mark.parametrize("bad, message", [
-    (numpy.array([[0, 9]]), r"token ids must lie in \[0, 6\)"),
-    (numpy.array([0.5, 1.0]), "ids must be integers"),
+@pytest.mark.parametrize("bad, message, error", [
+    (numpy.array([[0, 9]]), r"token ids must lie in \[0, 6\)", UserError),  # a user's ids: bad input
+    (numpy.array([0.5, 1.0]), "ids must be integers", ValueError),          # not ids at all: a bug in the caller
 ])
-def test_bad_ids_are_named(bad, message):
-    with pytest.raises(UserError, match=message):
+def test_bad_ids_are_named(bad, message, error):
+    with pytest.raises(error, match=message):
         make().next_token_probs(bad)
 
 

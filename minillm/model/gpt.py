@@ -189,7 +189,7 @@ class GPT(nn.Module):
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
         if ids.shape[1] > self.config.block_size:
-            raise ValueError(f"input has {ids.shape[1]} tokens but the model's block_size (the longest "
+            raise UserError(f"input has {ids.shape[1]} tokens but the model's block_size (the longest "
                              f"context it can read) is {self.config.block_size}: crop the input")
         bad = backend.out_of_range(ids, 0, self.config.vocab_size)
         if bad:

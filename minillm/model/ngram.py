@@ -90,7 +90,7 @@ class NGramLM:
         self._check_fitted()
         ngram = list(ngram)
         if not 1 <= len(ngram) <= self.n:
-            raise UserError(f"an n-gram of this model has 1 to {self.n} tokens, got {len(ngram)}")
+            raise ValueError(f"an n-gram of this model has 1 to {self.n} tokens, got {len(ngram)}")
         key = self._ngram_keys(self._check_ids(ngram, "count"), len(ngram))
         return int(_lookup(self._keys[len(ngram)], self._counts[len(ngram)], key)[0])
 
@@ -174,7 +174,7 @@ class NGramLM:
         if arr.size == 0:
             return arr.astype(numpy.int64).reshape(0)
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise UserError(f"{where} expects a 1-D sequence of integer token ids, got {arr.dtype} {arr.shape}")
+            raise ValueError(f"{where} expects a 1-D sequence of integer token ids, got {arr.dtype} {arr.shape}")
         if arr.min() < 0 or arr.max() >= self.vocab_size:
             raise UserError(f"{where}: token ids must lie in [0, {self.vocab_size}) (the vocabulary "
                              f"given to fit), got values from {arr.min()} to {arr.max()}")

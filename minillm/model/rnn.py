@@ -105,7 +105,7 @@ class RNNLM(nn.Module):
         if ids.ndim == 1:
             ids = ids[None, :]
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise UserError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
+            raise ValueError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
         bad = backend.out_of_range(ids, 0, self.vocab_size)
         if bad:
             raise UserError(f"token ids must lie in [0, {self.vocab_size}) (the vocabulary), "

@@ -13,7 +13,6 @@ from __future__ import annotations
 from minillm.engine import backend
 from minillm.engine.backend import IGNORE_INDEX
 from minillm.model import functional as F
-from minillm.errors import UserError
 from minillm.engine.tensor import Tensor
 
 NORMALIZATIONS = ("token", "sequence")  # how SFT averages the response tokens of a batch
@@ -96,7 +95,7 @@ def loss_weights(targets, normalize: str = "token", dtype=None):
     if normalize == "sequence":
         per_row = m.sum(axis=1, keepdims=True)                         # (B, 1) tokens per answer
         return m / xp.maximum(per_row, 1) / xp.maximum((per_row > 0).sum(), 1)
-    raise UserError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
+    raise ValueError(f"unknown normalisation {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
 
 
 def sft_loss(logits: Tensor, targets, normalize: str = "token") -> Tensor:

@@ -15,7 +15,6 @@ import math
 from typing import Any
 
 from minillm.engine import backend
-from minillm.errors import UserError
 from minillm.phases.rl.rollouts import reward_model_scores, sample_rollouts
 
 
@@ -45,7 +44,7 @@ def best_of_n_candidates(policy, reward_model, prompt_ids: list, n: int, max_new
     Returns (B·n response id lists, row i answering prompt i // n; (B, n) reward-model scores).
     """
     if n < 1:
-        raise UserError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
+        raise ValueError(f"best-of-n needs n >= 1 samples per prompt, got {n}")
     ro = sample_rollouts(policy, None, prompt_ids, n, max_new_tokens, end_id, temperature, seed)
     responses = ro.responses()
     scores = reward_model_scores(reward_model, ro.prompt_ids, responses, end_id).reshape(-1, n)  # (B, n)
@@ -60,7 +59,7 @@ def pick_best(candidates: list, scores) -> list:
     """
     n = scores.shape[1]
     if len(candidates) != scores.shape[0] * n:
-        raise UserError(f"{len(candidates)} candidates do not match scores of shape {tuple(scores.shape)}")
+        raise ValueError(f"{len(candidates)} candidates do not match scores of shape {tuple(scores.shape)}")
     best = backend.to_numpy(scores.argmax(axis=1)).tolist()
     return [candidates[i * n + j] for i, j in enumerate(best)]
 

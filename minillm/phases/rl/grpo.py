@@ -9,7 +9,6 @@ is charged in the loss, not subtracted from the reward.
 from __future__ import annotations
 
 from minillm.engine import backend
-from minillm.errors import UserError
 from minillm.phases.rl.ppo import clipped_surrogate
 from minillm.phases.rl.rollouts import masked_sum
 from minillm.engine.tensor import Tensor
@@ -26,9 +25,9 @@ def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, nor
     Example (G = 2): R = [1, 0, 1, 1] -> A ≈ [1, −1, 0, 0].
     """
     if group_size < 2:
-        raise UserError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
+        raise ValueError(f"group-normalised advantages need G >= 2 samples per prompt, got {group_size}")
     if rewards.shape[0] % group_size:
-        raise UserError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
+        raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of G = {group_size}")
     grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
     centred = grouped - grouped.mean(axis=1, keepdims=True)
     if normalize_by_std:

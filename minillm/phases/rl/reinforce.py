@@ -8,7 +8,6 @@ reuses RLOO's advantages with the clipped surrogate (phases/rl/ppo.py).
 """
 from __future__ import annotations
 
-from minillm.errors import UserError
 from minillm.phases.rl.rollouts import masked_sum
 from minillm.engine.tensor import Tensor
 
@@ -32,7 +31,7 @@ def leave_one_out_baseline(rewards, group_size: int):
     Example (G = 3): R = [1, 2, 6] -> b = [4, 3.5, 1.5].
     """
     if group_size < 2:
-        raise UserError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
+        raise ValueError(f"the leave-one-out baseline needs G >= 2 samples per prompt, got {group_size}")
     grouped = rewards.reshape(-1, group_size)                                   # (N,) -> (B, G)
     others = grouped.sum(axis=1, keepdims=True) - grouped
     return (others / (group_size - 1)).reshape(-1)                             # (B, G) -> (N,)

@@ -72,9 +72,10 @@ class Algorithm:
 
 ALGORITHMS = {
     "reinforce": Algorithm(reinforce.reinforce_targets, reinforce.policy_loss),
-    "rloo": Algorithm(reinforce.rloo_targets, reinforce.policy_loss),
+    "rloo": Algorithm(reinforce.rloo_targets, reinforce.policy_loss, min_group_size=2),
     "ppo": Algorithm(rl_ppo.ppo_targets, rl_ppo.policy_loss, epochs=True, value_model=True),
-    "ppo-seq": Algorithm(reinforce.rloo_targets, rl_ppo.policy_loss, epochs=True),  # RLOO's advantages, clipped
+    # RLOO's advantages, clipped
+    "ppo-seq": Algorithm(reinforce.rloo_targets, rl_ppo.policy_loss, epochs=True, min_group_size=2),
     "grpo": Algorithm(grpo.grpo_targets, grpo.policy_loss, epochs=True, min_group_size=2),
 }
 
