@@ -142,7 +142,7 @@ def test_ppo_equals_reinforce_at_ratio_one_through_a_model(float64):
     adv = numpy.linspace(-1, 1, len(ro.prompt_ids))
     lp = lambda: response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     g_reinforce = parameter_grads(model, reinforce.reinforce_loss(lp(), adv, ro.response_mask))
-    g_ppo = parameter_grads(model, rl_ppo.ppo_clip_loss(lp(), ro.logprobs, adv, ro.response_mask))
+    g_ppo = parameter_grads(model, rl_ppo.ppo_clip_loss(lp(), ro.logp, adv, ro.response_mask))
     for a, b in zip(g_reinforce, g_ppo):
         numpy.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12)
 
@@ -153,7 +153,7 @@ def test_kl_is_zero_for_the_reference_itself_and_positive_for_another_policy(flo
     tok = chat_tokenizer()
     policy = tiny_model(tok.vocab_size)
     ro = toy_rollouts(policy)
-    numpy.testing.assert_allclose(rl.kl_penalty(ro.logprobs, ro.ref_logprobs, ro.response_mask), 0, atol=1e-12)
+    numpy.testing.assert_allclose(rl.kl_penalty(ro.logp, ro.ref_logp, ro.response_mask), 0, atol=1e-12)
     other = tiny_model(tok.vocab_size, seed=5)
     ro = toy_rollouts(policy, reference=other)
     logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids)
@@ -184,10 +184,10 @@ def test_rollout_logprobs_equal_a_fresh_forward_pass_and_padding_never_counts():
     for row, (lp, r) in enumerate(zip(fresh, responses)):
         n = len(r)
         assert end not in r[:-1] and (n == 30 or r[-1] == end)      # ends at <|end|> (kept) or the limit
-        numpy.testing.assert_allclose(ro.logprobs[row, :n], lp, atol=1e-5)
-        assert numpy.all(ro.logprobs[row, n:] == 0) and numpy.all(ro.response_mask[row, n:] == 0)
+        numpy.testing.assert_allclose(ro.logp[row, :n], lp, atol=1e-5)
+        assert numpy.all(ro.logp[row, n:] == 0) and numpy.all(ro.response_mask[row, n:] == 0)
     batched = response_logprobs(model, ro.prompt_ids, ro.response_ids).data
-    numpy.testing.assert_allclose(batched * ro.response_mask, ro.logprobs, atol=1e-5)
+    numpy.testing.assert_allclose(batched * ro.response_mask, ro.logp, atol=1e-5)
     # Tokens after the end change nothing: the masked log-probs (hence every loss) stay the same.
     scrambled = ro.response_ids.copy()
     scrambled[ro.response_mask == 0] = 7
@@ -242,5 +242,5 @@ def test_both_losses_through_the_model_gradcheck(float64):
     lp = lambda: response_logprobs(model, ro.prompt_ids, ro.response_ids)  # noqa: E731
     params = [model.ln_f.weight, model.h[1].attn.c_proj.bias]
     minillm.gradcheck(lambda *_: reinforce.reinforce_loss(lp(), adv, ro.response_mask), params)
-    old = ro.logprobs + backend.asarray(0.05 * numpy.sign(adv))[:, None]  # ρ ≈ 0.95 or 1.05: inside the clip range
+    old = ro.logp + backend.asarray(0.05 * numpy.sign(adv))[:, None]  # ρ ≈ 0.95 or 1.05: inside the clip range
     minillm.gradcheck(lambda *_: rl_ppo.ppo_clip_loss(lp(), old, adv, ro.response_mask), params)

@@ -471,17 +471,17 @@ def mix_pair_files(paths: list[str], out: str) -> tuple[str, list[dict]]:
     return out, records
 
 
-def rm_pair_accuracy(rm, tokenizer, pairs: list[dict]) -> tuple[float, int]:
+def rm_pair_accuracy(reward_model, tokenizer, pairs: list[dict]) -> tuple[float, int]:
     """(share of pairs with r(chosen) > r(rejected), a tie counting half; pairs scored).
     Pairs too long for the block are left out, as in training."""
     from minillm.data.preference_batches import PreferenceBatches, encode_pairs
     from minillm.phases.reward import validation_metrics
 
-    encoded = encode_pairs(tokenizer, pairs, rm.config.block_size, skip_bad=True)
+    encoded = encode_pairs(tokenizer, pairs, reward_model.config.block_size, skip_bad=True)
     if not encoded.chosen:
         return float("nan"), 0
     batches = PreferenceBatches(encoded, chat.chat_token_ids(tokenizer).pad)
-    return validation_metrics(rm, batches, 32)["val_accuracy"], len(encoded.chosen)
+    return validation_metrics(reward_model, batches, 32)["val_accuracy"], len(encoded.chosen)
 
 
 def class_report(records: list[dict], rm_dir: str, gold_pairs: list[dict]) -> dict:
@@ -491,15 +491,15 @@ def class_report(records: list[dict], rm_dir: str, gold_pairs: list[dict]) -> di
     "rm_on_class" (accuracy against the raters' labels), "rm_on_class_gold" (against gold on the
     same pairs, gold ties left out), "rm_on_gold" (on gold-labelled pairs, e.g. the shipped test split)}.
     """
-    rm = checkpoint.load(rm_dir)
-    rm.model.eval()
+    saved = checkpoint.load(rm_dir)
+    reward_model = saved.model.eval()
     judged = [r for r in records if r["label"] in ("A", "B")]
     by_gold = [{"prompt": r["prompt"], "chosen": r["chosen"] if r["gold_chosen"] > r["gold_rejected"] else r["rejected"],
                 "rejected": r["rejected"] if r["gold_chosen"] > r["gold_rejected"] else r["chosen"]}
                for r in judged if r["gold_chosen"] != r["gold_rejected"]]
-    on_class, n_class = rm_pair_accuracy(rm.model, rm.tokenizer, preference_pairs(judged))
-    on_class_gold, n_class_gold = rm_pair_accuracy(rm.model, rm.tokenizer, by_gold)
-    on_gold, n_gold = rm_pair_accuracy(rm.model, rm.tokenizer, gold_pairs)
+    on_class, n_class = rm_pair_accuracy(reward_model, saved.tokenizer, preference_pairs(judged))
+    on_class_gold, n_class_gold = rm_pair_accuracy(reward_model, saved.tokenizer, by_gold)
+    on_gold, n_gold = rm_pair_accuracy(reward_model, saved.tokenizer, gold_pairs)
     return {"raters": sorted({r["rater"] for r in records}), "records": len(records),
             "rater_agreement": rater_agreement(records), "gold_agreement": gold_agreement_by_rater(records),
             "rm_on_class": on_class, "class_pairs": n_class, "rm_on_class_gold": on_class_gold,

@@ -155,10 +155,10 @@ class NGramLM:
 
         The same number as the GPT's cross entropy on the shifted targets (natural log).
         """
-        lp = self.token_log_probs(ids)
-        if len(lp) == 0:
+        logp = self.token_log_probs(ids)
+        if len(logp) == 0:
             raise UserError("loss needs at least 2 tokens (the first one is never predicted)")
-        return float(-lp.mean())
+        return float(-logp.mean())
 
     def perplexity(self, ids) -> float:
         """exp(loss): the size of a uniform choice that would be as surprised as this model."""

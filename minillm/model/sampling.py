@@ -183,7 +183,7 @@ def decode_steps(model, prompt_ids, max_new_tokens: int, temperature: float = 1.
                  top_k: int | None = None, top_p: float | None = None,
                  stop_ids: Sequence[int] | None = None, seed: int | None = None,
                  use_cache: bool = True) -> Iterator[tuple[list[int | None], list[float | None]]]:
-    """The loop under `generate` and `stream`: one (tokens, logprobs) pair per step.
+    """The loop under `generate` and `stream`: one (tokens, logp) pair per step: each token and its log π(y_t).
 
     Each is a list with one entry per row; a row that has already stopped gets None.
     Arguments as in `generate`.
@@ -200,7 +200,7 @@ def decode_steps(model, prompt_ids, max_new_tokens: int, temperature: float = 1.
         chosen = pick(log_probs(logits), tokens)               # (B,) log π(y_t)
         tokens_h, chosen_h = backend.to_numpy(tokens).tolist(), backend.to_numpy(chosen).tolist()
         yield ([t if a else None for t, a in zip(tokens_h, active)],
-               [lp if a else None for lp, a in zip(chosen_h, active)])
+               [logp if a else None for logp, a in zip(chosen_h, active)])
         active = [a and t not in stops for t, a in zip(tokens_h, active)]
         if not any(active) or step == max_new_tokens - 1:
             return
@@ -239,21 +239,21 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0,
 
     Returns:
         prompt + new ids: a list of ints for one prompt, a list of lists for a batch. With
-        return_logprobs, a pair (ids, logprobs), with one list of floats per row (one per new
-        token; a plain list for one prompt).
+        return_logprobs, a pair (ids, logp), logp holding one list of floats per row (log π(y_t) of each
+        new token; a plain list for one prompt).
     """
     rows, single = _as_rows(prompt_ids)
-    new_ids, logprobs = [[] for _ in rows], [[] for _ in rows]
-    for tokens, lps in decode_steps(model, rows, max_new_tokens, temperature, top_k, top_p,
-                                    stop_ids, seed, use_cache):
-        for b, (t, lp) in enumerate(zip(tokens, lps)):
+    new_ids, logp = [[] for _ in rows], [[] for _ in rows]
+    for tokens, step_logp in decode_steps(model, rows, max_new_tokens, temperature, top_k, top_p,
+                                          stop_ids, seed, use_cache):
+        for b, (t, token_logp) in enumerate(zip(tokens, step_logp)):
             if t is not None:
                 new_ids[b].append(t)
-                logprobs[b].append(lp)
+                logp[b].append(token_logp)
     ids = [r + n for r, n in zip(rows, new_ids)]
     if single:
-        ids, logprobs = ids[0], logprobs[0]
-    return (ids, logprobs) if return_logprobs else ids
+        ids, logp = ids[0], logp[0]
+    return (ids, logp) if return_logprobs else ids
 
 
 def stream(model, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
@@ -341,11 +341,11 @@ def response_inputs(prompt_ids: list, response_ids, block_size: int | None = Non
     return inputs, xp.arange(N)[:, None], positions
 
 
-def token_logprobs(logp: Tensor, response_ids) -> Tensor:
-    """log π(y_t): pick each sampled token's entry, (N, T, V) and ids (N, T) -> (N, T)."""
+def token_logprobs(log_dist: Tensor, response_ids) -> Tensor:
+    """log π(y_t): pick each sampled token's entry of log π(·), (N, T, V) and ids (N, T) -> (N, T)."""
     xp = backend.xp
     N, T = response_ids.shape
-    return logp[xp.arange(N)[:, None], xp.arange(T)[None, :], response_ids]
+    return log_dist[xp.arange(N)[:, None], xp.arange(T)[None, :], response_ids]
 
 
 def response_logprobs(model, prompt_ids: list, response_ids, temperature: float = 1.0) -> Tensor:

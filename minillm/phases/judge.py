@@ -266,8 +266,8 @@ def score_texts(reward_model, tokenizer, prompts: list[str], answers: list[str])
         return {"gold": sum(gold) / len(gold), "rm_score": sum(gold) / len(gold)}
     end = chat.chat_token_ids(tokenizer).end
     ids = [chat.encode_prompt(tokenizer, p) for p in prompts]
-    rm = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
-    return {"gold": sum(gold) / len(gold), "rm_score": float(rm.mean())}
+    scores = rl.reward_model_scores(reward_model, ids, [tokenizer.encode(a) for a in answers], end)
+    return {"gold": sum(gold) / len(gold), "rm_score": float(scores.mean())}
 
 
 def encode_prompts(tokenizer, prompts: list[str], block_size: int, max_new_tokens: int) -> list[list[int]]:
@@ -283,9 +283,9 @@ def held_out_kl(policy, reference, tokenizer, prompts: list[str], sampling: Samp
     ro = rl.sample_rollouts(policy, reference, ids, 1, sampling.max_new_tokens, end, sampling.temperature,
                             sampling.seed + 999_983)
     with no_grad():
-        logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, sampling.temperature)
-        ref = response_log_softmax(reference, ro.prompt_ids, ro.response_ids, sampling.temperature)
-    return float(rl.exact_kl(logp, ref, ro.response_mask).mean())
+        log_dist = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, sampling.temperature)
+        ref_log_dist = response_log_softmax(reference, ro.prompt_ids, ro.response_ids, sampling.temperature)
+    return float(rl.exact_kl(log_dist, ref_log_dist, ro.response_mask).mean())
 
 
 def gold_versus(prompts: list[str], answers: dict[str, list[str]]) -> GoldVersus:

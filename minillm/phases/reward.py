@@ -97,7 +97,7 @@ def score_responses(model: RewardModel, tokenizer, prompt: str, responses: list[
     return scores
 
 
-def gold_agreement(rm: RewardModel, tokenizer, prompts: list[str], responses: list[list[str]]) -> dict:
+def gold_agreement(reward_model: RewardModel, tokenizer, prompts: list[str], responses: list[list[str]]) -> dict:
     """Share of response pairs the RM orders as the gold labeler does (gold ties left out).
 
     For each prompt with responses (a, b): agree when sign(r_θ(a) - r_θ(b)) = sign(gold(a) - gold(b)).
@@ -106,7 +106,7 @@ def gold_agreement(rm: RewardModel, tokenizer, prompts: list[str], responses: li
     rows, agree, ties = [], 0, 0
     for prompt, (a, b) in zip(prompts, responses):
         g = [gold_score(prompt, a), gold_score(prompt, b)]
-        s = score_responses(rm, tokenizer, prompt, [a, b])
+        s = score_responses(reward_model, tokenizer, prompt, [a, b])
         if g[0] == g[1]:
             ties += 1
         else:
@@ -169,21 +169,21 @@ class RewardRun:
         extra = self._on_policy_pairs(gpt, tok, on_policy_prompts, train_cfg.seed) if on_policy_prompts else []
         train, val, counts = self._batches(tok, train_pairs, val_pairs, extra, gpt.config.block_size)
         train_cfg = self._schedule(train_cfg, len(train))
-        rm = RewardModel.from_gpt(gpt)
+        reward_model = RewardModel.from_gpt(gpt)
         evaluate = lambda m: validation_metrics(m, val, train_cfg.batch_size)  # noqa: E731
-        base = evaluate(rm)
+        base = evaluate(reward_model)
         self._say(f"before training (zero head, every score 0): val_loss {base['val_loss']:.4f} = log 2")
         run_dir.start()
-        trainer = Trainer(rm, train_cfg, self.out, train_batch=lambda rng: train.batch(train_cfg.batch_size, rng),
+        trainer = Trainer(reward_model, train_cfg, self.out, train_batch=lambda rng: train.batch(train_cfg.batch_size, rng),
                           loss_fn=reward_loss, evaluate=evaluate, tokenizer=tok, quiet=self.quiet,
                           meta={"phase": "reward", "chat_template": chat.TEMPLATE_NAME,
                                 "init": os.path.abspath(self.init), "baseline_val_loss": base["val_loss"]})
         result = trainer.run(resume=self.resume)
-        rm = trainer.model.eval()
-        s_w, s_l = pair_scores(rm, val, train_cfg.batch_size)
+        reward_model = trainer.model.eval()
+        s_w, s_l = pair_scores(reward_model, val, train_cfg.batch_size)
         margins = backend.to_numpy(s_w - s_l)
         plot_margins(margins, os.path.join(self.out, "margins.png"))
-        agreement = self._agreement(gpt, rm, tok, agreement_prompts, train_cfg.seed)
+        agreement = self._agreement(gpt, reward_model, tok, agreement_prompts, train_cfg.seed)
         summary = RewardSummary(**result, train_pairs=len(train), val_pairs=len(val), baseline=RewardMetrics(**base),
                                 **counts, rm_gold_agreement=agreement["agreement"], agreement_pairs=agreement["pairs"],
                                 seconds=time.perf_counter() - start)
@@ -244,12 +244,12 @@ class RewardRun:
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
         return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
 
-    def _agreement(self, gpt, rm, tok, prompts: list[str], seed: int) -> dict:
+    def _agreement(self, gpt, reward_model, tok, prompts: list[str], seed: int) -> dict:
         self._say(f"sampling 2 responses for each of {len(prompts)} held-out prompts from {self.init} "
                   "(temperature 1) to compare the RM with the gold labeler")
         gpt.eval()
         responses = sample_responses(gpt, tok, prompts, n=2, temperature=1.0, seed=seed)
-        return gold_agreement(rm, tok, prompts, responses)
+        return gold_agreement(reward_model, tok, prompts, responses)
 
     def _say(self, message: str) -> None:
         if not self.quiet:

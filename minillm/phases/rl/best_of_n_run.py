@@ -155,11 +155,11 @@ class BestOfNRun:
         """
         response_ids, mask = rl.pad_responses(winners)                             # (B, T)
         with no_grad():
-            logp_tau = response_log_softmax(policy, ids, response_ids, self.temperature)  # (B, T, V)
-            tempered = token_logprobs(logp_tau, response_ids).data               # (B, T)
+            log_dist_tau = response_log_softmax(policy, ids, response_ids, self.temperature)  # (B, T, V)
+            tempered = token_logprobs(log_dist_tau, response_ids).data           # (B, T)
             own = tempered if self.temperature == 1.0 else response_logprobs(policy, ids, response_ids).data
         gap = rl.masked_sum(tempered - own, mask, axis=-1)                          # (B, T) -> (B,)
-        return float(backend.scalar(gap.mean())), rl.entropy(logp_tau, mask)
+        return float(backend.scalar(gap.mean())), rl.entropy(log_dist_tau, mask)
 
     def _say(self, message: str) -> None:
         if not self.quiet:

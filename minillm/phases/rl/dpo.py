@@ -94,10 +94,10 @@ def pair_logps_and_entropy(model, pairs: EncodedPairs, rows: list[int]):
     H = −Σ_v π(v) log π(v) over the chosen responses' tokens (a float, no gradient)."""
     prompts = [pairs.prompts[i] for i in rows]
     ids, mask = rl.pad_responses([pairs.chosen[i] for i in rows] + [pairs.rejected[i] for i in rows])  # (2B, T)
-    logp = response_log_softmax(model, prompts + prompts, ids)                # (2B, T, V)
-    logps = rl.masked_sum(token_logprobs(logp, ids), mask, axis=-1)          # (2B, T) -> (2B,)
+    log_dist = response_log_softmax(model, prompts + prompts, ids)            # (2B, T, V)
+    logps = rl.masked_sum(token_logprobs(log_dist, ids), mask, axis=-1)      # (2B, T) -> (2B,)
     B = len(rows)
-    return logps[:B], logps[B:], rl.entropy(logp.data[:B], mask[:B])
+    return logps[:B], logps[B:], rl.entropy(log_dist.data[:B], mask[:B])
 
 
 def reference_logps(reference, pairs: EncodedPairs, batch_size: int = 32):

@@ -35,7 +35,7 @@ def group_normalized_advantages(rewards, group_size: int, eps: float = 1e-6, nor
     return centred.reshape(-1)                                                  # (B, G) -> (N,)
 
 
-def grpo_loss(logprobs: Tensor, old_logprobs, ref_logprobs, adv, mask, clip_eps: float = 0.2,
+def grpo_loss(logp: Tensor, old_logp, ref_logp, adv, mask, clip_eps: float = 0.2,
               beta: float = 0.04) -> Tensor:
     """GRPO (Shao et al. 2024): L = −(1/N) Σ_i (1/|y_i|) Σ_t [min(ρA_i, clip(ρ)A_i) − β·k3_it].
 
@@ -45,13 +45,13 @@ def grpo_loss(logprobs: Tensor, old_logprobs, ref_logprobs, adv, mask, clip_eps:
     ≥ 0 for every sample and unbiased for KL(π ‖ π_ref) under y ~ π. Each response's tokens
     are averaged (1/|y_i|), so long and short answers weigh the same.
     """
-    d = backend.asarray(ref_logprobs) - logprobs                             # (N, T)
+    d = backend.asarray(ref_logp) - logp                                     # (N, T)
     k3 = d.exp() - d - 1.0
-    per_token = clipped_surrogate(logprobs, old_logprobs, adv, clip_eps) - k3 * beta
+    per_token = clipped_surrogate(logp, old_logp, adv, clip_eps) - k3 * beta
     xp = backend.get_array_module(mask)
     lengths = xp.maximum(mask.sum(axis=1), 1.0)                               # (N,)
     per_response = masked_sum(per_token, mask, axis=-1) * (1.0 / lengths)     # (N, T) -> (N,)
-    return -per_response.sum() * (1.0 / logprobs.shape[0])
+    return -per_response.sum() * (1.0 / logp.shape[0])
 
 
 # ----- what the RL loop calls (phases/rl/rlhf.py's table) -------------------------------
@@ -61,6 +61,6 @@ def grpo_targets(models, ro, scored: dict, cfg, beta: float) -> dict:
     return {"adv": group_normalized_advantages(scored["scores"], cfg.group_size)}
 
 
-def policy_loss(logprobs: Tensor, mb, adv, cfg, beta: float) -> Tensor:
-    """`grpo_loss` of a minibatch of rollouts `mb`: logprobs (N, T), adv (N,)."""
-    return grpo_loss(logprobs, mb.logprobs, mb.ref_logprobs, adv, mb.response_mask, cfg.clip_eps, beta)
+def policy_loss(logp: Tensor, mb, adv, cfg, beta: float) -> Tensor:
+    """`grpo_loss` of a minibatch of rollouts `mb`: logp (N, T), adv (N,)."""
+    return grpo_loss(logp, mb.logp, mb.ref_logp, adv, mb.response_mask, cfg.clip_eps, beta)

@@ -22,14 +22,14 @@ from minillm.engine.tensor import Tensor, maximum, minimum, no_grad
 
 # ----- per-token rewards, values and GAE ------------------------------------------------
 
-def token_rewards(scores, logprobs, ref_logprobs, mask, beta: float):
+def token_rewards(scores, logp, ref_logp, mask, beta: float):
     """r_t = −β·(log π(y_t) − log π_ref(y_t)) at every response token, + r(x, y) at the last one.
 
     The per-token form of `rl.rlhf_rewards`: summed over t it is the same R = r − β·KL, but the
     KL is charged at the token that spent it. scores (N,), the rest (N, T) -> rewards (N, T).
     """
-    xp = backend.get_array_module(logprobs)
-    rewards = -beta * (logprobs - ref_logprobs) * mask                          # (N, T)
+    xp = backend.get_array_module(logp)
+    rewards = -beta * (logp - ref_logp) * mask                                  # (N, T)
     last = xp.maximum(mask.sum(axis=1).astype(xp.int64) - 1, 0)                 # (N,) index of y's last token
     rewards[xp.arange(mask.shape[0]), last] += xp.asarray(scores, dtype=rewards.dtype)
     return rewards
@@ -112,15 +112,15 @@ def value_loss(values: Tensor, old_values, returns, mask, clip_eps: float = 0.2)
 
 # ----- the clipped surrogate -------------------------------------------------------------
 
-def clipped_surrogate(logprobs: Tensor, old_logprobs, adv, clip_eps: float) -> Tensor:
+def clipped_surrogate(logp: Tensor, old_logp, adv, clip_eps: float) -> Tensor:
     """min(ρ·A, clip(ρ, 1−ε, 1+ε)·A) per token, ρ = π(y_t)/π_old(y_t); adv (N,) or (N, T) -> (N, T)."""
-    ratio = (logprobs - backend.asarray(old_logprobs)).exp()                 # (N, T) ρ
+    ratio = (logp - backend.asarray(old_logp)).exp()                         # (N, T) ρ
     A = backend.asarray(adv)
     A = A[:, None] if A.ndim == 1 else A                                      # (N,) -> (N, 1)
     return minimum(ratio * A, ratio.clip(1.0 - clip_eps, 1.0 + clip_eps) * A)
 
 
-def ppo_clip_loss(logprobs: Tensor, old_logprobs, adv, mask, clip_eps: float = 0.2) -> Tensor:
+def ppo_clip_loss(logp: Tensor, old_logp, adv, mask, clip_eps: float = 0.2) -> Tensor:
     """L = −(1/N) Σ_i Σ_t m_it · min(ρ_it·A_it, clip(ρ_it, 1−ε, 1+ε)·A_it),  ρ_it = π(y_it)/π_old(y_it).
 
     Summed over a response's tokens and averaged over responses, like `reinforce_loss`, so at
@@ -130,20 +130,20 @@ def ppo_clip_loss(logprobs: Tensor, old_logprobs, adv, mask, clip_eps: float = 0
     (`ppo-seq`), or per token (N, T) from GAE (`ppo`).
 
     Args:
-        logprobs: (N, T) Tensor, log π(y_t) under the current weights (differentiable).
-        old_logprobs: (N, T) log π_old(y_t) of the policy that sampled (a constant).
+        logp: (N, T) Tensor, log π(y_t) under the current weights (differentiable).
+        old_logp: (N, T) log π_old(y_t) of the policy that sampled (a constant).
         adv: (N,) or (N, T) advantages. mask: (N, T) response mask. clip_eps: ε.
     """
-    N = logprobs.shape[0]
-    surrogate = clipped_surrogate(logprobs, old_logprobs, adv, clip_eps)
+    N = logp.shape[0]
+    surrogate = clipped_surrogate(logp, old_logp, adv, clip_eps)
     return -masked_sum(surrogate, mask, axis=None) * (1.0 / N)
 
 
-def clip_fraction(logprobs, old_logprobs, adv, mask, clip_eps: float = 0.2) -> float:
+def clip_fraction(logp, old_logp, adv, mask, clip_eps: float = 0.2) -> float:
     """The share of response tokens whose gradient the clip switched off (ρ past 1±ε on A's side)."""
-    logprobs = logprobs.data if isinstance(logprobs, Tensor) else logprobs
-    xp = backend.get_array_module(logprobs)
-    ratio = xp.exp(logprobs - xp.asarray(old_logprobs))                       # (N, T)
+    logp = logp.data if isinstance(logp, Tensor) else logp
+    xp = backend.get_array_module(logp)
+    ratio = xp.exp(logp - xp.asarray(old_logp))                               # (N, T)
     A = xp.asarray(adv)
     A = A[:, None] if A.ndim == 1 else A                                      # (N,) -> (N, 1)
     mask = xp.asarray(mask)
@@ -151,11 +151,11 @@ def clip_fraction(logprobs, old_logprobs, adv, mask, clip_eps: float = 0.2) -> f
     return float(backend.scalar(masked_mean(clipped.astype(mask.dtype), mask)))
 
 
-def approx_kl(logprobs, old_logprobs, mask) -> float:
+def approx_kl(logp, old_logp, mask) -> float:
     """How far this update moved the policy: mean over tokens of (ρ − 1) − log ρ (≥ 0, k3 estimator)."""
-    logprobs = logprobs.data if isinstance(logprobs, Tensor) else logprobs
-    xp = backend.get_array_module(logprobs)
-    log_ratio = logprobs - xp.asarray(old_logprobs)                           # (N, T)
+    logp = logp.data if isinstance(logp, Tensor) else logp
+    xp = backend.get_array_module(logp)
+    log_ratio = logp - xp.asarray(old_logp)                                   # (N, T)
     return float(backend.scalar(masked_mean(xp.exp(log_ratio) - 1 - log_ratio, xp.asarray(mask))))
 
 
@@ -175,11 +175,11 @@ def ppo_targets(models, ro, scored: dict, cfg, beta: float) -> dict:
     """
     with no_grad():
         values = response_values(models.value, ro.prompt_ids, ro.response_ids).data * ro.response_mask
-    rewards = token_rewards(scored["scores"], ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
+    rewards = token_rewards(scored["scores"], ro.logp, ro.ref_logp, ro.response_mask, beta)
     adv, returns = gae(rewards, values, ro.response_mask, cfg.gamma, cfg.lam)
     return {"adv": whiten(adv, ro.response_mask), "returns": returns, "values": values}
 
 
-def policy_loss(logprobs: Tensor, mb, adv, cfg, beta: float) -> Tensor:
-    """`ppo_clip_loss` of a minibatch of rollouts `mb`: logprobs (N, T), adv (N,) or (N, T)."""
-    return ppo_clip_loss(logprobs, mb.logprobs, adv, mb.response_mask, cfg.clip_eps)
+def policy_loss(logp: Tensor, mb, adv, cfg, beta: float) -> Tensor:
+    """`ppo_clip_loss` of a minibatch of rollouts `mb`: logp (N, T), adv (N,) or (N, T)."""
+    return ppo_clip_loss(logp, mb.logp, adv, mb.response_mask, cfg.clip_eps)

@@ -57,7 +57,7 @@ def advantages(rewards, baseline: str, group_size: int = 1, normalize: bool = Fa
 
 # ----- the policy-gradient loss ---------------------------------------------------------
 
-def reinforce_loss(logprobs: Tensor, adv, mask) -> Tensor:
+def reinforce_loss(logp: Tensor, adv, mask) -> Tensor:
     """L = −(1/N) Σ_i A_i · Σ_t m_it · log π(y_it | x_i, y_i<t): REINFORCE with a baseline.
 
     Its gradient, −(1/N) Σ_i A_i ∇log π(y_i | x_i), is the score-function estimate of −∇J:
@@ -65,12 +65,12 @@ def reinforce_loss(logprobs: Tensor, adv, mask) -> Tensor:
     lowers the rest. A is a constant here (no gradient flows into the rewards).
 
     Args:
-        logprobs: (N, T) Tensor of log π(y_t), differentiable.
+        logp: (N, T) Tensor of log π(y_t), differentiable.
         adv: (N,) advantages. mask: (N, T) response mask.
     """
-    N = logprobs.shape[0]
-    sequence_logprob = masked_sum(logprobs, mask, axis=-1)                    # (N, T) -> (N,)
-    return -(sequence_logprob * adv).sum() * (1.0 / N)
+    N = logp.shape[0]
+    sequence_logp = masked_sum(logp, mask, axis=-1)                           # (N, T) -> (N,)
+    return -(sequence_logp * adv).sum() * (1.0 / N)
 
 
 # ----- what the RL loop calls (phases/rl/rlhf.py's table) -------------------------------
@@ -86,6 +86,6 @@ def rloo_targets(models, ro, scored: dict, cfg, beta: float) -> dict:
     return {"adv": advantages(scored["rewards"], baseline, cfg.group_size, cfg.normalize_adv)}
 
 
-def policy_loss(logprobs: Tensor, mb, adv, cfg, beta: float) -> Tensor:
-    """`reinforce_loss` of a batch of rollouts `mb`: logprobs (N, T), adv (N,)."""
-    return reinforce_loss(logprobs, adv, mb.response_mask)
+def policy_loss(logp: Tensor, mb, adv, cfg, beta: float) -> Tensor:
+    """`reinforce_loss` of a batch of rollouts `mb`: logp (N, T), adv (N,)."""
+    return reinforce_loss(logp, adv, mb.response_mask)

@@ -56,7 +56,7 @@ class Algorithm:
     """One RL algorithm as the loop sees it; each function is defined in the algorithm's module.
 
     targets(models, rollouts, scored, cfg, beta) -> {"adv": (N,) or (N, T), ...}: what the
-    update pulls toward. loss(logprobs, rollouts, adv, cfg, beta) -> the scalar policy loss.
+    update pulls toward. loss(logp, rollouts, adv, cfg, beta) -> the scalar policy loss.
     epochs: False takes one gradient step on the whole batch (the plain policy gradient, whose
     samples are stale after one step); True runs cfg.ppo_epochs passes of minibatches (the
     clipped ratio keeps them safe). value_model: trains PPO's V_ψ beside the policy.
@@ -161,7 +161,7 @@ def score_rollouts(ro: rl.Rollouts, reward_model, tokenizer, prompts: list[str],
         scores = backend.asarray(gold)                                                  # (N,)
     else:
         scores = rl.reward_model_scores(reward_model, ro.prompt_ids, responses, end)    # (N,)
-    rewards, kl = rl.rlhf_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, beta)
+    rewards, kl = rl.rlhf_rewards(scores, ro.logp, ro.ref_logp, ro.response_mask, beta)
     return {"scores": scores, "rewards": rewards, "kl": kl, "gold": gold, "texts": texts}
 
 
@@ -181,10 +181,10 @@ def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg
     """
     algorithm, policy, adv = ALGORITHMS[cfg.algo], models.policy, targets["adv"]
     if not algorithm.epochs:
-        logp = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
-        loss = algorithm.loss(token_logprobs(logp, ro.response_ids), ro, adv, cfg, beta)
+        log_dist = response_log_softmax(policy, ro.prompt_ids, ro.response_ids, cfg.temperature)
+        loss = algorithm.loss(token_logprobs(log_dist, ro.response_ids), ro, adv, cfg, beta)
         norm = gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
-        return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(logp, ro.response_mask)}
+        return {"loss": loss.item(), "grad_norm": norm, "entropy": rl.entropy(log_dist, ro.response_mask)}
     rng = backend.make_rng(cfg.seed + step)
     stats = {"loss": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
     if algorithm.value_model:
@@ -193,12 +193,12 @@ def update_policy(models: Models, optimizer, ro: rl.Rollouts, targets: dict, cfg
     for _ in range(cfg.ppo_epochs):
         for rows in rl_ppo.minibatches(len(ro.prompt_ids), cfg.ppo_minibatch, rng):
             mb = ro.select(rows)
-            logp = response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
-            lp = token_logprobs(logp, mb.response_ids)
-            loss = algorithm.loss(lp, mb, adv[rows], cfg, beta)
-            stats["clip_frac"] += rl_ppo.clip_fraction(lp, mb.logprobs, adv[rows], mb.response_mask, cfg.clip_eps)
-            stats["approx_kl"] += rl_ppo.approx_kl(lp, mb.logprobs, mb.response_mask)
-            stats["entropy"] += rl.entropy(logp, mb.response_mask)
+            log_dist = response_log_softmax(policy, mb.prompt_ids, mb.response_ids, cfg.temperature)
+            logp = token_logprobs(log_dist, mb.response_ids)
+            loss = algorithm.loss(logp, mb, adv[rows], cfg, beta)
+            stats["clip_frac"] += rl_ppo.clip_fraction(logp, mb.logp, adv[rows], mb.response_mask, cfg.clip_eps)
+            stats["approx_kl"] += rl_ppo.approx_kl(logp, mb.logp, mb.response_mask)
+            stats["entropy"] += rl.entropy(log_dist, mb.response_mask)
             stats["grad_norm"] += gradient_step(policy.parameters(), optimizer, loss, cfg.grad_clip)
             stats["loss"] += loss.item()
             if algorithm.value_model:

@@ -34,8 +34,8 @@ class Rollouts:
     prompt_ids: list            # (N,) lists of chat-formatted prompt ids (each prompt G times)
     response_ids: Any           # (N, T) int, 0 after the end
     response_mask: Any          # (N, T) 1.0 on response tokens (<|end|> included), 0.0 on padding
-    logprobs: Any               # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
-    ref_logprobs: Any           # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding; None without one
+    logp: Any                   # (N, T) log π_old(y_t): the policy that sampled, 0 on padding
+    ref_logp: Any               # (N, T) log π_ref(y_t): the frozen SFT model, 0 on padding; None without one
 
     def responses(self) -> list[list[int]]:
         """The real tokens of each response (padding dropped), N lists of ints."""
@@ -47,7 +47,7 @@ class Rollouts:
         """The rollouts of some rows only (a PPO minibatch)."""
         index = backend.to_numpy(rows).tolist()
         return Rollouts([self.prompt_ids[i] for i in index], self.response_ids[rows], self.response_mask[rows],
-                        self.logprobs[rows], None if self.ref_logprobs is None else self.ref_logprobs[rows])
+                        self.logp[rows], None if self.ref_logp is None else self.ref_logp[rows])
 
 
 def pad_responses(responses: list[list[int]], dtype=None) -> tuple[Any, Any]:
@@ -74,7 +74,7 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
 
     Args:
         reference: π_ref, or None where nothing compares with it (best-of-n only samples):
-            then no reference forward pass is paid and `ref_logprobs` is None.
+            then no reference forward pass is paid and `ref_logp` is None.
         prompt_ids: B lists of chat-formatted prompt ids (`chat.encode_prompt`).
         group_size: G >= 1 responses per prompt.
     """
@@ -83,17 +83,17 @@ def sample_rollouts(policy, reference, prompt_ids: list, group_size: int, max_ne
     if room < 1:
         raise UserError(f"a prompt of {max(len(r) for r in rows)} tokens leaves no room for a response "
                          f"in the block of {policy.config.block_size}; shorten the prompts")
-    out, lps = generate(policy, rows, room, temperature=temperature, stop_ids=[end_id], seed=seed,
-                        return_logprobs=True)
+    out, sampled = generate(policy, rows, room, temperature=temperature, stop_ids=[end_id], seed=seed,
+                            return_logprobs=True)
     ids, mask = pad_responses([o[len(r):] for o, r in zip(out, rows)])
     with no_grad():
         if temperature == 1.0:
             T = ids.shape[1]
-            logprobs = backend.xp.asarray([lp + [0.0] * (T - len(lp)) for lp in lps], dtype=mask.dtype)
+            logp = backend.xp.asarray([row + [0.0] * (T - len(row)) for row in sampled], dtype=mask.dtype)
         else:
-            logprobs = response_logprobs(policy, rows, ids, temperature).data * mask
-        ref = None if reference is None else response_logprobs(reference, rows, ids, temperature).data * mask
-    return Rollouts(rows, ids, mask, logprobs, ref)
+            logp = response_logprobs(policy, rows, ids, temperature).data * mask
+        ref_logp = None if reference is None else response_logprobs(reference, rows, ids, temperature).data * mask
+    return Rollouts(rows, ids, mask, logp, ref_logp)
 
 
 def reward_model_scores(reward_model, prompt_ids: list, responses: list[list[int]], end_id: int) -> Any:
@@ -125,43 +125,45 @@ def masked_mean(x, mask, axis: int | None = None):
     return (x * mask).sum(axis=axis) / count
 
 
-def entropy(logp, mask) -> float:
-    """H = −Σ_v π(v) log π(v), averaged over the response tokens. logp (N, T, V), mask (N, T)."""
-    logp = logp.data if isinstance(logp, Tensor) else logp
-    h = -(backend.get_array_module(logp).exp(logp) * logp).sum(axis=-1)        # (N, T)
+def entropy(log_dist, mask) -> float:
+    """H = −Σ_v π(v) log π(v), averaged over the response tokens. log_dist (N, T, V): log π(·) at each
+    position; mask (N, T)."""
+    log_dist = log_dist.data if isinstance(log_dist, Tensor) else log_dist
+    h = -(backend.get_array_module(log_dist).exp(log_dist) * log_dist).sum(axis=-1)  # (N, T)
     return float(backend.scalar(masked_mean(h, backend.asarray(mask))))
 
 
 # ----- rewards: the reward model's score minus a KL penalty ----------------------------
 
-def kl_penalty(logprobs, ref_logprobs, mask):
+def kl_penalty(logp, ref_logp, mask):
     """Σ_t m_t·(log π(y_t) − log π_ref(y_t)), per response: (N, T) -> (N,).
 
     The sampled estimate of KL(π ‖ π_ref) of the whole response: its expectation over y ~ π
     is the KL, ≥ 0 and 0 only when π = π_ref, although one sample's term can be negative.
     β multiplies it where the reward is formed (`rlhf_rewards`).
     """
-    return masked_sum(logprobs - ref_logprobs, mask, axis=-1)
+    return masked_sum(logp - ref_logp, mask, axis=-1)
 
 
-def exact_kl(logp, ref_logp, mask):
+def exact_kl(log_dist, ref_log_dist, mask):
     """Σ_t m_t · Σ_v π(v|·)·(log π(v|·) − log π_ref(v|·)), per response: (N, T, V) -> (N,).
 
     The KL of the two next-token distributions at each sampled position, summed: always ≥ 0,
     and 0 exactly when π = π_ref. A lower-variance twin of `kl_penalty` for reporting.
     """
-    logp = logp.data if isinstance(logp, Tensor) else logp
-    ref_logp = ref_logp.data if isinstance(ref_logp, Tensor) else ref_logp
-    per_token = (backend.get_array_module(logp).exp(logp) * (logp - ref_logp)).sum(axis=-1)  # (N, T)
+    log_dist = log_dist.data if isinstance(log_dist, Tensor) else log_dist
+    ref_log_dist = ref_log_dist.data if isinstance(ref_log_dist, Tensor) else ref_log_dist
+    xp = backend.get_array_module(log_dist)
+    per_token = (xp.exp(log_dist) * (log_dist - ref_log_dist)).sum(axis=-1)   # (N, T)
     return masked_sum(per_token, mask, axis=-1)
 
 
-def rlhf_rewards(scores, logprobs, ref_logprobs, mask, beta: float):
+def rlhf_rewards(scores, logp, ref_logp, mask, beta: float):
     """R(x, y) = r(x, y) − β·Σ_t (log π(y_t) − log π_ref(y_t)): the reward the policy maximises.
 
     Returns (R (N,), kl (N,)): the rewards and the KL estimate, kept apart for the log.
     """
-    kl = kl_penalty(logprobs, ref_logprobs, mask)
+    kl = kl_penalty(logp, ref_logp, mask)
     return scores - beta * kl, kl
 
 
