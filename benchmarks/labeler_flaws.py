@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -33,14 +33,14 @@ if __name__ == "__main__":  # the speed wing, as the `minillm` command runs it, 
     minillm.fast.enable()
 
 from minillm.app.labeling import policy_habits, rm_pair_accuracy  # noqa: E402
-from minillm.app.pipeline import PRESETS  # noqa: E402
+from minillm.phases.presets import PRESETS  # noqa: E402
 from minillm.data import labelers  # noqa: E402
 from minillm.data.folders import resolve_data  # noqa: E402
 from minillm.data.readers import read_preferences, read_prompts  # noqa: E402
 from minillm.io import checkpoint  # noqa: E402
 from minillm.phases.common import gold_labelled_pairs  # noqa: E402
 from minillm.phases.reward import RewardRun  # noqa: E402
-from minillm.phases.rl.rlhf import RLHFConfig, RLHFRun  # noqa: E402
+from minillm.phases.rl.rlhf import RLHFRun  # noqa: E402
 
 SEED = 1337  # the class run's seed: every reward model and RLHF run of the study uses it
 LENGTH_BIAS = 0.5  # "on": 100 more characters are worth half a gold point to the labeler
@@ -117,14 +117,14 @@ def run_setting(name: str, labeler, args, preset, layout, extra, gold_test, held
     os.makedirs(out)
     limit = QUICK["pairs"] if args.quick else None
     data = build_data(out, labeler, extra, limit)
-    rm_overrides = {**preset.rm, **(QUICK["rm"] if args.quick else {}), "seed": SEED}
+    rm_overrides = {**(QUICK["rm"] if args.quick else {}), "seed": SEED}  # over the classroom preset's
     rm = RewardRun(init=os.path.join(args.run, "sft"), out=os.path.join(out, "rm"),
                    data=os.path.join(data["data"], "preferences", "train.jsonl"),
                    val=os.path.join(data["data"], "preferences", "validation.jsonl"), prompts=heldout,
-                   overrides=rm_overrides, skip_bad=True, quiet=True).run()
-    rlhf_settings = {**preset.rlhf, **(QUICK["rlhf"] if args.quick else {}), "seed": SEED}
+                   preset="classroom", overrides=rm_overrides, skip_bad=True, quiet=True).run()
+    rlhf_settings = {**(QUICK["rlhf"] if args.quick else {}), "seed": SEED}
     rl = RLHFRun(policy=os.path.join(args.run, "sft"), reward_model=os.path.join(out, "rm"),
-                 out=os.path.join(out, "rlhf"), config=RLHFConfig(**rlhf_settings),
+                 out=os.path.join(out, "rlhf"), config=replace(preset.rlhf, **rlhf_settings),
                  prompts=layout.rl, heldout=heldout, quiet=True).run()
     with open(os.path.join(out, "rlhf", "report.json"), encoding="utf-8") as f:
         report = json.load(f)

@@ -13,13 +13,14 @@ import argparse
 
 from minillm.data.windows import split_train_val
 from minillm.model.ngram import NGramLM
-from minillm.phases.pretrain import PRESETS, build_tokenizer, load_corpus
+from minillm.phases.presets import PRESETS
+from minillm.phases.pretrain import build_tokenizer, load_corpus
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("text", help="a UTF-8 text file")
-    parser.add_argument("--preset", default="shakespeare-char", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default="shakespeare-char", choices=list(PRESETS))
     parser.add_argument("--max-n", type=int, default=5)
     args = parser.parse_args()
     preset = PRESETS[args.preset]
@@ -27,7 +28,7 @@ def main() -> None:
     train, val = split_train_val(text, 0.1)
     tok = build_tokenizer(preset.tokenizer, train, train + val)
     train_ids, val_ids = tok.encode(train), tok.encode(val)
-    evaluated = val_ids[: preset.eval_batches * preset.train.batch_size * preset.model["block_size"] + 1]
+    evaluated = val_ids[: preset.eval_batches * preset.pretrain.batch_size * preset.model["block_size"] + 1]
     print(f"{len(train_ids):,} training tokens; {len(evaluated):,} evaluated / {len(val_ids):,} validation tokens")
     for n in range(1, args.max_n + 1):
         lm = NGramLM(n, smoothing="interpolated").fit(train_ids, tok.vocab_size)

@@ -21,7 +21,7 @@ import minillm.fast
 minillm.fast.enable()  # the speed wing, as the `minillm` command runs; before NumPy loads
 
 from minillm.data.folders import shipped  # noqa: E402
-from minillm.app.pipeline import PRESETS  # noqa: E402
+from minillm.phases.presets import PRESETS  # noqa: E402
 from minillm.phases.reward import RewardRun  # noqa: E402
 
 
@@ -47,10 +47,11 @@ def main() -> None:
     print(f"{'setting':>28} {'val accuracy':>12} {'gold agreement':>14}", flush=True)
     for changes in args.setting or [{}]:
         label = ",".join(f"{k}={v}" for k, v in changes.items()) or "preset"
-        overrides = {**preset.rm, "seed": 1337, **changes}
+        overrides = {"seed": 1337, **changes}  # over the classroom preset's reward-model settings
         summary = RewardRun(init=os.path.join(args.run_dir, "sft"), out=os.path.join(args.run_dir, "reward-sweep", label),
                             data=layout.preferences, val=layout.preferences_val,
-                            prompts=os.path.join(args.run_dir, "heldout_prompts.jsonl"), overrides=overrides,
+                            prompts=os.path.join(args.run_dir, "heldout_prompts.jsonl"), preset="classroom",
+                            overrides=overrides,
                             on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl, skip_bad=True,
                             quiet=True).run()
         agreement = f"{summary['rm_gold_agreement']:.3f} ({summary['agreement_pairs']})"

@@ -17,7 +17,8 @@ from safetensors.numpy import load_file, save_file
 from minillm.engine import backend
 from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
-from minillm.app import cli, pipeline
+from minillm.app import cli
+from minillm.phases import presets
 from minillm.io.safe_files import CheckpointError
 from minillm.io.hf_dir import export_run, import_hf
 from minillm.model.gpt import GPT, GPTConfig
@@ -251,7 +252,7 @@ def bpe_pipeline(tmp_path_factory):
     pytest.importorskip("transformers")
     out = tmp_path_factory.mktemp("pipeline") / "run"
     patch = pytest.MonkeyPatch()
-    patch.setitem(pipeline.PRESETS, "quick", dataclasses.replace(pipeline.PRESETS["quick"], tokenizer="bpe:400"))
+    patch.setitem(presets.PRESETS, "quick", dataclasses.replace(presets.PRESETS["quick"], tokenizer="bpe:400"))
     try:
         assert cli.main(["pipeline", "--preset", "quick", "--out", str(out), "--quiet"]) == 0
     finally:

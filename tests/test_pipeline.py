@@ -17,7 +17,7 @@ import pytest
 
 from minillm.app import cli, pipeline_phases as phases, pipeline, report
 from minillm.data.folders import shipped
-from minillm.phases import trainer as loop
+from minillm.phases import presets, trainer as loop
 
 PHASES = ("pretrain", "sft", "rm", "rlhf")
 
@@ -103,7 +103,7 @@ def test_report_is_self_contained_and_holds_every_phase_and_the_answers(run):
     for title in (phases.TITLES[p] for p in PHASES):
         assert f"## {title}" in md
     answers = json.loads((out / "answers.json").read_text())
-    assert answers[0]["prompt"] == "How to make pasta" and len(answers) == pipeline.PRESETS["quick"].report_prompts
+    assert answers[0]["prompt"] == "How to make pasta" and len(answers) == presets.PRESETS["quick"].report_prompts
     for row in answers:
         assert set(row["answers"]) == {"pretrained", "SFT", "RLHF"}
         assert all(-1 <= a["gold"] <= 1 and isinstance(a["rm"], float) for a in row["answers"].values())
@@ -176,7 +176,7 @@ def test_every_method_from_the_same_sft_model_and_one_comparison_table(run, caps
         assert summary["mean_gold_sft"] == pytest.approx(
             json.loads((out / "rlhf" / "DONE.json").read_text())["summary"]["mean_gold_sft"])  # the same SFT answers
     best_of_n = json.loads((out / "best-of-n" / "DONE.json").read_text())["summary"]
-    assert best_of_n["temperature"] == pipeline.PRESETS["quick"].best_of_n_temperature
+    assert best_of_n["temperature"] == presets.PRESETS["quick"].best_of_n_temperature
     md = (out / "report.md").read_text()
     table = md.split("## Phase 3 side by side", 1)[1].split("\n\n")[1]
     assert f"(best-of-{best_of_n['n']}, τ = {best_of_n['temperature']})" in table
@@ -192,14 +192,14 @@ def test_every_method_from_the_same_sft_model_and_one_comparison_table(run, caps
 
 def test_the_presets_best_of_n_temperature_reaches_its_run(run, tmp_path):
     out, _ = run
-    preset = dataclasses.replace(pipeline.PRESETS["quick"], best_of_n_temperature=0.7)
+    preset = dataclasses.replace(presets.PRESETS["quick"], best_of_n_temperature=0.7)
     heldout = tmp_path / "heldout.jsonl"
     heldout.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Add 2 and 3.", "Where does Anna live?")))
     summary = pipeline._best_of_n(pipeline.Pipeline(out=str(out), preset="quick", quiet=True), preset, None,
                                   str(heldout), str(tmp_path / "best-of-n"))
     assert summary["temperature"] == 0.7 and "τ = 0.7" in (tmp_path / "best-of-n" / "report.md").read_text()
     for name in ("classroom", "full"):  # the value benchmarks/best_of_n_sweep.py chose on the classroom run
-        assert pipeline.PRESETS[name].best_of_n_temperature == 0.5
+        assert presets.PRESETS[name].best_of_n_temperature == 0.5
 
 
 def test_a_bad_data_layout_is_one_clear_error_before_any_work(tmp_path, capsys):
@@ -234,22 +234,17 @@ def test_held_out_prompts_start_with_the_lecture_prompt_and_mix_kinds():
     assert len({find_task(p).kind for p in prompts}) >= 5
 
 
-@pytest.mark.parametrize("name", list(pipeline.PRESETS))
+@pytest.mark.parametrize("name", list(presets.PRESETS))
 def test_every_preset_builds_valid_phase_configs(name):
     from minillm.model.gpt import GPTConfig
-    from minillm.phases.trainer import TrainConfig
-    from minillm.phases.pretrain import PRESETS as PRETRAIN_PRESETS
-    from minillm.phases.rl.rlhf import RLHFConfig, check_config
-    preset = pipeline.PRESETS[name]
-    assert preset.pretrain_preset in PRETRAIN_PRESETS
-    config = GPTConfig(vocab_size=80, **{**PRETRAIN_PRESETS[preset.pretrain_preset].model, **preset.model})
-    for phase in (preset.pretrain, preset.sft, preset.rm):
-        train = TrainConfig(**phase)
-        assert train.warmup_steps <= train.max_steps and train.eval_interval <= train.max_steps
-    rlhf = RLHFConfig(**preset.rlhf)
-    assert rlhf.max_new_tokens < config.block_size // 2  # the prompt keeps at least half the block
-    for method in (preset.ppo, preset.grpo):
-        check_config(RLHFConfig(**{**preset.rlhf, **method}))
-    dpo = {k: v for k, v in preset.dpo.items() if k != "beta"}
-    assert TrainConfig(**dpo).max_steps >= 1 and preset.dpo.get("beta", 0.1) > 0
+    from minillm.phases.rl.rlhf import check_config
+    preset = presets.PRESETS[name]
+    config = GPTConfig(vocab_size=80, **preset.model)
+    for phase in (preset.pretrain, preset.sft, preset.rm, preset.dpo):
+        assert phase.warmup_steps <= phase.max_steps and phase.eval_interval <= phase.max_steps
+    if preset.rlhf != presets.RLHF:  # a pipeline preset: the prompt keeps at least half the block
+        assert preset.rlhf.max_new_tokens < config.block_size // 2
+    for method in (preset.rlhf, preset.ppo, preset.grpo):
+        check_config(method)
+    assert preset.ppo.algo == "ppo" and preset.grpo.algo == "grpo" and preset.dpo.beta > 0
     assert abs(sum(preset.shares) - 1) < 1e-9 and len(preset.shares) == len(PHASES)

@@ -19,7 +19,8 @@ import sys
 
 import pytest
 
-from minillm.app import cli, pipeline
+from minillm.app import cli
+from minillm.phases import presets
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Added to a command when it has the flag and the README line does not set it.
@@ -95,14 +96,14 @@ def run_command(argv: list[str]) -> int:
 def smoke_pipeline(monkeypatch):
     """`--preset quick` of the pipeline shrunk further: this test checks that the README's
     commands run; tests/test_pipeline.py runs the real quick preset."""
-    quick = pipeline.PRESETS["quick"]
+    quick = presets.PRESETS["quick"]
     smoke = dataclasses.replace(
-        quick, model={**quick.model, "block_size": 64}, pretrain=pipeline.train_schedule(4, 4),
-        sft=pipeline.train_schedule(2, 4), rm=pipeline.train_schedule(2, 4),
-        rlhf={**quick.rlhf, "steps": 1, "batch_prompts": 2, "max_new_tokens": 16, "eval_interval": 1,
-              "eval_prompts": 2, "checkpoint_interval": 1},
+        quick, model={**quick.model, "block_size": 64}, pretrain=presets.run_of(quick.pretrain, 4, 4),
+        sft=presets.run_of(quick.sft, 2, 4), rm=presets.run_of(quick.rm, 2, 4),
+        rlhf=dataclasses.replace(quick.rlhf, steps=1, batch_prompts=2, max_new_tokens=16, eval_interval=1,
+                                 eval_prompts=2, checkpoint_interval=1),
         eval_prompts=3, report_prompts=2)
-    monkeypatch.setitem(pipeline.PRESETS, "quick", smoke)
+    monkeypatch.setitem(presets.PRESETS, "quick", smoke)
 
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -23,13 +23,15 @@ PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertow
          {"prompt": "where does anna live now?", "response": "in rivertown."}]
 # A pipeline preset small enough for a test, added in the child process before it parses its flags.
 TEST_PRESET = """
-from minillm.app import pipeline
-pipeline.PRESETS["resume-test"] = pipeline.PipelinePreset(
-    pretrain_preset="tiny", tokenizer="char", model=dict(n_layer=1, n_head=2, n_embd=16, block_size=64, dropout=0.0),
-    pretrain=pipeline.train_schedule(steps=12, batch=4), sft=pipeline.train_schedule(steps=4, batch=4),
-    rm=pipeline.train_schedule(steps=4, batch=4),
-    rlhf=dict(steps=2, batch_prompts=2, group_size=2, max_new_tokens=8, eval_interval=1, eval_prompts=2,
-              checkpoint_interval=1), eval_prompts=2, report_prompts=2)
+from dataclasses import replace
+from minillm.phases import presets
+tiny = presets.PRESETS["tiny"]
+presets.PRESETS["resume-test"] = replace(
+    tiny, model=dict(n_layer=1, n_head=2, n_embd=16, block_size=64, dropout=0.0),
+    pretrain=presets.run_of(tiny.pretrain, 12, 4), sft=presets.run_of(presets.SFT, 4, 4),
+    rm=presets.run_of(presets.REWARD, 4, 4),
+    rlhf=presets.RLHFConfig(steps=2, batch_prompts=2, group_size=2, max_new_tokens=8, eval_interval=1,
+                            eval_prompts=2, checkpoint_interval=1), eval_prompts=2, report_prompts=2)
 from minillm.app.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """

@@ -121,7 +121,7 @@ def test_the_oracle_run_uses_gold_score_as_the_reward(runs):
     out = runs / "rl_oracle"
     args = rlhf_args(runs, out, "--steps", "2")
     args[args.index("--rm") + 1] = "gold"
-    assert main(args + ["--kl-coef", "0"]) == 0
+    assert main(args + ["--beta", "0"]) == 0
     log = read_log(out / "log.jsonl")
     for record in log[1:]:  # after the header
         assert record["rm_score"] == pytest.approx(record["gold"], abs=1e-6)

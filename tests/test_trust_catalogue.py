@@ -85,7 +85,7 @@ NUMBER_CASES = [(PT + [flag, value, "--out", "{R}/new"], f"argument {flag}") for
                  ("--grad-accum", "0"), ("--eval-interval", "0"), ("--checkpoint-interval", "nan")]]
 NUMBER_CASES += [([*RL, "--policy", "{R}/sft", "--rm", "{R}/rm", flag, value, "--out", "{R}/new"], f"argument {flag}")
                  for flag, value in [("--lr", "nan"), ("--batch-prompts", "0"), ("--temperature", "0"),
-                                     ("--grad-clip", "-1"), ("--kl-coef", "-0.1"), ("--target-kl", "0"),
+                                     ("--grad-clip", "-1"), ("--beta", "-0.1"), ("--target-kl", "0"),
                                      ("--gamma", "2"), ("--eval-interval", "0"), ("--ppo-epochs", "0"),
                                      ("--clip-eps", "inf"), ("--max-new-tokens", "0"), ("--value-lr", "-1"),
                                      ("--temperature", "-inf"), ("--lr", "-1e-5")]]

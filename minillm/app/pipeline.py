@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from minillm.app import report, report_writer, results
 from minillm.data import labelers
@@ -30,86 +30,14 @@ from minillm.io.run_dir import prepare_output_dir, settings_differences
 from minillm.io.safe_files import read_json, write_json_atomic, write_text_atomic
 from minillm.phases.rl.best_of_n_run import BestOfNRun
 from minillm.phases.rl.dpo import DPORun
+from minillm.phases import presets
+from minillm.phases.presets import Preset
 from minillm.phases.pretrain import PretrainRun
 from minillm.phases.reward import RewardRun
-from minillm.phases.rl.rlhf import RLHFConfig, RLHFRun
+from minillm.phases.rl.rlhf import RLHFRun
 from minillm.phases.sft import SFTRun
 
 LECTURE_PROMPT = "How to make pasta"
-
-
-@dataclass(frozen=True)
-class PipelinePreset:
-    """Sizes and step counts of every phase; each dict overrides that phase's own defaults."""
-
-    pretrain_preset: str            # the `minillm pretrain` preset whose evaluation size and n-gram orders it keeps
-    tokenizer: str                  # a `minillm pretrain --tokenizer` spec: char, word[:MAX_VOCAB], bpe[:VOCAB]
-    model: dict                     # GPTConfig fields (all but vocab_size, which the tokenizer sets)
-    pretrain: dict                  # TrainConfig fields of each supervised phase
-    sft: dict
-    rm: dict
-    rlhf: dict                      # RLHFConfig fields (the rlhf method; ppo and grpo start from them too)
-    eval_prompts: int               # held-out prompts each phase evaluates (SFT, RM agreement, RLHF)
-    report_prompts: int = 8         # prompts in the report's side-by-side table
-    shares: tuple = (0.4, 0.2, 0.2, 0.2)  # rough share of the run's time per phase, for the ETA
-    rm_on_policy: int = 0           # training prompts whose 2 sampled SFT answers gold labels for the RM
-    ppo: dict = field(default_factory=dict)    # RLHFConfig fields over `rlhf` for --methods ppo
-    grpo: dict = field(default_factory=dict)   # ... for --methods grpo
-    dpo: dict = field(default_factory=dict)    # TrainConfig fields, and "beta", for --methods dpo
-    best_of_n: int = 4              # n of --methods best-of-n
-    best_of_n_temperature: float = 1.0  # τ its n samples are drawn at (docs/decisions.md: why)
-
-
-def train_schedule(steps: int, batch: int, **more) -> dict:
-    """TrainConfig overrides for a run of `steps`: warmup 5%, about 5 evaluations and checkpoints."""
-    every = max(1, steps // 5)
-    return {"max_steps": steps, "batch_size": batch, "warmup_steps": max(1, steps // 20),
-            "eval_interval": every, "checkpoint_interval": every, "log_interval": max(1, steps // 50), **more}
-
-
-# Times and results of each preset: docs/results.md (`minillm results`; measured, they change with the code).
-PRESETS = {
-    # for tests and notebooks: about a minute; the model is too small to answer well
-    "quick": PipelinePreset(
-        pretrain_preset="tiny", tokenizer="char",
-        model=dict(n_layer=2, n_head=2, n_embd=48, block_size=96, dropout=0.0),
-        pretrain=train_schedule(steps=200, batch=8, lr=3e-3, min_lr=3e-4),
-        sft=train_schedule(steps=60, batch=16),
-        rm=train_schedule(steps=30, batch=16),
-        rlhf=dict(steps=6, batch_prompts=4, group_size=2, max_new_tokens=32, eval_interval=3, eval_prompts=8,
-                  checkpoint_interval=3),
-        eval_prompts=12, report_prompts=6, shares=(0.35, 0.25, 0.2, 0.2),
-        ppo=dict(algo="ppo", ppo_epochs=2, ppo_minibatch=4), grpo=dict(algo="grpo", reward="exact", ppo_epochs=1),
-        dpo=dict(max_steps=6, batch_size=8, eval_interval=3, checkpoint_interval=3, beta=0.1)),
-    # the lecture demo, a few minutes on a 2-core laptop (measured times: docs/results.md). Byte-level BPE, not characters:
-    # a word of the tiny world is one token, so the same compute reads more text and the model
-    # learns the world's facts (docs/decisions.md)
-    "classroom": PipelinePreset(
-        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
-        model=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
-        pretrain=train_schedule(steps=2000, batch=8, lr=2e-3, min_lr=2e-4),
-        sft=train_schedule(steps=200, batch=16),
-        rm=train_schedule(steps=150, batch=16),
-        rlhf=dict(steps=40, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
-                  eval_interval=10, eval_prompts=48, checkpoint_interval=10),
-        eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123,
-        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
-        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
-        dpo=dict(max_steps=150, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
-    # the best this project does on a laptop CPU in one sitting (measured time: docs/results.md)
-    "full": PipelinePreset(
-        pretrain_preset="shakespeare-char", tokenizer="bpe:1024",
-        model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0),
-        pretrain=train_schedule(steps=5000, batch=8, lr=1.5e-3, min_lr=1.5e-4),
-        sft=train_schedule(steps=300, batch=16),
-        rm=train_schedule(steps=250, batch=16),
-        rlhf=dict(steps=60, batch_prompts=16, group_size=4, lr=3e-5, kl_coef=0.1, max_new_tokens=60,
-                  eval_interval=20, eval_prompts=48, checkpoint_interval=20),
-        eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
-        ppo=dict(algo="ppo", lr=1e-5, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4),
-        grpo=dict(algo="grpo", reward="exact", kl_coef=0.04, ppo_epochs=1, ppo_minibatch=64),
-        dpo=dict(max_steps=200, batch_size=16, lr=1e-5, beta=0.1), best_of_n_temperature=0.5),
-}
 
 
 def pick_prompts(path: str, n: int) -> list[str]:
@@ -179,7 +107,7 @@ class Pipeline:
     """One whole run; `run()` runs (or resumes) every phase, writes the report, returns its paths."""
 
     out: str = "runs/pipeline"
-    preset: str = "classroom"
+    preset: str = presets.PIPELINE_PRESET  # a name in phases/presets.py's PRESETS
     seed: int = 1337
     data: str | None = None         # a directory in the layout of data/ (default: the shipped data)
     methods: tuple = DEFAULT_METHODS  # phase 3's methods: rlhf, ppo, dpo, best-of-n, grpo
@@ -187,11 +115,10 @@ class Pipeline:
     quiet: bool = False
 
     def run(self) -> dict:
-        if self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        preset = presets.get(self.preset)
         checks.SEED.check("seed (--seed)", self.seed)
         phases = phases_for(self.methods)
-        preset, layout = PRESETS[self.preset], resolve_data(self.data)
+        layout = resolve_data(self.data)
         check_files(layout)  # every record read once before the first phase starts
         self._check_settings()
         heldout = self._heldout_file(layout, preset.eval_prompts)
@@ -275,52 +202,48 @@ def _add_spent(directory: str, seconds: float) -> None:
 
 # ----- one function per phase: the previous phase's directory in, this one's out ------------
 
-def _pretrain(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-    return PretrainRun(out=out, preset=preset.pretrain_preset, data=layout.pretrain, val=layout.pretrain_val,
-                       tokenizer=preset.tokenizer,
-                       overrides={**preset.pretrain, "seed": run.seed}, model_overrides=preset.model,
-                       resume=True, quiet=run.quiet).run()
+def _pretrain(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
+    return PretrainRun(out=out, preset=run.preset, data=layout.pretrain, val=layout.pretrain_val,
+                       overrides={"seed": run.seed}, resume=True, quiet=run.quiet).run()
 
 
-def _sft(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+def _sft(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
     data = [f for f in (layout.sft, layout.chat) if f]
     val = [f for f in (layout.sft_val, layout.chat_val) if f] or None
     return SFTRun(init=os.path.join(run.out, "pretrain"), out=out, data=data, val=val,
-                  test=layout.sft_test or layout.sft_val or layout.sft, overrides={**preset.sft, "seed": run.seed},
-                  eval_prompts=preset.eval_prompts, skip_bad=True, resume=True, quiet=run.quiet).run()
+                  test=layout.sft_test or layout.sft_val or layout.sft, preset=run.preset,
+                  overrides={"seed": run.seed}, eval_prompts=preset.eval_prompts, skip_bad=True, resume=True,
+                  quiet=run.quiet).run()
 
 
-def _rm(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+def _rm(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
     return RewardRun(init=os.path.join(run.out, "sft"), out=out, data=layout.preferences,
-                     val=layout.preferences_val, prompts=heldout, overrides={**preset.rm, "seed": run.seed},
+                     val=layout.preferences_val, prompts=heldout, preset=run.preset, overrides={"seed": run.seed},
                      on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
                      labeler=labelers.read_settings(layout.preferences),  # a flawed data folder's labeler
                      skip_bad=True, resume=True, quiet=run.quiet).run()
 
 
 def _rl_method(name: str):
-    """The runner of an RLHF-loop method (rlhf, ppo, grpo): the preset's RLHF settings, then the method's."""
-    def run_method(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
-        config = RLHFConfig(**{**preset.rlhf, **getattr(preset, name), "seed": run.seed})
+    """The runner of an RLHF-loop method (rlhf, ppo, grpo): the preset's settings of that method."""
+    def run_method(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
+        config = replace(getattr(preset, name), seed=run.seed)
         return RLHFRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
                        config=config, prompts=layout.rl, heldout=heldout, resume=True, quiet=run.quiet).run()
     return run_method
 
 
-def _dpo(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+def _dpo(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
     """DPO on the reward model's data: the preference pairs and the same gold-labelled SFT samples."""
-    settings = dict(preset.dpo)
-    beta = settings.pop("beta", 0.1)
     return DPORun(policy=os.path.join(run.out, "sft"), out=out, data=layout.preferences, val=layout.preferences_val,
-                  heldout=heldout, beta=beta, overrides={**settings, "seed": run.seed},
+                  heldout=heldout, preset=run.preset, overrides={"seed": run.seed},
                   on_policy_prompts=preset.rm_on_policy, on_policy_source=layout.rl,
-                  reward_model=os.path.join(run.out, "rm"), max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
-                  seed=run.seed, resume=True, quiet=run.quiet).run()
+                  reward_model=os.path.join(run.out, "rm"), resume=True, quiet=run.quiet).run()
 
 
-def _best_of_n(run: Pipeline, preset: PipelinePreset, layout: DataLayout, heldout: str, out: str) -> dict:
+def _best_of_n(run: Pipeline, preset: Preset, layout: DataLayout, heldout: str, out: str) -> dict:
     return BestOfNRun(policy=os.path.join(run.out, "sft"), reward_model=os.path.join(run.out, "rm"), out=out,
-                      n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.get("max_new_tokens", 40),
+                      n=preset.best_of_n, heldout=heldout, max_new_tokens=preset.rlhf.max_new_tokens,
                       temperature=preset.best_of_n_temperature, seed=run.seed, resume=True, quiet=run.quiet).run()
 
 

@@ -1,16 +1,20 @@
 """One declared rule per number a user chooses: its type, its range, and that it is finite.
 
-Lecture-independent plumbing. A flag like `--lr` or a field like `RLHFConfig.kl_coef` is
+Lecture-independent plumbing. A flag like `--lr` or a field like `RLHFConfig.beta` is
 checked by one `Rule` before any work starts: the command line parses it with `rule.parse`
 (argparse's `type=`), the Python API checks it with `rule.check`, and both say the same
 sentence. NaN and infinity are refused everywhere: no setting of this project means them.
 Example: `POSITIVE.check("lr", float("nan"))` raises "lr must be a positive finite number, got nan".
+
+A settings dataclass declares each field with `setting(default, help, rule)`: the field's
+rule and the sentence a user reads in `--help` live beside it, and `rules_of` gathers the
+rules of a class (the commands make one flag per ruled field from the same metadata).
 """
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 from minillm.errors import UserError
@@ -68,3 +72,16 @@ def check_fields(obj, rules: dict[str, Rule]) -> None:
     """
     for name, rule in rules.items():
         rule.check(f"{name} (--{name.replace('_', '-')})", getattr(obj, name))
+
+
+def setting(default, help: str, rule: Rule | None = None):
+    """A dataclass field with its `--help` sentence and, for a number a user chooses, its rule.
+
+    Example: `lr: float = setting(1e-3, "peak learning rate", POSITIVE)` gives the flag `--lr`.
+    """
+    return field(default=default, metadata={"help": help, "rule": rule})
+
+
+def rules_of(cls) -> dict[str, Rule]:
+    """{field name: rule} of every field of a settings dataclass declared with a rule."""
+    return {f.name: f.metadata["rule"] for f in fields(cls) if f.metadata.get("rule") is not None}

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 from minillm.io import checks
 from minillm.engine import backend
@@ -29,34 +29,8 @@ from minillm.model.ngram import NGramLM
 from minillm.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from minillm.tokenizers import load as load_tokenizer
 from minillm.tokenizers.base import ENDOFTEXT
-from minillm.phases.trainer import TrainConfig, Trainer, TrainingDiverged, fit_schedule
-
-
-@dataclass
-class Preset:
-    model: dict                 # GPTConfig fields except vocab_size (set by the tokenizer)
-    train: TrainConfig
-    tokenizer: str = "char"     # char | word | bpe:VOCAB
-    eval_batches: int = 20      # validation batches per evaluation
-    ngram_orders: tuple = (2, 3, 4)  # the baseline is the best of these n-gram models
-
-
-PRESETS = {
-    # seconds: for tests, notebooks and trying the command
-    "tiny": Preset(dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
-                   TrainConfig(max_steps=40, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=5,
-                               eval_interval=20, log_interval=5, checkpoint_interval=20),
-                   eval_batches=4, ngram_orders=(2, 3)),
-    # the scale a CPU user starts with (nanoGPT's "baby" Shakespeare config, no dropout)
-    "shakespeare-char": Preset(dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
-                               TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4,
-                                           warmup_steps=100, eval_interval=250, checkpoint_interval=500)),
-    # a larger subword model
-    "small-bpe": Preset(dict(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.0),
-                        TrainConfig(max_steps=3000, batch_size=16, lr=6e-4, min_lr=6e-5,
-                                    warmup_steps=200, eval_interval=250, checkpoint_interval=500),
-                        tokenizer="bpe:512", ngram_orders=(2, 3)),
-}
+from minillm.phases import presets
+from minillm.phases.trainer import Trainer, TrainingDiverged, short_run_note
 
 
 def build_tokenizer(spec: str, train_text: str, all_text: str):
@@ -104,7 +78,7 @@ class PretrainRun:
     """Everything one pretraining run needs; `run()` trains and returns a summary."""
 
     out: str
-    preset: str = "shakespeare-char"
+    preset: str = presets.COMMAND_PRESET  # a name in phases/presets.py's PRESETS
     data: str | None = None
     val: str | None = None
     tokenizer: str | None = None
@@ -120,15 +94,15 @@ class PretrainRun:
                 "tokenizer": self.tokenizer, "overrides": self.overrides, "model_overrides": self.model_overrides}
 
     def run(self) -> dict:
-        if self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[self.preset]
+        preset = presets.get(self.preset)
         # a run shorter than the preset's gets warmup, evaluations and checkpoints that fit inside it
-        train_cfg = fit_schedule(replace(preset.train, **self.overrides), preset.train.max_steps, 0, None, self.overrides)
+        train_cfg, fitted = presets.phase_settings(self.preset, "pretrain", self.overrides)
         model_fields = {**preset.model, **self.model_overrides}
         check_model_fields(model_fields)
         run_dir = RunDir(self.out, "pretrain", self.settings(), resume=self.resume, overwrite=self.overwrite,
                          quiet=self.quiet)
+        if note := short_run_note(fitted):
+            self._say(note)
         text, val_text = load_corpus(self.data, self.val)
         if val_text is None:
             text, val_text = split_text(text, 0.1, [ENDOFTEXT])
@@ -230,15 +204,3 @@ def check_model_fields(fields: dict) -> None:
     """Refuse a model size no GPT can have, naming its flag, before any data is read."""
     for name, rule in MODEL_RULES.items():
         rule.check(f"{name} (--{name.replace('_', '-')})", fields.get(name))
-
-
-def preset_table() -> str:
-    """One line per preset, for --help."""
-    return "; ".join(f"{name}: {p.model['n_layer']} layers, {p.model['n_embd']} channels, block "
-                     f"{p.model['block_size']}, {p.train.max_steps} steps, {p.tokenizer}"
-                     for name, p in PRESETS.items())
-
-
-def config_dict(preset: str) -> dict:
-    p = PRESETS[preset]
-    return {"model": p.model, "train": asdict(p.train), "tokenizer": p.tokenizer}

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy
 
@@ -34,12 +34,8 @@ from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import Tensor, no_grad
 from minillm.phases.common import gold_labelled_pairs, sample_responses
 from minillm.phases.judge import RewardMetrics, RewardSummary
-from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
-
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain + default SFT: about 2
-# epochs of the pairs that fit a block of 64.
-DEFAULT_TRAIN = TrainConfig(max_steps=250, batch_size=16, lr=5e-4, min_lr=5e-5, warmup_steps=20,
-                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=50)
+from minillm.phases import presets
+from minillm.phases.trainer import TrainConfig, Trainer, short_run_note
 
 
 # ----- the loss on one stacked batch ----------------------------------------------------
@@ -128,7 +124,8 @@ class RewardRun:
     val: str | None = None          # validation pairs (default: shipped validation.jsonl)
     prompts: str | None = None      # held-out prompts for RM-gold agreement (default: data/rl/heldout.jsonl)
     epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    preset: str = presets.COMMAND_PRESET  # a name in phases/presets.py's PRESETS: its settings of this phase
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields over the preset's
     agreement_prompts: int | None = None  # use only the first N held-out prompts (None: all)
     on_policy_prompts: int = 0      # label 2 answers of the init model to this many training prompts by gold
     on_policy_source: str | None = None  # where those prompts come from (default: data/rl/train.jsonl)
@@ -141,7 +138,8 @@ class RewardRun:
     def settings(self) -> dict:
         """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
         return {"init": absolute_paths(self.init), "data": absolute_paths(self.data), "val": absolute_paths(self.val),
-                "prompts": absolute_paths(self.prompts), "epochs": self.epochs, "overrides": self.overrides,
+                "prompts": absolute_paths(self.prompts), "epochs": self.epochs, "preset": self.preset,
+                "overrides": self.overrides,
                 "agreement_prompts": self.agreement_prompts, "on_policy_prompts": self.on_policy_prompts,
                 "on_policy_source": absolute_paths(self.on_policy_source), "skip_bad": self.skip_bad}
 
@@ -149,7 +147,7 @@ class RewardRun:
         checks.POSITIVE.check("epochs (--epochs)", self.epochs)
         checks.POSITIVE_INT.check("agreement_prompts (--agreement-prompts)", self.agreement_prompts)
         checks.NONNEGATIVE_INT.check("on_policy_prompts (--on-policy-prompts)", self.on_policy_prompts)
-        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        train_cfg = presets.phase_settings(self.preset, "rm", self.overrides)[0]  # fitted once the data is read
         run_dir = RunDir(self.out, "reward", self.settings(), {"--init": self.init}, self.resume, self.overwrite,
                          self.quiet)
         start = time.perf_counter()
@@ -242,7 +240,10 @@ class RewardRun:
         return PreferenceBatches(train, pad_id), PreferenceBatches(valid, pad_id), counts
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
-        return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
+        cfg, fitted = presets.phase_settings(self.preset, "rm", self.overrides, n_pairs, self.epochs)
+        if note := short_run_note(fitted):
+            self._say(note)
+        return cfg
 
     def _agreement(self, gpt, reward_model, tok, prompts: list[str], seed: int) -> dict:
         self._say(f"sampling 2 responses for each of {len(prompts)} held-out prompts from {self.init} "
@@ -304,7 +305,3 @@ def write_report(out_dir: str, summary: RewardSummary, agreement: dict, margins,
         md.append("")
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md))
-
-
-def config_dict() -> dict:
-    return asdict(DEFAULT_TRAIN)

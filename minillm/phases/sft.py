@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 from minillm.io import checks
 from minillm.engine import backend
@@ -29,11 +29,8 @@ from minillm.errors import UserError
 from minillm.phases.losses import NORMALIZATIONS, sft_loss
 from minillm.phases import common
 from minillm.phases.judge import AnswerScores, SFTSummary
-from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
-
-# Tuned on the shipped tiny world from a `shakespeare-char` pretrain.
-DEFAULT_TRAIN = TrainConfig(max_steps=300, batch_size=16, lr=1e-3, min_lr=1e-4, warmup_steps=20,
-                            weight_decay=0.0, eval_interval=50, log_interval=10, checkpoint_interval=100)
+from minillm.phases import presets
+from minillm.phases.trainer import TrainConfig, Trainer, short_run_note
 
 
 # ----- the data ------------------------------------------------------------------------
@@ -115,7 +112,8 @@ class SFTRun:
     test: str | None = None         # held-out prompts for before/after (default: shipped test.jsonl)
     epochs: float | None = None     # sets max_steps so each pair is seen this many times on average
     normalize: str = "token"        # "token" or "sequence" (see sft_loss)
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    preset: str = presets.COMMAND_PRESET  # a name in phases/presets.py's PRESETS: its settings of this phase
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields over the preset's
     eval_prompts: int | None = None  # evaluate only the first N held-out prompts (None: all)
     skip_bad: bool = False          # skip unreadable lines of the data files instead of stopping
     resume: bool = False
@@ -126,14 +124,15 @@ class SFTRun:
         """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
         return {"init": absolute_paths(self.init), "data": absolute_paths(self.data), "val": absolute_paths(self.val),
                 "test": absolute_paths(self.test), "epochs": self.epochs, "normalize": self.normalize,
-                "overrides": self.overrides, "eval_prompts": self.eval_prompts, "skip_bad": self.skip_bad}
+                "preset": self.preset, "overrides": self.overrides, "eval_prompts": self.eval_prompts,
+                "skip_bad": self.skip_bad}
 
     def run(self) -> dict:
         if self.normalize not in NORMALIZATIONS:
             raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         checks.POSITIVE.check("epochs (--epochs)", self.epochs)
         checks.POSITIVE_INT.check("eval_prompts (--eval-prompts)", self.eval_prompts)
-        train_cfg = replace(DEFAULT_TRAIN, **self.overrides)
+        train_cfg = presets.phase_settings(self.preset, "sft", self.overrides)[0]  # fitted once the data is read
         run_dir = RunDir(self.out, "sft", self.settings(), {"--init": self.init}, self.resume, self.overwrite,
                          self.quiet)
         start = time.perf_counter()
@@ -191,7 +190,10 @@ class SFTRun:
         return train, valid
 
     def _schedule(self, cfg: TrainConfig, n_pairs: int) -> TrainConfig:
-        return fit_schedule(cfg, DEFAULT_TRAIN.max_steps, n_pairs, self.epochs, self.overrides)
+        cfg, fitted = presets.phase_settings(self.preset, "sft", self.overrides, n_pairs, self.epochs)
+        if note := short_run_note(fitted):
+            self._say(note)
+        return cfg
 
     def _report(self, result, prompts, references, before, after, train, base, start) -> dict:
         scores = {"before": common.score_answers(prompts, before, references),
@@ -220,7 +222,3 @@ class SFTRun:
     def _say(self, message: str) -> None:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
-
-
-def config_dict() -> dict:
-    return asdict(DEFAULT_TRAIN)

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy
 
 from minillm.io import checks
+from minillm.io.checks import setting
 from minillm.engine import backend, optim
 from minillm.io import checkpoint
 from minillm.errors import UserError
@@ -32,51 +33,66 @@ from minillm.phases.progress import Progress
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 1000          # optimizer steps in the whole run
-    batch_size: int = 12           # sequences per micro-batch
-    grad_accum: int = 1            # micro-batches per optimizer step
-    lr: float = 1e-3               # peak learning rate
-    min_lr: float = 1e-4           # floor of the cosine decay
-    warmup_steps: int = 100        # linear warmup from 0 to lr
-    weight_decay: float = 0.1      # AdamW decay of matrices (not of biases or norms)
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0         # max global gradient norm (0 disables)
-    eval_interval: int = 250       # evaluate every this many steps (and at the end)
-    log_interval: int = 10         # write a train record every this many steps
-    checkpoint_interval: int = 500 # save every this many steps (and at the end)
-    seed: int = 1337               # seeds the global generator: batches, dropout
+    """The settings of a supervised phase (pretraining, SFT, the reward model; DPO adds its own).
+
+    Each numeric field has its rule (minillm/io/checks.py): `minillm pretrain`, `sft`, `reward`
+    and `dpo` make one flag per field from it (--max-steps, --lr, ...), with the help below."""
+
+    max_steps: int = setting(1000, "optimizer steps in the whole run", checks.POSITIVE_INT)
+    batch_size: int = setting(12, "sequences per micro-batch", checks.POSITIVE_INT)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", checks.POSITIVE_INT)
+    lr: float = setting(1e-3, "peak learning rate", checks.POSITIVE)
+    min_lr: float = setting(1e-4, "floor of the cosine decay", checks.NONNEGATIVE)
+    warmup_steps: int = setting(100, "linear warmup from 0 to lr, in steps", checks.NONNEGATIVE_INT)
+    weight_decay: float = setting(0.1, "AdamW decay of matrices (not of biases or norms)", checks.NONNEGATIVE)
+    beta1: float = setting(0.9, "AdamW's β1, the decay of the gradient's running mean", checks.BETA)
+    beta2: float = setting(0.99, "AdamW's β2, the decay of the squared gradient's running mean", checks.BETA)
+    grad_clip: float = setting(1.0, "max global gradient norm (0 disables)", checks.NONNEGATIVE)
+    eval_interval: int = setting(250, "evaluate every this many steps (and at the end)", checks.POSITIVE_INT)
+    log_interval: int = setting(10, "write a train record every this many steps", checks.POSITIVE_INT)
+    checkpoint_interval: int = setting(500, "save every this many steps (and at the end)", checks.POSITIVE_INT)
+    seed: int = setting(1337, "seeds the global generator: batches, dropout", checks.SEED)
 
     def __post_init__(self):
         """Refuse settings no run can use, naming the field and its command-line flag."""
-        checks.check_fields(self, TRAIN_RULES)
+        checks.check_fields(self, checks.rules_of(type(self)))
 
 
-# One rule per TrainConfig field (minillm/io/checks.py): the flags of `pretrain`, `sft`, `reward`
-# and `dpo` parse with the same rules.
-TRAIN_RULES = {"max_steps": checks.POSITIVE_INT, "batch_size": checks.POSITIVE_INT,
-               "grad_accum": checks.POSITIVE_INT, "lr": checks.POSITIVE, "min_lr": checks.NONNEGATIVE,
-               "warmup_steps": checks.NONNEGATIVE_INT, "weight_decay": checks.NONNEGATIVE,
-               "beta1": checks.BETA, "beta2": checks.BETA, "grad_clip": checks.NONNEGATIVE,
-               "eval_interval": checks.POSITIVE_INT, "log_interval": checks.POSITIVE_INT,
-               "checkpoint_interval": checks.POSITIVE_INT, "seed": checks.SEED}
+TRAIN_RULES = checks.rules_of(TrainConfig)
+
+# The intervals a short run fits inside itself, each with the share of the run it may take.
+FITTED = (("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1))
 
 
 def fit_schedule(cfg: TrainConfig, default_steps: int, examples: int, epochs: float | None,
-                 overrides: dict) -> TrainConfig:
-    """The run's TrainConfig once `--epochs` and a short run are taken into account.
+                 overrides: dict) -> tuple[TrainConfig, dict]:
+    """The run's TrainConfig once `--epochs` and a short run are taken into account, and what
+    the short run changed: {field: (preset's value, fitted value)}.
 
     --epochs E sets max_steps = ceil(E · examples / (batch_size · grad_accum)). A run shorter
-    than the phase's default gets warmup (a tenth), evaluation, checkpoints and logs that fit
-    inside it, unless the user set those explicitly (`overrides`).
+    than the preset's (`default_steps`) gets warmup (a tenth), evaluation, checkpoints and logs
+    that fit inside it, unless the user set those explicitly (`overrides`); the phase prints
+    the changes (`short_run_note`).
+    Example: 40 steps of a preset with warmup 100 and eval_interval 250 -> warmup 4, eval_interval 40.
     """
     if epochs is not None:
         cfg = replace(cfg, max_steps=max(1, math.ceil(epochs * examples / (cfg.batch_size * cfg.grad_accum))))
-    if cfg.max_steps < default_steps:
-        fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in
-               [("warmup_steps", 10), ("eval_interval", 1), ("checkpoint_interval", 1), ("log_interval", 1)]}
-        cfg = replace(cfg, **{k: v for k, v in fit.items() if k not in overrides})
-    return cfg
+    if cfg.max_steps >= default_steps:
+        return cfg, {}
+    fit = {k: min(getattr(cfg, k), max(1, cfg.max_steps // d)) for k, d in FITTED if k not in overrides}
+    changes = {k: (getattr(cfg, k), v) for k, v in fit.items() if v != getattr(cfg, k)}
+    return replace(cfg, **fit), changes
+
+
+def short_run_note(changes: dict) -> str | None:
+    """One line naming what a short run changed, or None when it changed nothing.
+
+    Example: "short run: warmup_steps 100 -> 4, eval_interval 250 -> 40 (set them to keep yours)".
+    """
+    if not changes:
+        return None
+    return ("short run: " + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
+            + " (set them to keep yours)")
 
 
 class TrainingDiverged(UserError, RuntimeError):

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 
 from minillm.io import checks
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
-from minillm.phases.rl.dpo import DPORun, config_dict
+from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
+                                              setting_overrides)
+from minillm.phases import presets
+from minillm.phases.presets import DPOConfig
+from minillm.phases.rl.dpo import DPORun
 
-DEFAULTS = config_dict()
+DEFAULTS = presets.get(presets.COMMAND_PRESET).dpo
 
 
 def register(subparsers) -> None:
@@ -22,29 +25,25 @@ def register(subparsers) -> None:
                     "pairwise loss on the implicit reward β·log π(y|x)/π_ref(y|x) against the frozen SFT "
                     "model; log the loss, the implicit reward's accuracy and margin and the chosen and "
                     "rejected log-probabilities; then compare held-out answers of SFT and DPO (report.md). "
-                    f"Defaults: {DEFAULTS['max_steps']} steps, batch {DEFAULTS['batch_size']} pairs, "
-                    f"lr {DEFAULTS['lr']}.")
+                    f"Defaults: {DEFAULTS.max_steps} steps, batch {DEFAULTS.batch_size} pairs, "
+                    f"lr {DEFAULTS.lr}, β {DEFAULTS.beta}.")
     p.add_argument("--policy", required=True, help="the SFT run directory (minillm sft --out)")
     p.add_argument("--data", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl)")
     p.add_argument("--val", help="validation pairs (default: the shipped data/preferences/validation.jsonl)")
     p.add_argument("--heldout", help="held-out prompts for the report (default: data/rl/heldout.jsonl)")
-    number_flag(p, "--beta", checks.POSITIVE, default=0.1, help="β of the implicit reward (default 0.1)")
     number_flag(p, "--on-policy-prompts", checks.NONNEGATIVE_INT, default=0,
                 help="also train on pairs of 2 sampled SFT answers to N prompts of data/rl/train.jsonl, "
                         "labelled by gold_score (as `minillm reward --on-policy-prompts`)")
     p.add_argument("--rm", help="optional reward-model run: the report shows the RM score of the answers too")
-    number_flag(p, "--max-new-tokens", checks.POSITIVE_INT, default=60,
-                help="longest sampled answer in the report (default 60)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
     add_run_flags(p)
-    add_train_flags(p)
+    add_preset_flag(p)
+    add_setting_flags(p, DPOConfig, DEFAULTS)  # --beta, --max-new-tokens and the supervised loop's flags
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = train_overrides(args)
-    DPORun(policy=args.policy, out=args.out, data=args.data, val=args.val, heldout=args.heldout, beta=args.beta,
-           overrides=overrides, on_policy_prompts=args.on_policy_prompts, reward_model=args.rm,
-           max_new_tokens=args.max_new_tokens, seed=overrides.get("seed", 1337), resume=args.resume,
-           overwrite=args.overwrite, quiet=args.quiet).run()
+    DPORun(policy=args.policy, out=args.out, data=args.data, val=args.val, heldout=args.heldout, preset=args.preset,
+           overrides=setting_overrides(args, DPOConfig), on_policy_prompts=args.on_policy_prompts,
+           reward_model=args.rm, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

@@ -14,15 +14,8 @@ from minillm.io import checks
 from minillm.app.commands.train_flags import number_flag
 from minillm.data.folders import LAYOUT_HELP
 from minillm.app.pipeline_phases import DEFAULT_METHODS, METHODS
-from minillm.app.pipeline import PRESETS, Pipeline
-
-
-def _describe(name: str) -> str:
-    p = PRESETS[name]
-    m = p.model
-    return (f"{name}: {m['n_layer']} layers, {m['n_embd']} channels, block {m['block_size']}; "
-            f"{p.pretrain['max_steps']} pretraining, {p.sft['max_steps']} SFT, {p.rm['max_steps']} reward-model "
-            f"and {p.rlhf['steps']} RLHF steps")
+from minillm.app.pipeline import Pipeline
+from minillm.phases import presets
 
 
 def register(subparsers) -> None:
@@ -32,10 +25,11 @@ def register(subparsers) -> None:
                     "OUT/sft, OUT/rm, OUT/rlhf), then answer the same held-out prompts with the "
                     "pretrained, SFT and RLHF models and write OUT/report.html and OUT/report.md. "
                     "Interrupted, it resumes where it stopped when run again with the same --out. "
-                    "Presets: " + "; ".join(_describe(n) for n in PRESETS) + ".")
-    p.add_argument("--preset", choices=list(PRESETS), default="classroom",
-                   help="quick: about a minute; classroom (default): a few minutes on a 2-core CPU; "
-                        "full: about twenty minutes (measured times: docs/results.md)")
+                    "Presets: " + "; ".join(presets.describe(n) for n in presets.PRESETS) + ".")
+    p.add_argument("--preset", choices=list(presets.PRESETS), default=presets.PIPELINE_PRESET,
+                   help=f"quick: about a minute; {presets.PIPELINE_PRESET} (default): a few minutes on a 2-core "
+                        "CPU; full: about twenty minutes (measured times: docs/results.md); the pretraining "
+                        "presets run the later phases with the standalone commands' settings")
     p.add_argument("--out", default="runs/pipeline", help="run directory (default: runs/pipeline)")
     number_flag(p, "--seed", checks.SEED, default=1337, help="seeds every phase (default 1337)")
     p.add_argument("--data", help=f"a data directory instead of the shipped data/: {LAYOUT_HELP}")

@@ -11,9 +11,14 @@ import argparse
 from minillm.app import labeling
 from minillm.io import checkpoint
 from minillm.errors import UserError
-from minillm.phases.reward import DEFAULT_TRAIN, RewardRun, score_responses
+from minillm.phases.reward import RewardRun, score_responses
 from minillm.io import checks
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
+from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
+                                              setting_overrides)
+from minillm.phases import presets
+from minillm.phases.trainer import TrainConfig
+
+DEFAULTS = presets.get(presets.COMMAND_PRESET).rm
 
 
 
@@ -37,7 +42,7 @@ def _register_reward(subparsers) -> None:
                     "with -log σ(s_w - s_l) on preference pairs (any layout minillm reads, Anthropic HH "
                     "included); report validation accuracy, the margin histogram (margins.png) and the "
                     "agreement with the gold labeler on freshly sampled responses (report.md). Defaults: "
-                    f"{DEFAULT_TRAIN.max_steps} steps, batch {DEFAULT_TRAIN.batch_size} pairs, lr {DEFAULT_TRAIN.lr}.")
+                    f"{DEFAULTS.max_steps} steps, batch {DEFAULTS.batch_size} pairs, lr {DEFAULTS.lr}.")
     p.add_argument("--init", required=True, help="the SFT run directory (minillm sft --out), or a pretrained one")
     p.add_argument("--data", nargs="+", help="preference pairs .jsonl (default: the shipped data/preferences/train.jsonl); "
                    "several files (`minillm label` files among them) are mixed into OUT.pairs.jsonl beside OUT, and "
@@ -53,15 +58,16 @@ def _register_reward(subparsers) -> None:
                 help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
     add_run_flags(p)
-    add_train_flags(p)
+    add_preset_flag(p)
+    add_setting_flags(p, TrainConfig, DEFAULTS)
     p.set_defaults(func=run_reward)
 
 
 def run_reward(args: argparse.Namespace) -> int:
-    overrides = train_overrides(args)
+    overrides = setting_overrides(args, TrainConfig)
     data, labels = labeling.mix_for_reward(args.data, args.out)
     RewardRun(init=args.init, out=args.out, data=data, val=args.val, prompts=args.prompts,
-              epochs=args.epochs, overrides=overrides, agreement_prompts=args.agreement_prompts,
+              epochs=args.epochs, preset=args.preset, overrides=overrides, agreement_prompts=args.agreement_prompts,
               on_policy_prompts=args.on_policy_prompts, skip_bad=args.skip_bad, resume=args.resume,
               overwrite=args.overwrite, quiet=args.quiet).run()
     if labels:  # the class's labels: what they agree on, and what the reward model learned from them

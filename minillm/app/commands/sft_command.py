@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 
 from minillm.phases.losses import NORMALIZATIONS
-from minillm.phases.sft import DEFAULT_TRAIN, SFTRun
+from minillm.phases.sft import SFTRun
 from minillm.io import checks
-from minillm.app.commands.train_flags import add_run_flags, add_train_flags, number_flag, train_overrides
+from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
+                                              setting_overrides)
+from minillm.phases import presets
+from minillm.phases.trainer import TrainConfig
+
+DEFAULTS = presets.get(presets.COMMAND_PRESET).sft
 
 
 
@@ -21,8 +26,8 @@ def register(subparsers) -> None:
         description="Finetune a pretrained checkpoint on (prompt, response) demonstrations and "
                     "multi-turn conversations with the chat template and a loss on the assistant's "
                     "tokens only; then compare held-out answers before "
-                    f"and after (report.md). Defaults: {DEFAULT_TRAIN.max_steps} steps, batch "
-                    f"{DEFAULT_TRAIN.batch_size}, lr {DEFAULT_TRAIN.lr}.")
+                    f"and after (report.md). Defaults: {DEFAULTS.max_steps} steps, batch "
+                    f"{DEFAULTS.batch_size}, lr {DEFAULTS.lr}.")
     p.add_argument("--init", required=True, help="the pretrained run directory (minillm pretrain --out)")
     p.add_argument("--data", nargs="+", help="demonstrations .jsonl, one or more files: pairs, or "
                                              "`messages` conversations of any number of turns (default: "
@@ -39,13 +44,14 @@ def register(subparsers) -> None:
                 help="evaluate only the first N held-out prompts")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
     add_run_flags(p)
-    add_train_flags(p)
+    add_preset_flag(p)
+    add_setting_flags(p, TrainConfig, DEFAULTS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = train_overrides(args)
+    overrides = setting_overrides(args, TrainConfig)
     SFTRun(init=args.init, out=args.out, data=args.data, val=args.val, test=args.test, epochs=args.epochs,
-           normalize=args.normalize, overrides=overrides, eval_prompts=args.eval_prompts,
+           normalize=args.normalize, preset=args.preset, overrides=overrides, eval_prompts=args.eval_prompts,
            skip_bad=args.skip_bad, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet).run()
     return 0

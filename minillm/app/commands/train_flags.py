@@ -1,19 +1,21 @@
-"""The flags the training commands share, each parsed by its one declared rule (minillm/io/checks.py).
+"""The flags the training commands share, made from the fields of each phase's settings dataclass.
 
---max-steps, --lr, ... of every supervised phase override one field of the phase's
-TrainConfig each (a flag left out keeps the phase's default); --resume, --overwrite and
---quiet belong to every training command. `number_flag` adds any other numeric flag with its
-rule, so a zero, negative or non-finite value is refused before any work, in one line.
+`add_preset_flag` adds --preset (the names of phases/presets.py's one table). `add_setting_flags`
+walks a settings dataclass (TrainConfig, DPOConfig, RLHFConfig) and adds one flag per field
+declared with a rule: `max_steps` becomes --max-steps, parsed (and range-checked) by the
+field's rule, with the field's help sentence and its value in the command's default preset;
+a flag left out keeps the preset's value. `setting_overrides` gives back the fields the user
+set. --resume, --overwrite and --quiet belong to every training command. `number_flag` adds
+any other numeric flag with its rule, so a zero, negative or non-finite value is refused
+before any work, in one line.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from minillm.io import checks
-from minillm.phases.trainer import TRAIN_RULES
-
-TRAIN_FIELDS = ["max_steps", "batch_size", "lr", "seed", "grad_accum", "eval_interval", "warmup_steps",
-                "checkpoint_interval"]
+from minillm.phases import presets
 
 
 def number_flag(parser: argparse.ArgumentParser, flag: str, rule: checks.Rule, **kwargs) -> None:
@@ -32,13 +34,27 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """--max-steps, --batch-size, --lr, --seed, --grad-accum, --eval-interval, --warmup-steps,
-    --checkpoint-interval, each overriding the TrainConfig field of the same name."""
-    for name in TRAIN_FIELDS:
-        number_flag(parser, "--" + name.replace("_", "-"), TRAIN_RULES[name], dest=name, default=None)
+def add_preset_flag(parser: argparse.ArgumentParser, default: str = presets.COMMAND_PRESET) -> None:
+    """--preset: a name of the one table of presets (phases/presets.py), each described in --help."""
+    parser.add_argument("--preset", choices=list(presets.PRESETS), default=default,
+                        help=f"the settings to start from (default {default}): "
+                             + "; ".join(presets.describe(name) for name in presets.PRESETS))
 
 
-def train_overrides(args: argparse.Namespace) -> dict:
-    """{TrainConfig field: value} for the flags the user gave."""
-    return {name: getattr(args, name) for name in TRAIN_FIELDS if getattr(args, name) is not None}
+def ruled_fields(settings_class) -> list:
+    """The fields of a settings dataclass that have a rule: each one is a flag."""
+    return [f for f in fields(settings_class) if f.metadata.get("rule") is not None]
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, settings_class, defaults) -> None:
+    """One --field-name flag per ruled field of `settings_class`, parsed by the field's rule;
+    `defaults` (the default preset's settings) gives the value shown in the help."""
+    for f in ruled_fields(settings_class):
+        number_flag(parser, "--" + f.name.replace("_", "-"), f.metadata["rule"], dest=f.name, default=None,
+                    help=f"{f.metadata['help']}; the preset's by default ({presets.COMMAND_PRESET}: "
+                         f"{getattr(defaults, f.name)})")
+
+
+def setting_overrides(args: argparse.Namespace, settings_class) -> dict:
+    """{field: value} of the flags of `settings_class` the user gave."""
+    return {f.name: getattr(args, f.name) for f in ruled_fields(settings_class) if getattr(args, f.name) is not None}

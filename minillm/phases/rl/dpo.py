@@ -32,14 +32,8 @@ from minillm.errors import UserError
 from minillm.phases.losses import dpo_loss, implicit_rewards, mean_margin, pairwise_accuracy
 from minillm.engine.tensor import Tensor, no_grad
 from minillm.phases import common, judge
-from minillm.phases.trainer import TrainConfig, Trainer, fit_schedule
-
-
-
-def config_dict() -> dict:
-    """DPO's TrainConfig defaults: a small constant-ish learning rate, like RL's, over few steps."""
-    return dict(max_steps=150, batch_size=16, lr=1e-5, min_lr=1e-5, warmup_steps=10, weight_decay=0.0,
-                eval_interval=15, log_interval=5, checkpoint_interval=50)
+from minillm.phases import presets
+from minillm.phases.trainer import Trainer, short_run_note
 
 
 @dataclass
@@ -144,13 +138,11 @@ class DPORun:
     data: str | None = None         # preference pairs (default: the shipped preferences/train.jsonl)
     val: str | None = None          # validation pairs (default: shipped validation.jsonl)
     heldout: str | None = None      # held-out prompts for the report (default: data/rl/heldout.jsonl)
-    beta: float = 0.1
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    preset: str = presets.COMMAND_PRESET  # a name in phases/presets.py's PRESETS: its DPO settings
+    overrides: dict = field(default_factory=dict)  # DPOConfig fields over the preset's (beta, lr, seed, ...)
     on_policy_prompts: int = 0      # add gold-labelled pairs of 2 SFT samples to this many prompts
     on_policy_source: str | None = None  # where those prompts come from (default: data/rl/train.jsonl)
     reward_model: str | None = None  # optional: a reward model run, to report the RM score of the answers
-    max_new_tokens: int = 60        # sampled answers in the report's KL and sampled comparison
-    seed: int = 1337
     resume: bool = False
     overwrite: bool = False         # replace a minillm run already in `out`
     quiet: bool = False
@@ -158,19 +150,16 @@ class DPORun:
     def settings(self) -> dict:
         """What decides this run's numbers: a resume must give the same (RUN.json keeps them)."""
         return {"policy": absolute_paths(self.policy), "data": absolute_paths(self.data),
-                "val": absolute_paths(self.val), "heldout": absolute_paths(self.heldout), "beta": self.beta,
+                "val": absolute_paths(self.val), "heldout": absolute_paths(self.heldout), "preset": self.preset,
                 "overrides": self.overrides, "on_policy_prompts": self.on_policy_prompts,
                 "on_policy_source": absolute_paths(self.on_policy_source),
-                "reward_model": absolute_paths(self.reward_model), "max_new_tokens": self.max_new_tokens,
-                "seed": self.seed}
+                "reward_model": absolute_paths(self.reward_model)}
 
     def run(self) -> dict:
         start = time.perf_counter()
-        checks.POSITIVE.check("beta (--beta), the β of the implicit reward β·log π/π_ref,", self.beta)
         checks.NONNEGATIVE_INT.check("on_policy_prompts (--on-policy-prompts)", self.on_policy_prompts)
-        checks.POSITIVE_INT.check("max_new_tokens (--max-new-tokens)", self.max_new_tokens)
-        checks.SEED.check("seed (--seed)", self.seed)
-        base_cfg = TrainConfig(**{**config_dict(), "seed": self.seed, **self.overrides})
+        cfg, fitted = presets.phase_settings(self.preset, "dpo", self.overrides)  # β and the rest, checked
+        self.cfg = cfg  # the resolved settings, which the loss and the on-policy pairs read too
         run_dir = RunDir(self.out, "dpo", self.settings(), {"--policy": self.policy, "--rm": self.reward_model},
                          self.resume, self.overwrite, self.quiet)
         sft = checkpoint.load_kind(self.policy, "gpt", "--policy")
@@ -180,7 +169,7 @@ class DPORun:
         reward_model = self._reward_model()
         reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
         block = sft.model.config.block_size
-        max_new_tokens = common.fit_new_tokens(self.max_new_tokens, block, self._say)  # the report's samples
+        max_new_tokens = common.fit_new_tokens(cfg.max_new_tokens, block, self._say)  # the report's samples
         # Every file is read (and checked) before any sampling or training starts.
         records = list(read_preferences(self.data or shipped().preferences))
         val = encode_pairs(tok, list(read_preferences(self.val or shipped().preferences_val)), block)
@@ -189,23 +178,24 @@ class DPORun:
         train = encode_pairs(tok, records, block)
         if not len(train) or not len(val):
             raise UserError(f"no preference pair fits the block of {block} tokens: nothing to train DPO on")
-        self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {self.beta}; "
+        self._say(f"DPO on {len(train)} pairs ({train.skipped} too long, skipped), β = {cfg.beta}; "
                   f"reference log-probabilities of every pair (π_ref is frozen)")
+        if note := short_run_note(fitted):
+            self._say(note)
         ref_train, ref_val = reference_logps(reference, train), reference_logps(reference, val)
-        cfg = fit_schedule(base_cfg, config_dict()["max_steps"], len(train), None, self.overrides)
         run_dir.start()
         trainer = Trainer(sft.model, cfg, self.out, train_batch=lambda rng: self._rows(rng, len(train), cfg.batch_size),
                           loss_fn=lambda model, rows: self._loss(model, train, ref_train, rows),
-                          evaluate=lambda model: dpo_metrics(model, val, ref_val, self.beta),
+                          evaluate=lambda model: dpo_metrics(model, val, ref_val, cfg.beta),
                           tokenizer=tok, meta={**sft.meta, "phase": "dpo", "init": os.path.abspath(self.policy),
-                                                "beta": self.beta}, quiet=self.quiet)
+                                                "beta": cfg.beta}, quiet=self.quiet)
         trainer.run(resume=self.resume)
         policy = trainer.model.eval()
-        sampling = judge.Sampling(1.0, max_new_tokens, self.seed)
+        sampling = judge.Sampling(1.0, max_new_tokens, cfg.seed)
         summary, notes, scores = judge.judge_policy(
             self.out, judge.DPOSummary, "dpo", policy, reference, reward_model, tok, heldout,
             sorted({r["prompt"] for r in records}), sampling,
-            {"algo": "dpo", "steps": cfg.max_steps, "beta": self.beta, "train_pairs": len(train),
+            {"algo": "dpo", "steps": cfg.max_steps, "beta": cfg.beta, "train_pairs": len(train),
              "tokens_seen": trainer.tokens_seen, "final": judge.DPOMetrics(**trainer.last_eval)}, start)
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", "DPO")) + "\n" + notes
                   + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
@@ -221,7 +211,7 @@ class DPORun:
         chosen, rejected, entropy = pair_logps_and_entropy(model, pairs, rows)
         index = backend.xp.asarray(rows)
         tokens = sum(len(pairs.chosen[i]) + len(pairs.rejected[i]) for i in rows)
-        return dpo_loss(chosen, rejected, ref[0][index], ref[1][index], self.beta), tokens, {"entropy": entropy}
+        return dpo_loss(chosen, rejected, ref[0][index], ref[1][index], self.cfg.beta), tokens, {"entropy": entropy}
 
     def _on_policy_pairs(self, reference, tok) -> list[dict]:
         if not self.on_policy_prompts:
@@ -229,7 +219,7 @@ class DPORun:
         prompts = [r["prompt"] for r in read_prompts(self.on_policy_source or shipped().rl)][:self.on_policy_prompts]
         self._say(f"labelling 2 sampled SFT answers to each of {len(prompts)} prompts with gold_score "
                   "(on-policy preference pairs)")
-        return common.gold_labelled_pairs(reference, tok, prompts, self.seed + 1)
+        return common.gold_labelled_pairs(reference, tok, prompts, self.cfg.seed + 1)
 
     def _reward_model(self):
         if self.reward_model is None:

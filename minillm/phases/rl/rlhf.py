@@ -40,6 +40,7 @@ from minillm.data.readers import read_prompts
 from minillm.errors import UserError
 from minillm.model.reward_model import RewardModel
 from minillm.phases import common, judge
+from minillm.phases.presets import RLHF_RULES, RLHFConfig  # noqa: F401 (RLHFConfig: part of this module's API)
 from minillm.phases.judge import encode_prompts, evaluate
 from minillm.phases.trainer import (StopSignals, TrainingDiverged, append_log, check_finite, gradient_step,
                                     last_checkpoint_note, quiet_overflow, truncate_log)
@@ -78,45 +79,6 @@ ALGORITHMS = {
     "ppo-seq": Algorithm(reinforce.rloo_targets, rl_ppo.policy_loss, epochs=True, min_group_size=2),
     "grpo": Algorithm(grpo.grpo_targets, grpo.policy_loss, epochs=True, min_group_size=2),
 }
-
-
-@dataclass
-class RLHFConfig:
-    algo: str = "rloo"              # reinforce | rloo | ppo | ppo-seq | grpo
-    reward: str = "rm"              # rm: the reward model (or --rm gold); exact: 1 if the answer is right
-    steps: int = 40                 # rollout-then-update iterations
-    batch_prompts: int = 16         # B prompts per step
-    group_size: int = 4             # G sampled responses per prompt
-    # AdamW, constant (no decay: RL steps are few). Small: the policy-gradient estimate is
-    # noisy, and Adam turns noise into steps of about lr per weight
-    lr: float = 3e-5
-    kl_coef: float = 0.1            # β; the starting β when target_kl is set
-    target_kl: float | None = None  # adapt β toward this mean KL per response (nats)
-    kl_horizon: int = 1000          # the adaptive controller's horizon (responses)
-    temperature: float = 1.0        # sampling temperature; the policy is softmax(z / τ)
-    max_new_tokens: int = 40        # longest response
-    normalize_adv: bool = False     # divide advantages by their std
-    ppo_epochs: int = 4             # PPO and GRPO: passes over one batch of rollouts
-    ppo_minibatch: int = 16         # PPO and GRPO: responses per gradient step
-    clip_eps: float = 0.2           # PPO and GRPO: ε of clip(ρ, 1−ε, 1+ε); PPO's value clip too
-    gamma: float = 1.0              # PPO: discount of GAE (1: the reward at the end counts fully)
-    lam: float = 0.95               # PPO: λ of GAE
-    value_lr: float = 1e-4          # PPO: the value model's learning rate
-    grad_clip: float = 1.0          # max global gradient norm (0 disables)
-    eval_interval: int = 10         # greedy held-out answers every this many steps
-    eval_prompts: int = 48          # how many held-out prompts the periodic evaluation answers
-    checkpoint_interval: int = 20
-    seed: int = 1337
-
-
-# One rule per numeric field (minillm/io/checks.py); `minillm rlhf` parses its flags with the same.
-RLHF_RULES = {"steps": checks.POSITIVE_INT, "batch_prompts": checks.POSITIVE_INT, "group_size": checks.POSITIVE_INT,
-              "lr": checks.POSITIVE, "kl_coef": checks.NONNEGATIVE, "target_kl": checks.POSITIVE,
-              "kl_horizon": checks.POSITIVE_INT, "temperature": checks.POSITIVE, "max_new_tokens": checks.POSITIVE_INT,
-              "ppo_epochs": checks.POSITIVE_INT, "ppo_minibatch": checks.POSITIVE_INT, "clip_eps": checks.POSITIVE,
-              "gamma": checks.UNIT, "lam": checks.UNIT, "value_lr": checks.POSITIVE, "grad_clip": checks.NONNEGATIVE,
-              "eval_interval": checks.POSITIVE_INT, "eval_prompts": checks.POSITIVE_INT,
-              "checkpoint_interval": checks.POSITIVE_INT, "seed": checks.SEED}
 
 
 def load_reward_model(path: str) -> RewardModel:
@@ -264,8 +226,8 @@ class RLHFRun:
         reference.eval()
         prompts, heldout = self._prompts(cfg)
         prompt_ids = encode_prompts(tok, prompts, policy.config.block_size, cfg.max_new_tokens)
-        optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-        controller = rl.KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+        optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=0.0)
+        controller = rl.KLController(cfg.beta, cfg.target_kl, cfg.kl_horizon)
         meta = {**sft.meta, "phase": "rlhf", "init": os.path.abspath(self.policy),
                 "reward_model": GOLD if reward_model is None else os.path.abspath(self.reward_model),
                 "rlhf_config": asdict(cfg)}
@@ -354,7 +316,7 @@ class RLHFRun:
             models.value = RewardModel.from_gpt(policy)
         models.value.eval()
         models.value_optimizer = optim.AdamW(models.value.parameters(), lr=self.config.value_lr,
-                                             betas=(0.9, 0.99), weight_decay=0.0)
+                                             betas=(self.config.beta1, self.config.beta2), weight_decay=0.0)
 
     def _model_names(self, models: Models) -> dict:
         reward = f"the reward model {self.reward_model}" if models.reward_model is not None else (
