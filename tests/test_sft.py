@@ -25,7 +25,7 @@ from minillm.model.gpt import GPT, GPTConfig
 from minillm.engine.tensor import Tensor
 from minillm.tokenizers import CharTokenizer, WordTokenizer
 from minillm.phases.losses import loss_weights, sft_loss, token_losses
-from minillm.phases.sft import encode_demonstrations
+from minillm.data.sft_batches import encode_demonstrations
 
 PIZZA = ("How to make pizza", "First, gather the ingredients. Then, mix the dough and let it rise.")
 

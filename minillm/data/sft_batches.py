@@ -10,6 +10,8 @@ positions (`minillm.tokenizers.chat_template.encode_example` lays it out), so on
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from minillm.engine import backend
 from minillm.engine.backend import IGNORE_INDEX
 from minillm.errors import UserError
@@ -68,6 +70,42 @@ def encode_each(records, encode, skip_bad: bool, refusal: str) -> tuple[list, in
                 raise UserError(refusal.format(number=number, err=err)) from None
             bad += 1
     return encoded, too_long, bad
+
+
+@dataclass
+class EncodedDemonstrations:
+    """Encoded demonstrations, and what did not make it."""
+
+    examples: list          # (ids, loss_mask) pairs
+    skipped: int = 0        # pairs whose response (plus template) does not fit in the block
+    truncated: int = 0      # pairs whose prompt lost tokens on the left to fit
+    bad_records: int = 0    # unreadable lines skipped with --skip-bad
+
+
+def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = False) -> EncodedDemonstrations:
+    """Encode every record with the chat template, counting what did not fit.
+
+    A {"prompt", "response"} pair goes through `chat.encode_example`; a record with
+    "messages" (a conversation of several turns) through `chat.encode_conversation`, which
+    drops whole turns from the front when it is longer than the block. A record the tokenizer
+    cannot encode (a character the pretrained tokenizer never saw) stops the run with its
+    number, or, with skip_bad, is skipped and counted as bad.
+    """
+    encoded, skipped, bad = encode_each(
+        records, lambda r: _encode_record(tokenizer, r, block_size), skip_bad,
+        "demonstration {number} cannot be encoded by the pretrained model's tokenizer ({err}); "
+        "pass --skip-bad to skip such demonstrations")
+    return EncodedDemonstrations([(ids, mask) for ids, mask, _ in encoded], skipped=skipped,
+                                 truncated=sum(cut for _, _, cut in encoded), bad_records=bad)
+
+
+def _encode_record(tokenizer, record: dict, block_size: int) -> tuple[list[int], list[int], bool]:
+    """(ids, loss_mask, whether anything was cut to fit the block) of one record."""
+    if "messages" in record:
+        ids, mask = chat.encode_conversation(tokenizer, record["messages"], max_tokens=block_size + 1)
+        return ids, mask, len(ids) < len(chat.encode_conversation(tokenizer, record["messages"])[0])
+    ids, mask = chat.encode_example(tokenizer, record["prompt"], record["response"], block_size)
+    return ids, mask, len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, record["prompt"]))
 
 
 def pad_batch(examples, pad_id: int, length: int | None = None, ignore_index: int = IGNORE_INDEX):

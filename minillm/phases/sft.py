@@ -24,7 +24,7 @@ from minillm.tokenizers import chat_template as chat
 from minillm.io import checkpoint
 from minillm.data.folders import shipped
 from minillm.data.readers import Records, read_demonstrations
-from minillm.data.sft_batches import IGNORE_INDEX, SFTBatches
+from minillm.data.sft_batches import IGNORE_INDEX, EncodedDemonstrations, SFTBatches, encode_demonstrations
 from minillm.errors import UserError
 from minillm.phases.losses import NORMALIZATIONS, sft_loss
 from minillm.phases import common
@@ -34,50 +34,6 @@ from minillm.phases.trainer import TrainConfig, Trainer, short_run_note
 
 
 # ----- the data ------------------------------------------------------------------------
-
-@dataclass
-class EncodedDemonstrations:
-    examples: list          # (ids, loss_mask) pairs
-    skipped: int = 0        # pairs whose response (plus template) does not fit in the block
-    truncated: int = 0      # pairs whose prompt lost tokens on the left to fit
-    bad_records: int = 0    # unreadable lines skipped with --skip-bad
-
-
-def encode_demonstrations(tokenizer, records, block_size: int, skip_bad: bool = False) -> EncodedDemonstrations:
-    """Encode every record with the chat template, counting what did not fit.
-
-    A {"prompt", "response"} pair goes through `chat.encode_example`; a record with
-    "messages" (a conversation of several turns) through `chat.encode_conversation`, which
-    drops whole turns from the front when it is longer than the block. A record the tokenizer
-    cannot encode (a character the pretrained tokenizer never saw) stops the run with its
-    number, or, with skip_bad, is skipped and counted as bad.
-    """
-    out = EncodedDemonstrations([], bad_records=len(getattr(records, "skipped", [])))
-    for number, r in enumerate(records, start=1):
-        try:
-            ids, mask, cut = _encode_record(tokenizer, r, block_size)
-        except chat.ResponseTooLong:
-            out.skipped += 1
-            continue
-        except ValueError as err:
-            if not skip_bad:
-                raise UserError(f"demonstration {number} cannot be encoded by the pretrained model's "
-                                 f"tokenizer ({err}); pass --skip-bad to skip such demonstrations") from None
-            out.bad_records += 1
-            continue
-        out.truncated += cut
-        out.examples.append((ids, mask))
-    return out
-
-
-def _encode_record(tokenizer, record: dict, block_size: int) -> tuple[list[int], list[int], bool]:
-    """(ids, loss_mask, whether anything was cut to fit the block) of one record."""
-    if "messages" in record:
-        ids, mask = chat.encode_conversation(tokenizer, record["messages"], max_tokens=block_size + 1)
-        return ids, mask, len(ids) < len(chat.encode_conversation(tokenizer, record["messages"])[0])
-    ids, mask = chat.encode_example(tokenizer, record["prompt"], record["response"], block_size)
-    return ids, mask, len(ids) - sum(mask) < len(chat.encode_prompt(tokenizer, record["prompt"]))
-
 
 def read_files(paths, skip_bad: bool) -> Records:
     """The demonstrations of one file or of several, in order (their bad lines counted together)."""
