@@ -119,6 +119,24 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def check_token_ids(ids, vocab_size: int, block_size: int | None = None):
+    """A language model's input, checked: integer ids of shape (B, T) (a (T,) row becomes (1, T)),
+    at most block_size long when given, each in [0, vocab_size); returned on the device."""
+    ids = backend.as_checkable(ids.data if isinstance(ids, Tensor) else ids)
+    if ids.ndim == 1:
+        ids = ids[None, :]
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise ValueError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
+    if block_size is not None and ids.shape[1] > block_size:
+        raise UserError(f"input has {ids.shape[1]} tokens but the model's block_size (the longest "
+                        f"context it can read) is {block_size}: crop the input")
+    bad = backend.out_of_range(ids, 0, vocab_size)
+    if bad:
+        raise UserError(f"token ids must lie in [0, {vocab_size}) (the vocabulary), "
+                        f"got values from {bad[0]} to {bad[1]}")
+    return backend.asarray(ids)
+
+
 class GPT(nn.Module):
     """A GPT-2-style decoder-only transformer: ids (B, T) -> logits (B, T, V)."""
 
@@ -161,7 +179,7 @@ class GPT(nn.Module):
 
         The reward model reads these; arguments as in `forward`.
         """
-        ids = self._check_ids(ids)
+        ids = check_token_ids(ids, self.config.vocab_size, self.config.block_size)
         B, T = ids.shape
         if positions is None:
             start = cache.length if cache is not None else 0
@@ -181,21 +199,6 @@ class GPT(nn.Module):
         if self.lm_head is not None:
             return self.lm_head(x)
         return x @ self.wte.weight.T  # tied: the same matrix reads tokens in and writes them out
-
-    def _check_ids(self, ids):
-        ids = backend.as_checkable(ids.data if isinstance(ids, Tensor) else ids)
-        if ids.ndim == 1:
-            ids = ids[None, :]
-        if ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise ValueError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
-        if ids.shape[1] > self.config.block_size:
-            raise UserError(f"input has {ids.shape[1]} tokens but the model's block_size (the longest "
-                             f"context it can read) is {self.config.block_size}: crop the input")
-        bad = backend.out_of_range(ids, 0, self.config.vocab_size)
-        if bad:
-            raise UserError(f"token ids must lie in [0, {self.config.vocab_size}) (the vocabulary), "
-                             f"got values from {bad[0]} to {bad[1]}")
-        return backend.asarray(ids)
 
     def next_token_probs(self, ids):
         """The lecture's LLM_phi(x): P(x_{t+1} = v | x_1..x_t) for every v in V (sums to 1).

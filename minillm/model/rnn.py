@@ -23,6 +23,7 @@ from minillm.engine.tensor import Tensor, no_grad, stack
 from minillm.errors import UserError
 from minillm.model import functional as F
 from minillm.model import nn
+from minillm.model.gpt import check_token_ids
 
 
 class RNNLM(nn.Module):
@@ -68,7 +69,7 @@ class RNNLM(nn.Module):
 
         `h0` (B, H) continues from an earlier chunk's last state; by default h_0 = 0.
         """
-        ids = self._check_ids(ids)
+        ids = check_token_ids(ids, self.vocab_size)
         B, T = ids.shape
         h = h0 if h0 is not None else Tensor._wrap(backend.xp.zeros((B, self.hidden_size),
                                                                   dtype=self.W_hh.dtype))
@@ -99,18 +100,6 @@ class RNNLM(nn.Module):
                 _, h = self.hidden_states(batch)
             probs = F.softmax(h @ self.W_hy + self.b_y, axis=-1).data  # (B, V)
         return probs[0] if single else probs
-
-    def _check_ids(self, ids):
-        ids = backend.as_checkable(ids.data if isinstance(ids, Tensor) else ids)
-        if ids.ndim == 1:
-            ids = ids[None, :]
-        if ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise ValueError(f"ids must be integers of shape (B, T) or (T,), got {ids.dtype} {ids.shape}")
-        bad = backend.out_of_range(ids, 0, self.vocab_size)
-        if bad:
-            raise UserError(f"token ids must lie in [0, {self.vocab_size}) (the vocabulary), "
-                            f"got values from {bad[0]} to {bad[1]}")
-        return backend.asarray(ids)
 
     def __repr__(self) -> str:
         return f"RNNLM(vocab_size={self.vocab_size}, hidden_size={self.hidden_size})"
