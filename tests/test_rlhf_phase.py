@@ -9,20 +9,16 @@ from minillm.app.cli import main
 from minillm.model.reward_model import RewardModel
 from minillm.phases.common import pairwise_wins
 from minillm.phases.trainer import read_log
+from tiny_runs import PAIRS, write_tiny_data
 
-PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
-         {"prompt": "what is two plus two?", "response": "four."},
-         {"prompt": "add two and three.", "response": "five."}]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 2-step pretrain, a 3-step SFT, and a reward model initialised from the SFT model."""
     root = tmp_path_factory.mktemp("rlhf")
-    corpus = root / "corpus.txt"
-    corpus.write_text("where does anna live? anna lives in rivertown. what is two plus two? four.\n" * 20)
-    pairs = root / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in PAIRS), encoding="utf-8")
+    write_tiny_data(root, PAIRS)
+    corpus, pairs = root / "corpus.txt", root / "pairs.jsonl"
     assert main(["pretrain", "--preset", "tiny", "--data", str(corpus), "--out", str(root / "pt"),
                  "--max-steps", "2", "--quiet"]) == 0
     assert main(["sft", "--init", str(root / "pt"), "--data", str(pairs), "--val", str(pairs), "--test",

@@ -14,12 +14,9 @@ import pytest
 
 from minillm.app.cli import main
 from minillm.io import checkpoint
-from tiny_runs import cli_main, train_tiny_runs, write_tiny_data
+from tiny_runs import PAIRS, cli_main, train_tiny_runs, write_tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
-         {"prompt": "what is two plus two?", "response": "four."},
-         {"prompt": "add two and three.", "response": "five."}]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,12 @@ def cli_main(args) -> int:
     return main([str(a) for a in args])
 
 
+# Three demonstrations of the tiny world, for data files and held-out prompts.
+PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
+         {"prompt": "what is two plus two?", "response": "four."},
+         {"prompt": "add two and three.", "response": "five."}]
+
+
 def write_tiny_data(root: Path, pairs: list[dict]) -> None:
     """corpus.txt, pairs.jsonl (prompt/response) and prefs.jsonl (each response preferred to "no.")."""
     (root / "corpus.txt").write_text("where does anna live? anna lives in rivertown. two plus two is four.\n" * 30)
