@@ -19,10 +19,8 @@ from minillm.data.folders import check_files, resolve_data
 from minillm.errors import UserError
 from minillm.model.ngram import NGramLM
 from minillm.app.pipeline import Pipeline
+from tiny_runs import PAIRS
 
-PAIRS = [{"prompt": "where does anna live?", "response": "anna lives in rivertown."},
-         {"prompt": "what is two plus two?", "response": "four."},
-         {"prompt": "add two and three.", "response": "five."}]
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(minillm.__file__))
 
 
