@@ -8,7 +8,7 @@ model, so the whole study fits a classroom machine:
   1. preference pairs: two answers of the class run's SFT model to each training prompt,
      ordered by gold_score, and the shipped pairs (the same pairs for every reward model);
   2. reward models of three sizes, each from a model of its own size pretrained on the same
-     corpus (L is the class run's pretrained model; S and M are pretrained here, briefly);
+     corpus (L is the class run's pretrained model; S and M are pretrained here with its settings);
   3. best-of-n, n = 1, 2, 4, ..., 64, on held-out prompts: KL from the closed form
      log n − (n−1)/n, checked by sampling; gold and proxy of the pick, averaged over every
      n-subset of a pool of samples (`best_of_n_expectation`);
@@ -68,7 +68,7 @@ class Scale:
     """How big every piece of the study is (the full study, or --quick for the tests)."""
 
     sizes: dict                 # name -> GPTConfig fields of a pretrained model (None: the class run's)
-    pretrain: dict              # TrainConfig overrides of the S and M pretraining
+    pretrain: dict | None       # TrainConfig overrides of the S and M pretraining (None: L's own, from its checkpoint)
     pair_prompts: int           # training prompts whose two SFT answers gold labels (RM training pairs)
     val_prompts: int            # further training prompts labelled the same way (RM validation pairs)
     curated_train: int          # shipped preference pairs added to the RM training pairs
@@ -87,13 +87,12 @@ class Scale:
 
 FULL = Scale(
     sizes={"S": dict(n_layer=2, n_head=2, n_embd=48), "M": dict(n_layer=3, n_head=4, n_embd=80), "L": None},
-    pretrain=dict(max_steps=600, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=30, eval_interval=200,
-                  checkpoint_interval=200, log_interval=50),
+    pretrain=None,  # S and M pretrain with L's recipe, so that size is all that differs
     pair_prompts=900, val_prompts=223, curated_train=3000, curated_val=0,
     rm=dict(max_steps=150, batch_size=16, eval_interval=50, checkpoint_interval=50, log_interval=25),
-    bon_prompts=64, bon_pool=64, kl_pool=64,
-    rl=dict(algo="rloo", steps=60, batch_prompts=16, group_size=4, lr=1e-4),
-    eval_every=4, eval_prompts=48, eval_group=2, drop=0.15, max_new_tokens=48)
+    bon_prompts=128, bon_pool=64, kl_pool=64,
+    rl=dict(algo="rloo", steps=120, batch_prompts=16, group_size=4, lr=1e-4),
+    eval_every=6, eval_prompts=96, eval_group=4, drop=0.1, max_new_tokens=48)
 
 QUICK = Scale(
     sizes={"S": dict(n_layer=1, n_head=2, n_embd=16), "M": dict(n_layer=1, n_head=2, n_embd=24), "L": None},
@@ -265,7 +264,7 @@ class Study:
         cpu = before["cpu_seconds"]
         return {"wall_seconds": before["seconds"] + time.perf_counter() - self.start,
                 "cpu_seconds": None if cpu is None else cpu + time.process_time() - self.cpu_start,
-                "calls": before["calls"] + 1, "load_average_at_end": os.getloadavg()[0]}
+                "calls": before["calls"] + 1, "load_average_at_end": os.getloadavg()[0], "cores": os.cpu_count()}
 
     def _add_spent(self, before: dict) -> None:
         """Add this call's time to wall_time.json (a resumed study adds up)."""
@@ -308,9 +307,12 @@ class Study:
         tokenizer = os.path.join(self.run_dir, "pretrain", "checkpoint", "tokenizer.json")
         if not os.path.exists(tokenizer):
             tokenizer = os.path.join(self.run_dir, "pretrain", "tokenizer.json")
+        recipe = self.scale.pretrain
+        if recipe is None:  # the class run's own pretraining settings, saved with its model
+            recipe = checkpoint.load(os.path.join(self.run_dir, "pretrain")).meta["train_config"]
         summary = PretrainRun(out=directory, preset="shakespeare-char", data=self.corpus or shipped().pretrain,
                               val=self.corpus_val or (shipped().pretrain_val if self.corpus is None else None),
-                              tokenizer=f"file:{tokenizer}", overrides=dict(self.scale.pretrain),
+                              tokenizer=f"file:{tokenizer}", overrides=dict(recipe),
                               model_overrides={**self.scale.sizes[size], "block_size": block, "dropout": 0.0},
                               resume=os.path.isdir(os.path.join(directory, "checkpoint")), quiet=True).run()
         self.say(f"pretrain-{size}: {summary['parameters']:,} parameters, validation loss {summary['val_loss']:.3f}")
@@ -389,7 +391,7 @@ class Study:
         sft = checkpoint.load(self.sft)
         policy, reference, tok = sft.model.eval(), checkpoint.load(self.sft).model.eval(), sft.tokenizer
         rm = load_reward_model(os.path.join(self.out, f"rm-{key[0]}-seed{key[1]}")).eval()
-        cfg = RLHFConfig(**{**sc.rl, "kl_coef": 0.0, "max_new_tokens": sc.max_new_tokens, "seed": 2000 + key[1]})
+        cfg = RLHFConfig(**{**sc.rl, "beta": 0.0, "max_new_tokens": sc.max_new_tokens, "seed": 2000 + key[1]})
         models = Models(policy, reference, rm)
         optimizer = optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         block = policy.config.block_size
@@ -688,8 +690,7 @@ def section(results: dict, png_name: str) -> str:
           "Reward models start from pretrained models of their size (GPT parameters, pretraining steps, "
           "validation loss on the corpus): " + "; ".join(
               f"{s} {p['parameters']:,}, {p['steps']} steps, {p['val_loss']:.3f}" for s, p in results["pretrained"].items())
-          + ". L is the class run's own pretrained model, trained longer than S and M: size and pretraining "
-          "differ together. Validation accuracy is on pairs of SFT answers to training prompts that none "
+          + ". L is the class run's own pretrained model; " + pretraining_note(results) + " Validation accuracy is on pairs of SFT answers to training prompts that none "
           f"of the reward models saw ({results['pairs']['on_policy_val']} pairs); each was trained on "
           f"{results['pairs']['on_policy_train']} such pairs and {results['pairs']['curated_train']} shipped ones.", "",
           f"Fits: least squares on every seed's points; best-of-n R(d) = d(α − βd) (peak d* = α/2β), RL "
@@ -718,8 +719,17 @@ def section(results: dict, png_name: str) -> str:
            f"the study's process used {t['cpu_seconds'] / 60:.1f} min of CPU time (user + system, all threads)")
     md += ["", f"Total wall time of the study: {t['wall_seconds'] / 60:.1f} min on this machine, over {t['calls']} "
            f"call(s) of the command (every piece; later calls only redo the analysis); {cpu}. The machine's "
-           f"load average was {t['load_average_at_end']:.1f} on 2 cores when it ended: other jobs shared it."]
+           f"1-minute load average was {t['load_average_at_end']:.1f} on {t.get('cores', 'its')} cores when it ended "
+           "(the study's own threads count in it)."]
     return "\n".join(md) + "\n"
+
+
+def pretraining_note(results: dict) -> str:
+    """Whether the smaller models were pretrained as L was, so that size is the one difference."""
+    steps = {p["steps"] for p in results["pretrained"].values()}
+    if results["scale"]["pretrain"] is None and len(steps) == 1:
+        return "S and M were pretrained with its settings (steps, batch, learning rate), so size is what differs."
+    return "S and M were pretrained with other settings: size and pretraining differ together."
 
 
 def describe(i: int, f: dict) -> str:
