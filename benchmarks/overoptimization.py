@@ -50,7 +50,7 @@ from minillm.errors import UserError  # noqa: E402
 from minillm.io import checkpoint  # noqa: E402
 from minillm.io.safe_files import write_json_atomic, write_text_atomic  # noqa: E402
 from minillm.phases.common import gold_labelled_pairs  # noqa: E402
-from minillm.phases.judge import encode_prompts  # noqa: E402
+from minillm.phases.rl.judge import encode_prompts  # noqa: E402
 from minillm.phases.pretrain import PretrainRun  # noqa: E402
 from minillm.phases.reward import RewardRun  # noqa: E402
 from minillm.model.sampling import response_log_softmax  # noqa: E402

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(minillm.__file__).parent
 HOST_ONLY = {"engine/backend.py", "engine/gradcheck.py", "io/checkpoint.py", "io/safe_files.py", "app/cli.py",
              "model/ngram.py", "io/plots.py", "app/report.py", "io/hf_gpt2.py",
              # the phases' loops: host-side bookkeeping around the array code they call
-             "phases/trainer.py", "phases/progress.py", "phases/common.py", "phases/judge.py",
+             "phases/trainer.py", "phases/progress.py", "phases/common.py", "phases/summaries.py", "phases/rl/judge.py",
              "phases/pretrain.py", "phases/sft.py", "phases/reward.py", "phases/rl/rlhf.py",
              "phases/rl/dpo.py", "phases/rl/best_of_n_run.py"}
 HOST_ONLY_DIRS = {"tokenizers", "data", "app/commands"}

@@ -1,4 +1,4 @@
-"""Phase summaries: one dataclass per kind of phase (phases/judge.py), read from and written to
+"""Phase summaries: one dataclass per kind of phase (phases/summaries.py), read from and written to
 the same JSON object, and a DONE.json marker around each (app/pipeline_phases.py)."""
 import json
 import pathlib
@@ -8,7 +8,7 @@ import pytest
 
 from minillm.app.pipeline_phases import SUMMARIES, PhaseMarker, read_marker
 from minillm.errors import UserError
-from minillm.phases import judge
+from minillm.phases import summaries
 
 RUN = pathlib.Path(__file__).parent / "fixtures" / "results_run"
 PHASES = sorted(p.name for p in RUN.iterdir() if (p / "DONE.json").exists())
@@ -30,7 +30,7 @@ def test_the_figures_are_attributes_under_the_keys_on_disk():
     assert (rlhf.versus.wins, rlhf.versus.win_rate) == (keys["rlhf_vs_sft_wins"], keys["rlhf_vs_sft_win_rate"])
     assert (rlhf.sampled.gold_rlhf, rlhf.seen.n) == (keys["sampled_gold_rlhf"], keys["seen_n"])
     sft = read_marker(str(RUN), "sft").summary
-    assert isinstance(sft.after, judge.AnswerScores) and sft.after.n == saved("sft")["summary"]["after"]["n"]
+    assert isinstance(sft.after, summaries.AnswerScores) and sft.after.n == saved("sft")["summary"]["after"]["n"]
     assert read_marker(str(RUN), "best-of-n").summary.temperature == saved("best-of-n")["summary"]["temperature"]
 
 

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from minillm.phases.judge import MethodSummary, Summary
+from minillm.phases.summaries import MethodSummary, Summary
 
 FLAG = "⚠"
 RL_METHODS = ("rlhf", "ppo", "grpo", "dpo", "best-of-n")

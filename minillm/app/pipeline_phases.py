@@ -5,7 +5,7 @@ its own directory of the run (OUT/pretrain, OUT/sft, OUT/rm, OUT/rlhf; phase 3 m
 OUT/ppo, OUT/dpo, OUT/best-of-n, OUT/grpo, each from the same SFT model). A phase is finished
 when its DONE.json marker exists, written atomically after its final checkpoint. A marker is a
 `PhaseMarker`: when and where the phase ran, its size, and its summary, the dataclass of its
-kind (`SUMMARIES`, defined in phases/judge.py). The pipeline writes the markers; the report,
+kind (`SUMMARIES`, defined in phases/summaries.py). The pipeline writes the markers; the report,
 `minillm results` and `minillm compare` only read them (`read_marker`). This module is the
 pipeline's own table, kept apart so that the report can read it without importing the
 pipeline that writes the report.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from minillm.errors import UserError
 from minillm.io.safe_files import read_json, write_json_atomic
-from minillm.phases import judge
+from minillm.phases import summaries
 
 CORE = ("pretrain", "sft", "rm")  # run in this order; each is a directory of the run
 METHODS = ("rlhf", "ppo", "dpo", "best-of-n", "grpo")  # phase 3's methods, each from the same SFT model
@@ -29,13 +29,13 @@ TITLES = {"pretrain": "Phase 1: pretraining", "sft": "Phase 2: supervised finetu
           "ppo": "Phase 3b: PPO with a value model and GAE", "dpo": "Phase 3b: DPO (no reward model)",
           "best-of-n": "Phase 3b: best-of-n (no training)", "grpo": "Phase 3b: GRPO on the exact reward"}
 DONE = "DONE.json"
-SUMMARIES = {"pretrain": judge.PretrainSummary, "sft": judge.SFTSummary, "rm": judge.RewardSummary,
-             "rlhf": judge.TrainedSummary, "ppo": judge.TrainedSummary, "grpo": judge.TrainedSummary,
-             "dpo": judge.DPOSummary, "best-of-n": judge.BestOfNSummary}  # each phase's kind of summary
+SUMMARIES = {"pretrain": summaries.PretrainSummary, "sft": summaries.SFTSummary, "rm": summaries.RewardSummary,
+             "rlhf": summaries.TrainedSummary, "ppo": summaries.TrainedSummary, "grpo": summaries.TrainedSummary,
+             "dpo": summaries.DPOSummary, "best-of-n": summaries.BestOfNSummary}  # each phase's kind of summary
 
 
 @dataclass(kw_only=True)
-class PhaseSize(judge.Summary):
+class PhaseSize(summaries.Summary):
     """Parameters N, tokens D and training FLOPs of one finished phase (`report.phase_size`)."""
 
     parameters: int
@@ -54,7 +54,7 @@ class PhaseMarker:
     seconds: float
     resumed: bool
     size: PhaseSize
-    summary: judge.Summary          # SUMMARIES[phase]
+    summary: summaries.Summary          # SUMMARIES[phase]
     machine: str | None = None
     command: str | None = None
 

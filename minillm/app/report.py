@@ -22,7 +22,7 @@ from minillm.app.pipeline_phases import (  # noqa: F401 (lesson 00 reads report.
     CORE, DEFAULT_METHODS, METHODS, PHASES, TITLES, PhaseMarker, PhaseSize, read_marker,
 )
 from minillm.phases import common
-from minillm.phases.judge import BestOfNSummary, MethodSummary, Summary, TrainedSummary, Versus
+from minillm.phases.summaries import BestOfNSummary, MethodSummary, Summary, TrainedSummary, Versus
 from minillm.phases.reward import score_responses
 
 PLOTS = {"pretrain": ["loss.png"], "sft": ["loss.png"], "rm": ["loss.png", "margins.png"], "rlhf": ["rlhf.png"],
@@ -216,12 +216,8 @@ COMPARISON_COLUMNS = ("method", "held-out gold (mean)", "win rate vs SFT (ties e
                       "training FLOPs")
 
 
-def comparison_rows(phases: dict[str, PhaseMarker | dict | None]) -> list[list[str]]:
-    """The comparison table: the SFT model, then one row per finished method, on the same held-out prompts.
-
-    A marker may also be given as saved (`read_done`'s JSON object), as lesson 10 does.
-    """
-    phases = {m: PhaseMarker.from_json(d) if isinstance(d, dict) else d for m, d in phases.items()}
+def comparison_rows(phases: dict[str, PhaseMarker | None]) -> list[list[str]]:
+    """The comparison table: the SFT model, then one row per finished method, on the same held-out prompts."""
     methods = [m for m in METHODS if phases.get(m)]
     if not methods:
         return []

@@ -28,7 +28,7 @@ from minillm.data.gold import exact_reward
 from minillm.data.tasks import find_task
 from minillm.engine import backend
 from minillm.errors import MissingFileError, UserError
-from minillm.phases.judge import AnswerScores
+from minillm.phases.summaries import AnswerScores
 from minillm.io.safe_files import write_text_atomic
 
 SECTION_FILE = "results_section.md"

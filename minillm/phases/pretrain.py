@@ -22,7 +22,7 @@ from minillm.data.folders import shipped
 from minillm.data.windows import TokenWindows, split_train_val
 from minillm.data.readers import read_text
 from minillm.errors import MissingFileError, UserError
-from minillm.phases.judge import PretrainSummary
+from minillm.phases.summaries import PretrainSummary
 from minillm.phases.losses import sequence_cross_entropy
 from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.ngram import NGramLM

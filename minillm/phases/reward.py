@@ -33,7 +33,7 @@ from minillm.phases.losses import mean_margin, pairwise_accuracy, pairwise_loss_
 from minillm.model.reward_model import RewardModel
 from minillm.engine.tensor import Tensor, no_grad
 from minillm.phases.common import gold_labelled_pairs, sample_responses
-from minillm.phases.judge import RewardMetrics, RewardSummary
+from minillm.phases.summaries import RewardMetrics, RewardSummary
 from minillm.phases import presets
 from minillm.phases.trainer import TrainConfig, Trainer, short_run_note
 

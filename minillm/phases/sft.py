@@ -28,7 +28,7 @@ from minillm.data.sft_batches import IGNORE_INDEX, EncodedDemonstrations, SFTBat
 from minillm.errors import UserError
 from minillm.phases.losses import NORMALIZATIONS, sft_loss
 from minillm.phases import common
-from minillm.phases.judge import AnswerScores, SFTSummary
+from minillm.phases.summaries import AnswerScores, SFTSummary
 from minillm.phases import presets
 from minillm.phases.trainer import TrainConfig, Trainer, short_run_note
 

@@ -35,7 +35,8 @@ from minillm.data.gold import gold_score
 from minillm.data.readers import read_prompts
 from minillm.errors import UserError
 from minillm.engine.tensor import no_grad
-from minillm.phases import common, judge
+from minillm.phases import common, summaries
+from minillm.phases.rl import judge
 
 
 def diagnose(prompts: list[str], candidates: list[str], rm_scores) -> dict:
@@ -130,7 +131,7 @@ class BestOfNRun:
                 f"labeler's pick (a perfect reward model) {extra['oracle_gold']:.3f}; the reward model picked a "
                 f"top-gold sample for {extra['rm_pick_is_oracle']:.0%} of the prompts. No training: the cost is "
                 f"{self.n} samples per answer.")
-        summary, notes, scores_ = judge.judge_answers(self.out, judge.BestOfNSummary, f"best-of-{self.n}", policy,
+        summary, notes, scores_ = judge.judge_answers(self.out, summaries.BestOfNSummary, f"best-of-{self.n}", policy,
                                                       reward_model, tok, heldout, answers, kl_sampled + tempering,
                                                       extra, details, more, start)
         self._say(common.format_comparison(scores_["sft"], scores_["rlhf"], ("SFT", f"best-of-{self.n}"))

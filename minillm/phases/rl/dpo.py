@@ -31,7 +31,8 @@ from minillm.data.readers import read_preferences, read_prompts
 from minillm.errors import UserError
 from minillm.phases.losses import dpo_loss, implicit_rewards, mean_margin, pairwise_accuracy
 from minillm.engine.tensor import Tensor, no_grad
-from minillm.phases import common, judge
+from minillm.phases import common, summaries
+from minillm.phases.rl import judge
 from minillm.phases import presets
 from minillm.phases.trainer import Trainer, short_run_note
 
@@ -193,10 +194,10 @@ class DPORun:
         policy = trainer.model.eval()
         sampling = judge.Sampling(1.0, max_new_tokens, cfg.seed)
         summary, notes, scores = judge.judge_policy(
-            self.out, judge.DPOSummary, "dpo", policy, reference, reward_model, tok, heldout,
+            self.out, summaries.DPOSummary, "dpo", policy, reference, reward_model, tok, heldout,
             sorted({r["prompt"] for r in records}), sampling,
             {"algo": "dpo", "steps": cfg.max_steps, "beta": cfg.beta, "train_pairs": len(train),
-             "tokens_seen": trainer.tokens_seen, "final": judge.DPOMetrics(**trainer.last_eval)}, start)
+             "tokens_seen": trainer.tokens_seen, "final": summaries.DPOMetrics(**trainer.last_eval)}, start)
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", "DPO")) + "\n" + notes
                   + f"\nreport.md, report.json, log.jsonl, loss.png and the checkpoint are in {self.out}")
         return summary.to_json()

@@ -39,9 +39,10 @@ from minillm.data.gold import exact_reward, gold_score
 from minillm.data.readers import read_prompts
 from minillm.errors import UserError
 from minillm.model.reward_model import RewardModel
-from minillm.phases import common, judge
+from minillm.phases import common, summaries
+from minillm.phases.rl import judge
 from minillm.phases.presets import RLHF_RULES, RLHFConfig  # noqa: F401 (RLHFConfig: part of this module's API)
-from minillm.phases.judge import encode_prompts, evaluate
+from minillm.phases.rl.judge import encode_prompts, evaluate
 from minillm.phases.trainer import (StopSignals, TrainingDiverged, append_log, check_finite, gradient_step,
                                     last_checkpoint_note, quiet_overflow, truncate_log)
 from minillm.phases.progress import Progress
@@ -383,7 +384,7 @@ class RLHFRun:
         cfg = self.config
         self._say(f"answering {len(heldout)} held-out prompts with the SFT model and the {cfg.algo} policy")
         sampling = judge.Sampling(cfg.temperature, cfg.max_new_tokens, cfg.seed)
-        summary, notes, scores = judge.judge_policy(self.out, judge.TrainedSummary, cfg.algo, policy, reference,
+        summary, notes, scores = judge.judge_policy(self.out, summaries.TrainedSummary, cfg.algo, policy, reference,
                                                     reward_model, tok, heldout, train_prompts, sampling,
                                                     {"algo": cfg.algo, "steps": cfg.steps}, start)
         self._say(common.format_comparison(scores["sft"], scores["rlhf"], ("SFT", cfg.algo)) + "\n" + notes
