@@ -490,6 +490,7 @@ def fit_curve(method: str, seeds_points: list[list[dict]]) -> dict:
 
 
 SMOOTHING = {"bon": 1, "rl": 3}  # RL's evaluations are noisy samples: its curves are read as 3-point means
+CLOSE_FIT = 0.05                 # two forms whose R² differ by less than this fit a curve equally well
 KEEPS_GAIN = 0.9                 # a proxy "keeps rising" when it ends with at least this share of its best gain
 
 
@@ -740,8 +741,11 @@ def describe(i: int, f: dict) -> str:
                          f"{v['proxy_final']:+.2f} (best {v['proxy_best']:+.2f}), gold gain peaked at {v['gold_peak_gain']:+.3f} (d = "
                          f"{v['gold_peak_d']:.2f}) and ended at {v['gold_final_gain']:+.3f}" for k, v in n.items())
     if i == 2:
+        ties = [k for k, v in n.items() if abs(v[k.split("/")[0]] - v[_other(k)]) < CLOSE_FIT]
+        tied = (f" The two forms fit {', '.join(ties)} within {CLOSE_FIT} of each other in R²: there the points do "
+                "not tell the forms apart, whichever is ahead.") if ties else ""
         return "R² own form / other form: " + "; ".join(
-            f"{k}: {v[k.split('/')[0]]:.3f} / {v[_other(k)]:.3f}" for k, v in n.items())
+            f"{k}: {v[k.split('/')[0]]:.3f} / {v[_other(k)]:.3f}" for k, v in n.items()) + "." + tied
     if i == 3:
         parts = []
         for method, by_size in n.items():

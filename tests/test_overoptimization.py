@@ -134,3 +134,10 @@ def test_bad_sizes_and_missing_run_are_one_line_errors(class_run, tmp_path, caps
     assert "unknown size(s) XL" in capsys.readouterr().err
     assert oo.main([str(tmp_path / "nowhere"), "--quick", "--out", str(tmp_path / "y")]) == 2
     assert "has no finished SFT model" in capsys.readouterr().err
+
+
+def test_finding_2_names_the_curves_whose_two_fits_tie():
+    finding = {"numbers": {"bon/S": {"bon": 0.9, "rl": 0.7}, "rl/S": {"bon": 0.47, "rl": 0.48}}}
+    text = oo.describe(2, finding)
+    assert "rl/S within 0.05" in text and "bon/S" not in text.split("R²:")[-1]
+    assert "tell the forms apart" not in oo.describe(2, {"numbers": {"bon/S": {"bon": 0.9, "rl": 0.7}}})
