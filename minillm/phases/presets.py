@@ -124,6 +124,16 @@ class Preset:
         return self.rlhf if algo is None else replace(self.rlhf, algo=algo)
 
 
+def phase3_of(steps: int, every: int) -> dict:
+    """The rlhf, ppo and grpo settings of a pipeline preset run for `steps`, evaluated and saved
+    `every` steps: the lecture's RLOO, PPO with its value model, GRPO on the exact reward."""
+    run = dict(steps=steps, batch_prompts=16, group_size=4, max_new_tokens=60, eval_interval=every, eval_prompts=48,
+               checkpoint_interval=every)
+    return {"rlhf": RLHFConfig(lr=3e-5, beta=0.1, **run),
+            "ppo": RLHFConfig(algo="ppo", lr=1e-5, beta=0.1, ppo_epochs=2, ppo_minibatch=16, value_lr=1e-4, **run),
+            "grpo": RLHFConfig(algo="grpo", reward="exact", lr=3e-5, beta=0.04, ppo_epochs=1, ppo_minibatch=64, **run)}
+
+
 # Times and results of the pipeline presets: docs/results.md (`minillm results`; measured, they change with the code).
 PRESETS = {
     # seconds: for tests, notebooks and trying the command
@@ -153,14 +163,7 @@ PRESETS = {
         model=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0), tokenizer="bpe:1024",
         pretrain=run_of(TrainConfig(), 2000, 8, lr=2e-3, min_lr=2e-4),
         sft=run_of(SFT, 200, 16), rm=run_of(REWARD, 150, 16),
-        rlhf=RLHFConfig(steps=40, batch_prompts=16, group_size=4, lr=3e-5, beta=0.1, max_new_tokens=60,
-                        eval_interval=10, eval_prompts=48, checkpoint_interval=10),
-        ppo=RLHFConfig(algo="ppo", steps=40, batch_prompts=16, group_size=4, lr=1e-5, beta=0.1, max_new_tokens=60,
-                       eval_interval=10, eval_prompts=48, checkpoint_interval=10, ppo_epochs=2, ppo_minibatch=16,
-                       value_lr=1e-4),
-        grpo=RLHFConfig(algo="grpo", reward="exact", steps=40, batch_prompts=16, group_size=4, lr=3e-5, beta=0.04,
-                        max_new_tokens=60, eval_interval=10, eval_prompts=48, checkpoint_interval=10, ppo_epochs=1,
-                        ppo_minibatch=64),
+        **phase3_of(steps=40, every=10),
         dpo=replace(DPO, max_steps=150, batch_size=16, lr=1e-5, beta=0.1),
         eval_prompts=140, shares=(0.6, 0.1, 0.17, 0.13), rm_on_policy=1123, best_of_n_temperature=0.5),
     # the best this project does on a laptop CPU in one sitting
@@ -168,14 +171,7 @@ PRESETS = {
         model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0), tokenizer="bpe:1024",
         pretrain=run_of(TrainConfig(), 5000, 8, lr=1.5e-3, min_lr=1.5e-4),
         sft=run_of(SFT, 300, 16), rm=run_of(REWARD, 250, 16),
-        rlhf=RLHFConfig(steps=60, batch_prompts=16, group_size=4, lr=3e-5, beta=0.1, max_new_tokens=60,
-                        eval_interval=20, eval_prompts=48, checkpoint_interval=20),
-        ppo=RLHFConfig(algo="ppo", steps=60, batch_prompts=16, group_size=4, lr=1e-5, beta=0.1, max_new_tokens=60,
-                       eval_interval=20, eval_prompts=48, checkpoint_interval=20, ppo_epochs=2, ppo_minibatch=16,
-                       value_lr=1e-4),
-        grpo=RLHFConfig(algo="grpo", reward="exact", steps=60, batch_prompts=16, group_size=4, lr=3e-5, beta=0.04,
-                        max_new_tokens=60, eval_interval=20, eval_prompts=48, checkpoint_interval=20, ppo_epochs=1,
-                        ppo_minibatch=64),
+        **phase3_of(steps=60, every=20),
         dpo=replace(DPO, max_steps=200, batch_size=16, lr=1e-5, beta=0.1),
         eval_prompts=140, report_prompts=10, shares=(0.75, 0.05, 0.1, 0.1), rm_on_policy=1123,
         best_of_n_temperature=0.5),
