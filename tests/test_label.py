@@ -193,7 +193,13 @@ def test_the_pipeline_report_shows_a_flawed_labelers_chain(tmp_path):
     labelers.write_settings(str(data / "preferences"), labelers.Labeler(noise=0.2), 0, 0.0, {"train_agreement": 0.8})
     (run / "rm").mkdir(parents=True)
     (run / "rlhf").mkdir()
-    (run / "rm" / "summary.json").write_text(json.dumps({"rm_gold_agreement": 0.75}))
+    from minillm.phases.summaries import RewardMetrics, RewardSummary
+
+    rm = RewardSummary(step=10, tokens_seen=1000, val_loss=0.5, val_accuracy=0.8, val_margin=1.0, train_pairs=20,
+                       val_pairs=5, baseline=RewardMetrics(val_loss=0.69, val_accuracy=0.5, val_margin=0.0), skipped=0,
+                       truncated=0, bad_records=0, val_skipped=0, rm_gold_agreement=0.75, agreement_pairs=8,
+                       seconds=1.0)
+    (run / "rm" / "summary.json").write_text(json.dumps(rm.to_json()))
     prompts = ["Where does Anna live?", "Add 2 and 3."]
     answers = {"sft": ["I'm not sure, but Anna lives in Rivertown.", "2 plus 3 is 5. Is this for school?"],
                "rlhf": ["What a great question! Anna lives in Rivertown.", "2 plus 3 is 5."]}

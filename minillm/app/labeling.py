@@ -33,6 +33,7 @@ from minillm.data.readers import read_prompts
 from minillm.errors import UserError
 from minillm.io import checkpoint
 from minillm.phases.common import sample_responses
+from minillm.phases.summaries import RewardSummary
 from minillm.tokenizers import chat_template as chat
 
 KEYS = {"a": "A", "b": "B", "t": "tie", "tie": "tie", "s": "skip", "skip": "skip", "q": "quit", "quit": "quit"}
@@ -582,7 +583,7 @@ def flaw_chain(out: str, data_dir: str | None) -> list[str]:
     with open(settings, encoding="utf-8") as f:
         labeler = json.load(f)
     with open(rm_path, encoding="utf-8") as f:
-        rm = json.load(f)
+        rm = RewardSummary.from_json(json.load(f))
     with open(rlhf_path, encoding="utf-8") as f:
         rlhf = json.load(f)
     before, after = (policy_habits(rlhf["prompts"], rlhf["answers"][k], rlhf[k]["answer_form"]) for k in ("sft", "rlhf"))
@@ -591,7 +592,7 @@ def flaw_chain(out: str, data_dir: str | None) -> list[str]:
     return ["## The labeler's flaws, through the reward model to the policy", "",
             f"Preference labels by a flawed labeler ({flaws}; `minillm data preferences`). The chain:", "",
             f"1. labels agreeing with gold (shipped training pairs): {labeler['train_agreement']:.3f}",
-            f"2. reward model agreeing with gold on fresh SFT answer pairs: {rm['rm_gold_agreement']:.3f}",
+            f"2. reward model agreeing with gold on fresh SFT answer pairs: {rm.rm_gold_agreement:.3f}",
             f"3. RLHF's held-out gold: {before['gold']:+.3f} → {after['gold']:+.3f} ({after['gold'] - before['gold']:+.3f})",
             f"4. what the policy changed, SFT → RLHF: mean answer length {before['length']:.1f} → {after['length']:.1f} "
             f"characters, flattery rate {before['flattery']:.3f} → {after['flattery']:.3f}, answer form "
