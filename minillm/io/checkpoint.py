@@ -27,7 +27,7 @@ from minillm.model.gpt import GPT, GPTConfig
 from minillm.model.nn import Module
 from minillm.model.reward_model import RewardModel
 from minillm.io.safe_files import CheckpointError, atomic_directory, host_array, read_json, read_tensors, write_json
-from minillm.tokenizers import Tokenizer
+from minillm.tokenizers import Tokenizer, chat_template
 from minillm.tokenizers import load as load_tokenizer
 
 FORMAT_NAME = "minillm-checkpoint"
@@ -184,6 +184,16 @@ def load_kind(directory: str | os.PathLike, kind: str, flag: str) -> Checkpoint:
     if ckpt.model_kind != kind:
         raise UserError(f"{flag} {directory} holds {KIND_NAMES[ckpt.model_kind]}, not {KIND_NAMES[kind]}: "
                         f"pass the run directory of a command that trains {KIND_NAMES[kind]}")
+    return ckpt
+
+
+def load_sft(directory: str | os.PathLike, flag: str, starts: str) -> Checkpoint:
+    """`load_kind` for a GPT that phase 3 starts from: it must be an SFT model (chat template and
+    tokenizer saved with it). `starts` ends the error: "DPO starts from", "best-of-n samples from"."""
+    ckpt = load_kind(directory, "gpt", flag)
+    if not chat_template.uses_chat_template(ckpt.meta) or ckpt.tokenizer is None:
+        raise UserError(f"{directory} is not an SFT checkpoint (no chat template in its meta): "
+                        f"{starts} `minillm sft --out`")
     return ckpt
 
 

@@ -96,10 +96,7 @@ class BestOfNRun:
                             f"got {self.temperature}")
         run_dir = RunDir(self.out, "best-of-n", self.settings(), {"policy": self.policy, "reward_model": self.reward_model},
                          self.resume, self.overwrite, self.quiet)
-        sft = checkpoint.load_kind(self.policy, "gpt", "policy")
-        if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
-                             "best-of-n samples from `minillm sft --out`")
+        sft = checkpoint.load_sft(self.policy, "policy", "best-of-n samples from")
         reward_model = checkpoint.load_kind(self.reward_model, "reward_model", "reward_model").model
         policy, tok = sft.model, sft.tokenizer
         self.max_new_tokens = common.fit_new_tokens(self.max_new_tokens, policy.config.block_size, self._say)

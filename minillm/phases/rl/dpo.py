@@ -163,10 +163,7 @@ class DPORun:
         self.cfg = cfg  # the resolved settings, which the loss and the on-policy pairs read too
         run_dir = RunDir(self.out, "dpo", self.settings(), {"--policy": self.policy, "--rm": self.reward_model},
                          self.resume, self.overwrite, self.quiet)
-        sft = checkpoint.load_kind(self.policy, "gpt", "--policy")
-        if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
-                             "DPO starts from `minillm sft --out`")
+        sft = checkpoint.load_sft(self.policy, "--policy", "DPO starts from")
         reward_model = self._reward_model()
         reference, tok = checkpoint.load(self.policy).model.eval(), sft.tokenizer
         block = sft.model.config.block_size

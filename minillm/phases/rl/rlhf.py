@@ -215,10 +215,7 @@ class RLHFRun:
         inputs = {"--policy": self.policy, "--rm": None if self.reward_model == GOLD else self.reward_model}
         run_dir = RunDir(self.out, "rlhf", self.settings(), inputs, self.resume, self.overwrite, self.quiet,
                          growable=("config.steps",))  # a constant learning rate: a longer run continues exactly
-        sft = checkpoint.load_kind(self.policy, "gpt", "--policy")
-        if not chat.uses_chat_template(sft.meta) or sft.tokenizer is None:
-            raise UserError(f"{self.policy} is not an SFT checkpoint (no chat template in its meta): "
-                             "RLHF starts from `minillm sft --out`")
+        sft = checkpoint.load_sft(self.policy, "--policy", "RLHF starts from")
         reward_model = None if self.reward_model == GOLD else load_reward_model(self.reward_model)
         policy, reference, tok = sft.model, checkpoint.load(self.policy).model, sft.tokenizer
         if (fitted := common.fit_new_tokens(cfg.max_new_tokens, policy.config.block_size, self._say)) != cfg.max_new_tokens:
