@@ -82,6 +82,11 @@ def setting(default, help: str, rule: Rule | None = None):
     return field(default=default, metadata={"help": help, "rule": rule})
 
 
+def ruled_fields(cls) -> list:
+    """The fields of a settings dataclass declared with a rule: each one is a command-line flag."""
+    return [f for f in fields(cls) if f.metadata.get("rule") is not None]
+
+
 def rules_of(cls) -> dict[str, Rule]:
     """{field name: rule} of every field of a settings dataclass declared with a rule."""
-    return {f.name: f.metadata["rule"] for f in fields(cls) if f.metadata.get("rule") is not None}
+    return {f.name: f.metadata["rule"] for f in ruled_fields(cls)}

@@ -12,7 +12,6 @@ before any work, in one line.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
 from minillm.io import checks
 from minillm.phases import presets
@@ -41,15 +40,10 @@ def add_preset_flag(parser: argparse.ArgumentParser, default: str = presets.COMM
                              + "; ".join(presets.describe(name) for name in presets.PRESETS))
 
 
-def ruled_fields(settings_class) -> list:
-    """The fields of a settings dataclass that have a rule: each one is a flag."""
-    return [f for f in fields(settings_class) if f.metadata.get("rule") is not None]
-
-
 def add_setting_flags(parser: argparse.ArgumentParser, settings_class, defaults) -> None:
     """One --field-name flag per ruled field of `settings_class`, parsed by the field's rule;
     `defaults` (the default preset's settings) gives the value shown in the help."""
-    for f in ruled_fields(settings_class):
+    for f in checks.ruled_fields(settings_class):
         number_flag(parser, "--" + f.name.replace("_", "-"), f.metadata["rule"], dest=f.name, default=None,
                     help=f"{f.metadata['help']}; the preset's by default ({presets.COMMAND_PRESET}: "
                          f"{getattr(defaults, f.name)})")
@@ -57,4 +51,4 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_class, defaults)
 
 def setting_overrides(args: argparse.Namespace, settings_class) -> dict:
     """{field: value} of the flags of `settings_class` the user gave."""
-    return {f.name: getattr(args, f.name) for f in ruled_fields(settings_class) if getattr(args, f.name) is not None}
+    return {f.name: getattr(args, f.name) for f in checks.ruled_fields(settings_class) if getattr(args, f.name) is not None}
