@@ -5,12 +5,19 @@ A lecturer runs `minillm pipeline` once before class (classroom preset, seed 133
 lesson needs has finished there, and otherwise trains what is missing (the pipeline resumes
 finished phases, with its progress lines), so a student can open any lesson cold.
 
+The studies the last lessons read (`benchmarks/overoptimization.py`, `benchmarks/labeler_flaws.py`)
+come the same way: `study_results` returns a study's results, running it first when they are missing.
+
 `MINILLM_QUICK=1` (the tests) swaps in the quick preset and its own directory; `MINILLM_CLASS_RUN`
 points at a class run somewhere else.
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from minillm.app.pipeline import Pipeline
@@ -55,3 +62,20 @@ def class_run(methods=DEFAULT_METHODS) -> Path:
               f"({preset} preset, seed {CLASS_SEED})", flush=True)
         Pipeline(out=str(out), preset=preset, seed=CLASS_SEED, methods=tuple(methods)).run()
     return out
+
+
+def study_results(script: str, name: str, args: list[str]) -> tuple[Path, dict]:
+    """(directory, results.json) of the study `benchmarks/SCRIPT` in runs/NAME, run first with `args`
+    when its results are missing, its progress lines printed as they come. In quick mode the study
+    runs with --quick in a fresh temporary directory."""
+    out = Path(tempfile.mkdtemp()) / name if quick_mode() else project_root() / "runs" / name
+    if not (out / "results.json").exists():
+        command = [sys.executable, str(project_root() / "benchmarks" / script), *args, "--out", str(out)]
+        command += ["--quick"] if quick_mode() else []
+        print("running the study:", " ".join(command[1:]), flush=True)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as study:
+            for line in study.stdout:
+                print(line, end="", flush=True)
+        if study.returncode != 0:
+            raise RuntimeError(f"the study {script} stopped with exit status {study.returncode} (its output is above)")
+    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
