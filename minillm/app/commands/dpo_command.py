@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 
 from minillm.io import checks
-from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
-                                              setting_overrides)
+from minillm.app.commands.train_flags import add_training_flags, number_flag, setting_overrides
 from minillm.phases import presets
 from minillm.phases.presets import DPOConfig
 from minillm.phases.rl.dpo import DPORun
@@ -36,9 +35,7 @@ def register(subparsers) -> None:
                         "labelled by gold_score (as `minillm reward --on-policy-prompts`)")
     p.add_argument("--rm", help="optional reward-model run: the report shows the RM score of the answers too")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png, report.md")
-    add_run_flags(p)
-    add_preset_flag(p)
-    add_setting_flags(p, DPOConfig, DEFAULTS)  # --beta, --max-new-tokens and the supervised loop's flags
+    add_training_flags(p, DPOConfig, DEFAULTS)  # --beta, --max-new-tokens and the supervised loop's flags
     p.set_defaults(func=run)
 
 

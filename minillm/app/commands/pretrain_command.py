@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
-                                              setting_overrides)
+from minillm.app.commands.train_flags import add_training_flags, number_flag, setting_overrides
 from minillm.phases import presets
 from minillm.phases.pretrain import MODEL_RULES, PretrainRun
 from minillm.phases.trainer import TrainConfig
@@ -19,10 +18,8 @@ def register(subparsers) -> None:
                                   "default: the shipped tiny-world corpus")
     p.add_argument("--val", help="a validation text (default: the last 10%% of --data)")
     p.add_argument("--tokenizer", help="char | word[:MAX_VOCAB] | bpe[:VOCAB] (default: the preset's)")
-    add_preset_flag(p)
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, loss.png")
-    add_run_flags(p)
-    add_setting_flags(p, TrainConfig, presets.get(presets.COMMAND_PRESET).pretrain)
+    add_training_flags(p, TrainConfig, presets.get(presets.COMMAND_PRESET).pretrain)
     number_flag(p, "--block-size", MODEL_RULES["block_size"], dest="block_size", default=None)
     number_flag(p, "--dropout", MODEL_RULES["dropout"], default=None)
     p.set_defaults(func=run)

@@ -13,8 +13,7 @@ from minillm.io import checkpoint
 from minillm.errors import UserError
 from minillm.phases.reward import RewardRun, score_responses
 from minillm.io import checks
-from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
-                                              setting_overrides)
+from minillm.app.commands.train_flags import add_training_flags, number_flag, setting_overrides
 from minillm.phases import presets
 from minillm.phases.trainer import TrainConfig
 
@@ -57,9 +56,7 @@ def _register_reward(subparsers) -> None:
     number_flag(p, "--on-policy-prompts", checks.NONNEGATIVE_INT, default=0,
                 help="also train on N pairs of the init model's own sampled answers, labelled by gold_score")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable or unencodable pairs")
-    add_run_flags(p)
-    add_preset_flag(p)
-    add_setting_flags(p, TrainConfig, DEFAULTS)
+    add_training_flags(p, TrainConfig, DEFAULTS)
     p.set_defaults(func=run_reward)
 
 

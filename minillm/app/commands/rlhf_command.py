@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from minillm.app.commands.train_flags import add_preset_flag, add_run_flags, add_setting_flags, setting_overrides
+from minillm.app.commands.train_flags import add_training_flags, setting_overrides
 from minillm.phases import presets
 from minillm.phases.rl.rlhf import ALGORITHMS, REWARDS, RLHFConfig, RLHFRun
 
@@ -43,9 +43,7 @@ def register(subparsers) -> None:
                         "(default: the preset's for the algorithm)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, log.jsonl, rlhf.png, report.md")
     p.add_argument("--normalize-adv", action="store_true", default=None, help="divide advantages by their std")
-    add_run_flags(p)
-    add_preset_flag(p)
-    add_setting_flags(p, RLHFConfig, DEFAULTS)
+    add_training_flags(p, RLHFConfig, DEFAULTS)
     p.set_defaults(func=run)
 
 

@@ -11,8 +11,7 @@ import argparse
 from minillm.phases.losses import NORMALIZATIONS
 from minillm.phases.sft import SFTRun
 from minillm.io import checks
-from minillm.app.commands.train_flags import (add_preset_flag, add_run_flags, add_setting_flags, number_flag,
-                                              setting_overrides)
+from minillm.app.commands.train_flags import add_training_flags, number_flag, setting_overrides
 from minillm.phases import presets
 from minillm.phases.trainer import TrainConfig
 
@@ -43,9 +42,7 @@ def register(subparsers) -> None:
     number_flag(p, "--eval-prompts", checks.POSITIVE_INT, default=None,
                 help="evaluate only the first N held-out prompts")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable lines of the data")
-    add_run_flags(p)
-    add_preset_flag(p)
-    add_setting_flags(p, TrainConfig, DEFAULTS)
+    add_training_flags(p, TrainConfig, DEFAULTS)
     p.set_defaults(func=run)
 
 

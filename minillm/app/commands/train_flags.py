@@ -49,6 +49,14 @@ def add_setting_flags(parser: argparse.ArgumentParser, settings_class, defaults)
                          f"{getattr(defaults, f.name)})")
 
 
+def add_training_flags(parser: argparse.ArgumentParser, settings_class, defaults) -> None:
+    """What every training command takes: --resume, --overwrite, --quiet, --preset, and one flag per
+    ruled field of its settings dataclass (`add_setting_flags`)."""
+    add_run_flags(parser)
+    add_preset_flag(parser)
+    add_setting_flags(parser, settings_class, defaults)
+
+
 def setting_overrides(args: argparse.Namespace, settings_class) -> dict:
     """{field: value} of the flags of `settings_class` the user gave."""
     return {f.name: getattr(args, f.name) for f in checks.ruled_fields(settings_class) if getattr(args, f.name) is not None}
